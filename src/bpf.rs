@@ -1,0 +1,182 @@
+//! Loading the parser: one program instance per target, all sharing one set of maps.
+//!
+//! Each target gets its own load so that its id, ports and histogram bounds are
+//! read-only constants the verifier can see; the maps are created by the first
+//! load and reused by the others, so one collector reads everything.
+
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{anyhow, bail, Context, Result};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{MapHandle, OpenObject, PrintLevel};
+
+use crate::config::{self, StatusLabel};
+
+#[allow(clippy::all, non_camel_case_types, dead_code, unused_imports)]
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/http_golden.skel.rs"));
+}
+
+/// Layouts shared with bpf/http_golden.h, as generated from its BTF.
+pub use skel::types::{hg_flow, hg_flow_key, hg_hist, hg_series_key};
+
+/// What one program instance is specialised for.
+#[derive(Debug, Clone)]
+pub struct ProgramConfig {
+    pub target_id: u16,
+    pub status_label: StatusLabel,
+    pub buckets_s: Vec<f64>,
+    pub ports: Vec<u16>,
+}
+
+/// Map sizes, fixed when the maps are created by the first load.
+#[derive(Debug, Clone, Copy)]
+pub struct MapSizes {
+    pub flows: u32,
+    pub max_series: u32,
+}
+
+/// The maps every instance writes to. Plain fds: they outlive the skeletons.
+pub struct SharedMaps {
+    pub flows: MapHandle,
+    pub requests: MapHandle,
+    pub latency: MapHandle,
+    pub stats: MapHandle,
+    hist_zero: MapHandle,
+}
+
+/// A loaded instance: the two programs, kept alive by these fds alone.
+pub struct Programs {
+    pub ingress: OwnedFd,
+    pub egress: OwnedFd,
+}
+
+pub struct Loader {
+    sizes: MapSizes,
+    maps: Option<Arc<SharedMaps>>,
+}
+
+/// libbpf's messages (the verifier log among them) for the load in progress.
+static LIBBPF_LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn libbpf_print(level: PrintLevel, msg: String) {
+    let msg = msg.trim_end().to_string();
+    match level {
+        PrintLevel::Warn => log::warn!(target: "libbpf", "{msg}"),
+        PrintLevel::Info => log::debug!(target: "libbpf", "{msg}"),
+        PrintLevel::Debug => log::trace!(target: "libbpf", "{msg}"),
+    }
+    if level != PrintLevel::Debug {
+        if let Ok(mut buf) = LIBBPF_LOG.lock() {
+            buf.push(msg);
+        }
+    }
+}
+
+impl Loader {
+    pub fn new(sizes: MapSizes) -> Loader {
+        libbpf_rs::set_print(Some((PrintLevel::Info, libbpf_print)));
+        Loader { sizes, maps: None }
+    }
+
+    /// The maps, once the first instance is loaded.
+    pub fn maps(&self) -> Option<Arc<SharedMaps>> {
+        self.maps.clone()
+    }
+
+    pub fn load(&mut self, cfg: &ProgramConfig) -> Result<Programs> {
+        if cfg.buckets_s.len() > config::MAX_BUCKETS || cfg.ports.len() > config::MAX_PORTS {
+            bail!("too many buckets or ports for the BPF program");
+        }
+        LIBBPF_LOG.lock().map(|mut b| b.clear()).ok();
+        self.load_inner(cfg).map_err(|e| {
+            let log = LIBBPF_LOG.lock().map(|b| b.join("\n")).unwrap_or_default();
+            let hint = match e.downcast_ref::<libbpf_rs::Error>().map(|e| e.kind()) {
+                Some(libbpf_rs::ErrorKind::PermissionDenied) => {
+                    "\nloading BPF programs needs root or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON"
+                }
+                _ => "",
+            };
+            if log.is_empty() {
+                anyhow!("{e:#}{hint}")
+            } else {
+                anyhow!("{e:#}{hint}\nlibbpf and verifier output:\n{log}")
+            }
+        })
+    }
+
+    fn load_inner(&mut self, cfg: &ProgramConfig) -> Result<Programs> {
+        let mut storage = MaybeUninit::<OpenObject>::uninit();
+        let builder = skel::HttpGoldenSkelBuilder::default();
+        let mut open = builder.open(&mut storage).context("opening the BPF object")?;
+
+        let ro = open.maps.rodata_data.as_deref_mut().ok_or_else(|| anyhow!("BPF object has no .rodata"))?;
+        ro.cfg_target_id = cfg.target_id;
+        ro.cfg_status_code = u8::from(cfg.status_label == StatusLabel::Code);
+        ro.cfg_nbuckets = cfg.buckets_s.len() as u32;
+        for (slot, b) in ro.cfg_bounds_ns.iter_mut().zip(&cfg.buckets_s) {
+            *slot = config::seconds_to_ns(*b);
+        }
+        ro.cfg_nports = cfg.ports.len() as u32;
+        for (slot, p) in ro.cfg_ports.iter_mut().zip(&cfg.ports) {
+            *slot = *p;
+        }
+
+        match &self.maps {
+            Some(m) => {
+                open.maps.flows.reuse_fd(m.flows.as_fd())?;
+                open.maps.requests.reuse_fd(m.requests.as_fd())?;
+                open.maps.latency.reuse_fd(m.latency.as_fd())?;
+                open.maps.stats.reuse_fd(m.stats.as_fd())?;
+                open.maps.hist_zero.reuse_fd(m.hist_zero.as_fd())?;
+            }
+            None => {
+                open.maps.flows.set_max_entries(self.sizes.flows)?;
+                open.maps.requests.set_max_entries(self.sizes.max_series)?;
+                open.maps.latency.set_max_entries(self.sizes.max_series)?;
+            }
+        }
+
+        let skel = open.load().context("loading the BPF programs")?;
+        if self.maps.is_none() {
+            self.maps = Some(Arc::new(SharedMaps {
+                flows: MapHandle::try_from(&skel.maps.flows)?,
+                requests: MapHandle::try_from(&skel.maps.requests)?,
+                latency: MapHandle::try_from(&skel.maps.latency)?,
+                stats: MapHandle::try_from(&skel.maps.stats)?,
+                hist_zero: MapHandle::try_from(&skel.maps.hist_zero)?,
+            }));
+        }
+        Ok(Programs {
+            ingress: skel.progs.http_ingress.as_fd().try_clone_to_owned()?,
+            egress: skel.progs.http_egress.as_fd().try_clone_to_owned()?,
+        })
+    }
+}
+
+/// Result of running a program once on a crafted packet (BPF_PROG_TEST_RUN).
+pub fn test_run(prog: BorrowedFd<'_>, packet: &[u8]) -> Result<i32> {
+    let mut opts = libbpf_sys::bpf_test_run_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_test_run_opts>() as _,
+        data_in: packet.as_ptr() as *const _,
+        data_size_in: packet.len() as u32,
+        repeat: 1,
+        ..Default::default()
+    };
+    // SAFETY: opts points at a live buffer of the stated size for the whole call.
+    let ret = unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_raw_fd(), &mut opts) };
+    if ret != 0 {
+        return Err(std::io::Error::last_os_error()).context("BPF_PROG_TEST_RUN");
+    }
+    Ok(opts.retval as i32)
+}
+
+/// Sanity check for readers of raw map bytes.
+pub(crate) fn check_len<T>(bytes: &[u8], what: &str) -> Result<()> {
+    if bytes.len() < std::mem::size_of::<T>() {
+        bail!("{what}: map returned {} bytes, expected {}", bytes.len(), std::mem::size_of::<T>());
+    }
+    Ok(())
+}

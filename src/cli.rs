@@ -1,0 +1,82 @@
+//! Command-line flags, node_exporter style. Flags override the config file.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::config::{self, AttachMode};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "http-golden-exporter",
+    version,
+    about = "HTTP/1 golden metrics (request rate, errors by status, latency) for every service on this host, from tc eBPF",
+    long_about = None
+)]
+pub struct Cli {
+    /// Path to the TOML config file. When the default path does not exist the
+    /// built-in defaults are used; a path given here must exist.
+    #[arg(long = "config.file", value_name = "PATH")]
+    pub config_file: Option<PathBuf>,
+
+    /// Address to serve metrics on [default: :10114, or web.listen_address]
+    #[arg(long = "web.listen-address", value_name = "ADDR", value_parser = listen_address)]
+    pub listen_address: Option<String>,
+
+    /// Path under which to expose metrics [default: /metrics, or web.telemetry_path]
+    #[arg(long = "web.telemetry-path", value_name = "PATH", value_parser = telemetry_path)]
+    pub telemetry_path: Option<String>,
+
+    /// Maximum number of concurrent scrapes [default: 40, or web.max_requests]
+    #[arg(long = "web.max-requests", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_requests: Option<u16>,
+
+    /// How to attach the tc programs [default: auto, or bpf.attach_mode]
+    #[arg(long = "bpf.attach-mode", value_name = "MODE", value_enum)]
+    pub attach_mode: Option<AttachMode>,
+
+    /// Validate the config file, print what is wrong, and exit
+    #[arg(long = "check-config")]
+    pub check_config: bool,
+
+    /// Only log messages with the given severity or above
+    #[arg(long = "log.level", value_name = "LEVEL", default_value = "info",
+          value_parser = ["error", "warn", "info", "debug", "trace"])]
+    pub log_level: String,
+}
+
+impl Cli {
+    pub fn config_path(&self) -> (PathBuf, bool) {
+        match &self.config_file {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from(config::DEFAULT_PATH), false),
+        }
+    }
+
+    /// Flags win over the file.
+    pub fn apply(&self, cfg: &mut config::Config) {
+        if let Some(a) = &self.listen_address {
+            cfg.web.listen_address = a.clone();
+        }
+        if let Some(p) = &self.telemetry_path {
+            cfg.web.telemetry_path = p.clone();
+        }
+        if let Some(n) = self.max_requests {
+            cfg.web.max_requests = n as usize;
+        }
+        if let Some(m) = self.attach_mode {
+            cfg.bpf.attach_mode = m;
+        }
+    }
+}
+
+fn listen_address(s: &str) -> Result<String, String> {
+    crate::web::parse_listen_address(s).map(|_| s.to_string())
+}
+
+fn telemetry_path(s: &str) -> Result<String, String> {
+    if !s.starts_with('/') || s == "/" || s.contains(char::is_whitespace) {
+        return Err("must be an absolute path other than \"/\" without spaces".into());
+    }
+    Ok(s.to_string())
+}

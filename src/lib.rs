@@ -1,0 +1,10 @@
+//! http-golden-exporter: packet -> bpf/ parser -> maps -> collector -> exposition.
+
+pub mod attach;
+pub mod bpf;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod maps;
+pub mod metrics;
+pub mod web;

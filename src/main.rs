@@ -1,0 +1,36 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use http_golden_exporter::cli::Cli;
+use http_golden_exporter::config::Config;
+use http_golden_exporter::daemon;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::new()
+        .parse_filters(&cli.log_level)
+        .format_target(false)
+        .init();
+
+    let (path, explicit) = cli.config_path();
+    let mut cfg = match Config::load(&path, explicit) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("http-golden-exporter: invalid configuration: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    cli.apply(&mut cfg);
+    if cli.check_config {
+        println!("{}: configuration is valid ({} targets)", path.display(), cfg.targets.len());
+        return ExitCode::SUCCESS;
+    }
+    match daemon::run(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("http-golden-exporter: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
