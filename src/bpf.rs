@@ -63,7 +63,11 @@ static LIBBPF_LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 fn libbpf_print(level: PrintLevel, msg: String) {
     let msg = msg.trim_end().to_string();
+    // Netlink's extended acks ("Exclusivity flag on", "Cannot find specified
+    // filter chain") answer expected probes; real failures come back as errors.
+    let expected_probe = msg.contains("Kernel error message:");
     match level {
+        PrintLevel::Warn if expected_probe => log::debug!(target: "libbpf", "{msg}"),
         PrintLevel::Warn => log::warn!(target: "libbpf", "{msg}"),
         PrintLevel::Info => log::debug!(target: "libbpf", "{msg}"),
         PrintLevel::Debug => log::trace!(target: "libbpf", "{msg}"),

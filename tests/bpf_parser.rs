@@ -1,0 +1,394 @@
+//! The kernel side, specified packet by packet: crafted frames go through the
+//! real loaded programs (BPF_PROG_TEST_RUN) and the maps must say exactly
+//! what happened. Needs root (or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON).
+
+mod common;
+
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::packet::{self, Tcp, ACK, FIN, RST};
+use http_golden_exporter::bpf::{self, Loader, MapSizes, ProgramConfig, Programs, SharedMaps};
+use http_golden_exporter::config::{StatusLabel, DEFAULT_BUCKETS};
+use http_golden_exporter::maps::{self, Method, Role, Snapshot};
+
+/// TC_ACT_UNSPEC: the programs only observe, whatever they see.
+const PASS: i32 = -1;
+
+struct Parser {
+    progs: Programs,
+    maps: Arc<SharedMaps>,
+    nbuckets: usize,
+}
+
+impl Parser {
+    fn new() -> Option<Parser> {
+        Self::with(ProgramConfig {
+            target_id: 3,
+            status_label: StatusLabel::Class,
+            buckets_s: DEFAULT_BUCKETS.to_vec(),
+            ports: vec![],
+        })
+    }
+
+    fn with(cfg: ProgramConfig) -> Option<Parser> {
+        if !common::privileged(&[]) {
+            return None;
+        }
+        let mut loader = Loader::new(MapSizes { flows: 1024, max_series: 64 });
+        let progs = loader.load(&cfg).expect("loading the parser");
+        Some(Parser { progs, maps: loader.maps().unwrap(), nbuckets: cfg.buckets_s.len() })
+    }
+
+    /// The frame arrives (ingress) on the watched interface.
+    fn ingress(&self, p: &Tcp) {
+        assert_eq!(bpf::test_run(self.progs.ingress.as_fd(), &p.frame()).unwrap(), PASS);
+    }
+
+    /// The frame leaves (egress) through the watched interface.
+    fn egress(&self, p: &Tcp) {
+        assert_eq!(bpf::test_run(self.progs.egress.as_fd(), &p.frame()).unwrap(), PASS);
+    }
+
+    fn raw_ingress(&self, frame: &[u8]) {
+        assert_eq!(bpf::test_run(self.progs.ingress.as_fd(), frame).unwrap(), PASS);
+    }
+
+    fn snap(&self) -> Snapshot {
+        maps::read(&self.maps, self.nbuckets).unwrap()
+    }
+}
+
+fn requests(s: &Snapshot, role: Role, method: Method) -> u64 {
+    s.requests.iter().filter(|(k, _)| k.role == role && k.method == method).map(|(_, v)| v).sum()
+}
+
+fn responses(s: &Snapshot, role: Role, method: Method, status: u16) -> u64 {
+    s.latency
+        .iter()
+        .filter(|(k, _)| k.role == role && k.method == method && k.status == status)
+        .map(|(_, h)| h.count)
+        .sum()
+}
+
+fn client_v4() -> Tcp {
+    Tcp::v4([198, 18, 0, 2], 40000, [198, 18, 0, 1], 80)
+}
+
+fn client_v6() -> Tcp {
+    Tcp::v6("fd00::2", 40000, "fd00::1", 8080)
+}
+
+/// Request in, response out: the server view, with every status class.
+fn server_exchanges(p: &Parser, base: Tcp) {
+    for (i, (method, line, status)) in [
+        (Method::Get, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200 OK\r\n\r\n"),
+        (Method::Post, "POST /b HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 404 Not Found\r\n\r\n"),
+        (Method::Get, "GET /c HTTP/1.1\r\n\r\n", "HTTP/1.0 500 Internal Server Error\r\n\r\n"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut req = base.clone().payload(line.as_bytes());
+        req.sport += i as u16;
+        p.ingress(&req);
+        p.egress(&req.reply().payload(status.as_bytes()));
+        let _ = method;
+    }
+    let s = p.snap();
+    assert_eq!(requests(&s, Role::Server, Method::Get), 2, "{s:?}");
+    assert_eq!(requests(&s, Role::Server, Method::Post), 1, "{s:?}");
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1, "{s:?}");
+    assert_eq!(responses(&s, Role::Server, Method::Post, 4), 1, "{s:?}");
+    assert_eq!(responses(&s, Role::Server, Method::Get, 5), 1, "{s:?}");
+    assert_eq!(s.requests.iter().filter(|(k, _)| k.role == Role::Client).count(), 0);
+    assert_eq!(s.stats, Default::default(), "clean traffic leaves every accuracy counter at zero");
+    for (k, _) in &s.requests {
+        assert_eq!((k.target_id, k.port), (3, base.dport), "key carries target and server port");
+    }
+}
+
+#[test]
+fn ipv4_get_200_post_404_get_500() {
+    let Some(p) = Parser::new() else { return };
+    server_exchanges(&p, client_v4());
+}
+
+#[test]
+fn ipv6_get_200_post_404_get_500() {
+    let Some(p) = Parser::new() else { return };
+    server_exchanges(&p, client_v6());
+}
+
+#[test]
+fn vlan_tagged_get_200_post_404_get_500() {
+    let Some(p) = Parser::new() else { return };
+    server_exchanges(&p, client_v4().vlan(42));
+}
+
+#[test]
+fn ipv4_with_options_is_parsed() {
+    let Some(p) = Parser::new() else { return };
+    // Record-route style option padding: 8 bytes of NOP/EOL (IHL = 7).
+    server_exchanges(&p, client_v4().ip_options(&[1, 1, 1, 1, 1, 1, 1, 0]));
+}
+
+#[test]
+fn a_request_sent_by_a_local_client_is_client_role() {
+    let Some(p) = Parser::new() else { return };
+    let req = client_v4().payload(b"DELETE /x HTTP/1.1\r\n\r\n");
+    p.egress(&req);
+    p.ingress(&req.reply().payload(b"HTTP/1.1 204 No Content\r\n\r\n"));
+    let s = p.snap();
+    assert_eq!(requests(&s, Role::Client, Method::Delete), 1);
+    assert_eq!(responses(&s, Role::Client, Method::Delete, 2), 1);
+    assert_eq!(s.requests.iter().filter(|(k, _)| k.role == Role::Server).count(), 0);
+    assert_eq!(s.latency[0].0.port, 80, "client series carry the remote server's port");
+}
+
+#[test]
+fn every_standard_method_is_recognised() {
+    let Some(p) = Parser::new() else { return };
+    let methods = [
+        ("GET", Method::Get),
+        ("HEAD", Method::Head),
+        ("POST", Method::Post),
+        ("PUT", Method::Put),
+        ("DELETE", Method::Delete),
+        ("CONNECT", Method::Connect),
+        ("OPTIONS", Method::Options),
+        ("TRACE", Method::Trace),
+        ("PATCH", Method::Patch),
+    ];
+    for (i, (name, _)) in methods.iter().enumerate() {
+        let mut req = client_v4().payload(format!("{name} / HTTP/1.1\r\n\r\n").as_bytes());
+        req.sport = 41000 + i as u16;
+        p.ingress(&req);
+    }
+    let s = p.snap();
+    for (name, m) in methods {
+        assert_eq!(requests(&s, Role::Server, m), 1, "{name}");
+    }
+    // Near misses are not requests.
+    for (i, line) in ["GETX / HTTP/1.1", "get / HTTP/1.1", "PRI * HTTP/2.0", "POS", "OPTIONS"].iter().enumerate() {
+        let mut req = client_v4().payload(line.as_bytes());
+        req.sport = 42000 + i as u16;
+        p.ingress(&req);
+    }
+    assert_eq!(p.snap().requests.iter().map(|(_, v)| v).sum::<u64>(), 9);
+}
+
+#[test]
+fn latency_lands_in_the_right_bucket() {
+    let Some(p) = Parser::new() else { return };
+    let req = client_v4().payload(b"GET /slow HTTP/1.1\r\n\r\n");
+    p.ingress(&req);
+    std::thread::sleep(Duration::from_millis(30));
+    p.egress(&req.reply().payload(b"HTTP/1.1 200 OK\r\n\r\n"));
+    let s = p.snap();
+    let (_, h) = &s.latency[0];
+    assert_eq!(h.count, 1);
+    assert!(h.sum_ns >= 30_000_000 && h.sum_ns < 1_000_000_000, "sum {} ns", h.sum_ns);
+    // Bounds 0.025 (index 5) < 30ms <= 0.05 (index 6), unless the host stalled for 20 ms more.
+    let idx = h.buckets.iter().position(|n| *n == 1).unwrap();
+    assert!(DEFAULT_BUCKETS[idx] >= 0.05 && DEFAULT_BUCKETS[idx - 1] >= 0.025, "bucket {idx}: {h:?}");
+    assert_eq!(h.buckets.len(), DEFAULT_BUCKETS.len() + 1);
+}
+
+#[test]
+fn a_request_without_response_is_counted_but_not_timed() {
+    let Some(p) = Parser::new() else { return };
+    p.ingress(&client_v4().payload(b"GET / HTTP/1.1\r\n\r\n"));
+    let s = p.snap();
+    assert_eq!(requests(&s, Role::Server, Method::Get), 1);
+    assert!(s.latency.is_empty(), "no latency sample without a response: {s:?}");
+}
+
+#[test]
+fn a_response_without_request_is_ignored() {
+    let Some(p) = Parser::new() else { return };
+    p.egress(&client_v4().reply().payload(b"HTTP/1.1 200 OK\r\n\r\n"));
+    let s = p.snap();
+    assert!(s.requests.is_empty() && s.latency.is_empty(), "{s:?}");
+    assert_eq!(s.stats.response_no_request, 1);
+}
+
+#[test]
+fn packets_that_are_not_http_change_nothing() {
+    let Some(p) = Parser::new() else { return };
+    // TCP without payload (a pure ACK), SYN, UDP carrying a request line,
+    // truncated headers, a payload that is not HTTP, a runt frame.
+    p.ingress(&client_v4().flags(ACK));
+    p.ingress(&client_v4().flags(packet::SYN));
+    p.raw_ingress(&packet::udp_v4(b"GET / HTTP/1.1\r\n\r\n"));
+    p.ingress(&client_v4().payload(b"GET / HTTP/1.1\r\n\r\n").truncate(14 + 20 + 10));
+    p.ingress(&client_v6().payload(b"GET / HTTP/1.1\r\n\r\n").truncate(14 + 40 + 12));
+    p.ingress(&client_v4().payload(b"\x00\x01binary stuff, not HTTP at all"));
+    p.ingress(&client_v4().payload(b"HTTP/1.1 2OO OK\r\n"));
+    p.ingress(&client_v4().payload(b"HTTP/2.0 200 OK\r\n"));
+    // (The kernel's test runner itself refuses IPv4 frames shorter than an IP header.)
+    p.raw_ingress(&packet::ethernet_header(None, 0x0806));
+    p.raw_ingress(&packet::ethernet_header(Some(7), 0x86DD));
+    let s = p.snap();
+    assert!(s.requests.is_empty() && s.latency.is_empty(), "{s:?}");
+    assert_eq!(s.stats, Default::default());
+}
+
+#[test]
+fn a_request_line_in_a_truncated_payload_still_counts_when_whole() {
+    // Short payloads (fewer bytes than the parser's prefix) must be read exactly.
+    let Some(p) = Parser::new() else { return };
+    p.ingress(&client_v4().payload(b"GET / HTTP/1.1\r\n"));
+    p.egress(&client_v4().reply().payload(b"HTTP/1.1 301 "));
+    let s = p.snap();
+    assert_eq!(requests(&s, Role::Server, Method::Get), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 3), 1);
+}
+
+#[test]
+fn keep_alive_pairs_each_response_with_its_request() {
+    let Some(p) = Parser::new() else { return };
+    let mut seq = 1;
+    let mut rseq = 100;
+    for status in [200, 404, 200, 503, 200] {
+        let line = b"GET /k HTTP/1.1\r\n\r\n";
+        let req = client_v4().seq(seq).payload(line);
+        seq += line.len() as u32;
+        p.ingress(&req);
+        let resp = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
+        p.egress(&req.reply().seq(rseq).payload(resp.as_bytes()));
+        rseq += resp.len() as u32;
+    }
+    let s = p.snap();
+    assert_eq!(requests(&s, Role::Server, Method::Get), 5);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 3);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 4), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 5), 1);
+    assert_eq!(s.stats.response_no_request, 0);
+}
+
+#[test]
+fn a_retransmitted_request_or_response_is_counted_once() {
+    let Some(p) = Parser::new() else { return };
+    let req = client_v4().seq(7).payload(b"GET / HTTP/1.1\r\n\r\n");
+    p.ingress(&req);
+    p.ingress(&req);
+    let resp = req.reply().payload(b"HTTP/1.1 200 OK\r\n\r\n");
+    p.egress(&resp);
+    p.egress(&resp);
+    let s = p.snap();
+    assert_eq!(requests(&s, Role::Server, Method::Get), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1);
+    assert_eq!(s.stats.retransmit_ignored, 2);
+    assert_eq!(s.stats.response_no_request, 0);
+}
+
+#[test]
+fn interim_1xx_does_not_end_the_request_and_101_ends_parsing() {
+    let Some(p) = Parser::new() else { return };
+    let req = client_v4().seq(1).payload(b"POST /up HTTP/1.1\r\nExpect: 100-continue\r\n\r\n");
+    p.ingress(&req);
+    p.egress(&req.reply().seq(10).payload(b"HTTP/1.1 100 Continue\r\n\r\n"));
+    p.egress(&req.reply().seq(40).payload(b"HTTP/1.1 201 Created\r\n\r\n"));
+    let s = p.snap();
+    assert_eq!(responses(&s, Role::Server, Method::Post, 2), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Post, 1), 0);
+
+    let ws = Tcp { sport: 50000, ..client_v4() }.seq(1).payload(b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n");
+    p.ingress(&ws);
+    p.egress(&ws.reply().seq(10).payload(b"HTTP/1.1 101 Switching Protocols\r\n\r\n"));
+    // WebSocket frames that happen to look like HTTP are not messages.
+    p.ingress(&ws.clone().seq(500).payload(b"GET / HTTP/1.1\r\n\r\n"));
+    p.egress(&ws.reply().seq(900).payload(b"HTTP/1.1 200 OK\r\n\r\n"));
+    let s = p.snap();
+    assert_eq!(requests(&s, Role::Server, Method::Get), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 1), 1);
+    assert_eq!(s.stats.upgraded, 1);
+}
+
+#[test]
+fn rst_and_server_fin_end_the_flow_and_count_unanswered() {
+    let Some(p) = Parser::new() else { return };
+    let a = client_v4().payload(b"GET /a HTTP/1.1\r\n\r\n");
+    p.ingress(&a);
+    p.ingress(&a.clone().seq(2000).flags(RST | ACK).payload(b""));
+    let b = Tcp { sport: 40001, ..client_v4() }.payload(b"GET /b HTTP/1.1\r\n\r\n");
+    p.ingress(&b);
+    // A client half-close keeps the request alive; the server's FIN ends it.
+    p.ingress(&b.clone().seq(2000).flags(FIN | ACK).payload(b""));
+    p.egress(&b.reply().flags(FIN | ACK));
+    // The late response of a closed flow has no request to pair with.
+    p.egress(&a.reply().seq(60_000).payload(b"HTTP/1.1 200 OK\r\n\r\n"));
+    let s = p.snap();
+    assert_eq!(s.stats.unanswered_reset, 1);
+    assert_eq!(s.stats.unanswered_closed, 1);
+    assert_eq!(s.stats.response_no_request, 1);
+    assert!(s.latency.is_empty());
+}
+
+#[test]
+fn only_configured_ports_are_watched() {
+    let Some(p) = Parser::with(ProgramConfig {
+        target_id: 0,
+        status_label: StatusLabel::Code,
+        buckets_s: vec![0.1],
+        ports: vec![8080],
+    }) else {
+        return;
+    };
+    let watched = Tcp { dport: 8080, ..client_v4() }.payload(b"GET / HTTP/1.1\r\n\r\n");
+    let other = client_v4().payload(b"GET / HTTP/1.1\r\n\r\n");
+    for r in [&watched, &other] {
+        p.ingress(r);
+        p.egress(&r.reply().payload(b"HTTP/1.1 418 I'm a teapot\r\n\r\n"));
+    }
+    let s = p.snap();
+    assert_eq!(s.requests.len(), 1);
+    assert_eq!(s.requests[0].0.port, 8080);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 418), 1, "status_label=code keys by code");
+    assert_eq!(s.stats.response_no_request, 0, "an unwatched port's response is not an anomaly");
+}
+
+#[test]
+fn a_full_aggregate_map_drops_new_series_and_counts_them() {
+    let Some(p) = Parser::new() else { return }; // max_series = 64
+    for port in 1..=70u16 {
+        let req = Tcp { dport: port, ..client_v4() }.payload(b"GET / HTTP/1.1\r\n\r\n");
+        p.ingress(&req);
+    }
+    // An existing series keeps counting.
+    p.ingress(&Tcp { dport: 1, sport: 1234, ..client_v4() }.payload(b"GET / HTTP/1.1\r\n\r\n"));
+    let s = p.snap();
+    assert_eq!(s.requests.len(), 64);
+    assert_eq!(s.stats.series_dropped, 6);
+    assert_eq!(s.requests.iter().find(|(k, _)| k.port == 1).unwrap().1, 2);
+}
+
+#[test]
+fn a_tls_client_hello_is_counted_as_opaque() {
+    let Some(p) = Parser::new() else { return };
+    p.ingress(&Tcp { dport: 443, ..client_v4() }.payload(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc]));
+    let s = p.snap();
+    assert_eq!(s.stats.tls_seen, 1);
+    assert!(s.requests.is_empty());
+}
+
+#[test]
+fn the_same_request_on_loopback_counts_once_per_side() {
+    // On lo a packet passes egress then ingress of the same interface: the
+    // client and the server are both local, and each is counted in its role.
+    let Some(p) = Parser::new() else { return };
+    let req = Tcp::v4([127, 0, 0, 1], 40000, [127, 0, 0, 1], 80).payload(b"GET / HTTP/1.1\r\n\r\n");
+    let resp = req.reply().payload(b"HTTP/1.1 200 OK\r\n\r\n");
+    p.egress(&req);
+    p.ingress(&req);
+    p.egress(&resp);
+    p.ingress(&resp);
+    let s = p.snap();
+    assert_eq!(requests(&s, Role::Server, Method::Get), 1);
+    assert_eq!(requests(&s, Role::Client, Method::Get), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1);
+    assert_eq!(responses(&s, Role::Client, Method::Get, 2), 1);
+    assert_eq!(s.stats, Default::default());
+}

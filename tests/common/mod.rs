@@ -1,0 +1,399 @@
+//! Test support: privileges, network namespaces, child processes, the
+//! exporter binary, and reading its metrics. Everything a test creates is
+//! owned by a guard whose Drop removes it, so a failing assertion cleans up too.
+#![allow(dead_code)]
+
+pub mod nginx;
+pub mod packet;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Privileged tests run when we are root. Outside CI they may skip; in CI
+/// (CI=true) a missing privilege or tool is a failure, never a silent pass.
+pub fn privileged(tools: &[&str]) -> bool {
+    let in_ci = std::env::var("CI").map(|v| v == "true").unwrap_or(false);
+    let mut missing = Vec::new();
+    if !nix::unistd::Uid::effective().is_root() {
+        missing.push("root".to_string());
+    }
+    for t in tools {
+        if which(t).is_none() {
+            missing.push(format!("the `{t}` command"));
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("this test needs {}", missing.join(", "));
+    if in_ci {
+        panic!("{msg} (CI=true: privileged tests must run)");
+    }
+    eprintln!("SKIPPED: {msg}; run as root (see README) to exercise it");
+    false
+}
+
+pub fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+    })
+}
+
+pub fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("running {cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {} failed: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn run_quiet(cmd: &str, args: &[&str]) {
+    let _ = Command::new(cmd).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status();
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A short name unique to this process and call (interface names are at most 15 bytes).
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}{}", std::process::id() % 100_000, SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Two namespaces, "server" and "client", joined by a veth pair:
+/// server 198.18.0.1/24 fd00::1/64 on `server_if`, client 198.18.0.2 fd00::2 on `client_if`.
+pub struct Pair {
+    pub server_ns: String,
+    pub client_ns: String,
+    pub server_if: String,
+    pub client_if: String,
+}
+
+pub const SERVER_V4: &str = "198.18.0.1";
+pub const CLIENT_V4: &str = "198.18.0.2";
+pub const SERVER_V6: &str = "fd00::1";
+pub const CLIENT_V6: &str = "fd00::2";
+
+impl Pair {
+    pub fn new() -> Pair {
+        let p = Pair {
+            server_ns: unique("hgs"),
+            client_ns: unique("hgc"),
+            server_if: unique("hgvs"),
+            client_if: unique("hgvc"),
+        };
+        // From here on Drop removes whatever was made, even if a step fails.
+        run("ip", &["netns", "add", &p.server_ns]);
+        run("ip", &["netns", "add", &p.client_ns]);
+        run("ip", &["link", "add", &p.server_if, "type", "veth", "peer", "name", &p.client_if]);
+        run("ip", &["link", "set", &p.server_if, "netns", &p.server_ns]);
+        run("ip", &["link", "set", &p.client_if, "netns", &p.client_ns]);
+        for (ns, ifname, v4, v6) in [
+            (&p.server_ns, &p.server_if, SERVER_V4, SERVER_V6),
+            (&p.client_ns, &p.client_if, CLIENT_V4, CLIENT_V6),
+        ] {
+            run("ip", &["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", ifname]);
+            run("ip", &["-n", ns, "addr", "add", &format!("{v6}/64"), "dev", ifname, "nodad"]);
+            run("ip", &["-n", ns, "link", "set", ifname, "up"]);
+            run("ip", &["-n", ns, "link", "set", "lo", "up"]);
+        }
+        p
+    }
+
+    pub fn netns_path(ns: &str) -> String {
+        format!("/run/netns/{ns}")
+    }
+
+    /// A command run inside a namespace.
+    pub fn cmd(ns: &str, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, program]);
+        c
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        // Deleting a namespace destroys its veth end, and with it the peer.
+        run_quiet("ip", &["netns", "del", &self.server_ns]);
+        run_quiet("ip", &["netns", "del", &self.client_ns]);
+        run_quiet("ip", &["link", "del", &self.server_if]);
+    }
+}
+
+/// A child process killed (and its group) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command, name: &str) -> Proc {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Proc { child, name: name.to_string() }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig);
+    }
+
+    /// Waits up to `timeout` for exit.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let p = std::env::temp_dir().join(unique(prefix));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The exporter binary under test, started with a config file the test wrote.
+pub struct Exporter {
+    pub proc: Proc,
+    pub port: u16,
+    pub dir: TempDir,
+}
+
+pub fn exporter_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_http-golden-exporter")
+}
+
+impl Exporter {
+    /// `config` is the TOML without a [web] section; one is added for a free port.
+    pub fn start(config: &str) -> Exporter {
+        Self::try_start(config).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn try_start(config: &str) -> Result<Exporter, String> {
+        let dir = TempDir::new("hgexp");
+        let port = free_port();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, format!("[web]\nlisten_address = \"127.0.0.1:{port}\"\n{config}")).unwrap();
+        let log = std::fs::File::create(dir.path().join("exporter.log")).unwrap();
+        let mut cmd = Command::new(exporter_bin());
+        cmd.arg("--config.file").arg(&path).stdout(log.try_clone().unwrap()).stderr(log);
+        let mut proc = Proc::spawn(cmd, "exporter");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let exp_log = dir.path().join("exporter.log");
+        loop {
+            if let Ok(Some(st)) = proc.child.try_wait() {
+                return Err(format!(
+                    "exporter exited with {st}:\n{}",
+                    std::fs::read_to_string(&exp_log).unwrap_or_default()
+                ));
+            }
+            if http_get(port, "/metrics").map(|(s, _)| s == 200).unwrap_or(false) {
+                return Ok(Exporter { proc, port, dir });
+            }
+            if Instant::now() > deadline {
+                return Err("exporter did not serve /metrics within 20s".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("exporter.log")).unwrap_or_default()
+    }
+
+    pub fn scrape(&self) -> Metrics {
+        let (status, body) = http_get(self.port, "/metrics").expect("scraping the exporter");
+        assert_eq!(status, 200, "scrape failed: {body}");
+        Metrics::parse(&body)
+    }
+
+    /// Scrape until `done` holds (the exporter reads maps every scrape_interval), or time out
+    /// and return the last scrape so the caller's assertion shows what was there.
+    pub fn scrape_until(&self, timeout: Duration, done: impl Fn(&Metrics) -> bool) -> Metrics {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.scrape();
+            if done(&m) || Instant::now() > deadline {
+                return m;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A minimal HTTP/1.0 GET for scraping, so tests need no HTTP client crate.
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    http_request(port, &format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n"))
+}
+
+pub fn http_request(port: u16, raw: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(raw.as_bytes())?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Parsed text exposition: one entry per sample line.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub text: String,
+    pub samples: Vec<(String, BTreeMap<String, String>, f64)>,
+}
+
+impl Metrics {
+    pub fn parse(text: &str) -> Metrics {
+        let mut samples = Vec::new();
+        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+            let (series, value) = line.rsplit_once(' ').expect("sample line has a value");
+            let value: f64 = match value {
+                "+Inf" => f64::INFINITY,
+                v => v.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
+            };
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let mut map = BTreeMap::new();
+            for pair in split_labels(labels) {
+                let (k, v) = pair.split_once('=').expect("label has =");
+                map.insert(k.to_string(), v.trim_matches('"').to_string());
+            }
+            samples.push((name.to_string(), map, value));
+        }
+        Metrics { text: text.to_string(), samples }
+    }
+
+    /// Sum of `name` over samples whose labels include every (key, value) in `want`.
+    pub fn sum(&self, name: &str, want: &[(&str, &str)]) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(n, l, _)| n == name && want.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+            .map(|(_, _, v)| v)
+            .sum()
+    }
+
+    pub fn has(&self, name: &str, want: &[(&str, &str)]) -> bool {
+        self.samples
+            .iter()
+            .any(|(n, l, _)| n == name && want.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+    }
+}
+
+fn split_labels(s: &str) -> Vec<&str> {
+    // Label values here never contain commas or quotes.
+    s.split(',').filter(|p| !p.is_empty()).collect()
+}
+
+/// Names of the BPF programs on an interface inside a namespace, in both
+/// directions: TCX links (asked of the kernel; Debian's bpftool predates TCX)
+/// and legacy tc filters (as `tc filter show` lists them).
+pub fn bpf_attached(ns: &str, ifname: &str) -> String {
+    let path = std::path::PathBuf::from(format!("/run/netns/{ns}"));
+    let name = ifname.to_string();
+    let mut names = http_golden_exporter::attach::in_netns(Some(&path), move || {
+        let Ok(ifindex) = nix::net::if_::if_nametoindex(name.as_str()) else { return Ok(Vec::new()) };
+        let mut names = Vec::new();
+        for at in [libbpf_sys::BPF_TCX_INGRESS, libbpf_sys::BPF_TCX_EGRESS] {
+            let mut ids = [0u32; 64];
+            let mut opts = libbpf_sys::bpf_prog_query_opts {
+                sz: std::mem::size_of::<libbpf_sys::bpf_prog_query_opts>() as _,
+                prog_ids: ids.as_mut_ptr(),
+                __bindgen_anon_1: libbpf_sys::bpf_prog_query_opts__bindgen_ty_1 { count: ids.len() as u32 },
+                ..Default::default()
+            };
+            // SAFETY: ids outlives the call and count says how many fit.
+            let r = unsafe { libbpf_sys::bpf_prog_query_opts(ifindex as i32, at, &mut opts) };
+            if r == 0 {
+                // SAFETY: the kernel wrote the count through this union member.
+                let n = unsafe { opts.__bindgen_anon_1.count } as usize;
+                for id in &ids[..n.min(ids.len())] {
+                    names.push(prog_name(*id));
+                }
+            }
+        }
+        Ok(names)
+    })
+    .unwrap_or_default();
+    for dir in ["ingress", "egress"] {
+        let out = Command::new("ip").args(["netns", "exec", ns, "tc", "filter", "show", "dev", ifname, dir]).output();
+        if let Ok(o) = out {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let words: Vec<&str> = text.split_whitespace().collect();
+            for w in words.windows(2).filter(|w| w[0] == "name") {
+                names.push(format!("tc:{}", w[1]));
+            }
+        }
+    }
+    names.sort();
+    names.join(" ")
+}
+
+fn prog_name(id: u32) -> String {
+    // SAFETY: plain syscall wrappers; info is sized for the kernel.
+    unsafe {
+        let fd = libbpf_sys::bpf_prog_get_fd_by_id(id);
+        if fd < 0 {
+            return format!("id{id}");
+        }
+        let mut info: libbpf_sys::bpf_prog_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
+        let ok = libbpf_sys::bpf_prog_get_info_by_fd(fd, &mut info, &mut len) == 0;
+        libc::close(fd);
+        if !ok {
+            return format!("id{id}");
+        }
+        info.name.iter().take_while(|c| **c != 0).map(|c| *c as u8 as char).collect()
+    }
+}

@@ -1,0 +1,117 @@
+//! A real nginx (Debian package) inside the server namespace, with endpoints
+//! for every status class and a delayed one, and an access log to count by.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::{Pair, Proc, TempDir, SERVER_V4, SERVER_V6};
+
+/// Port 80 serves /ok (200), /missing (404), /fail (500), /big (1 MiB);
+/// port 8080 serves /slow, answered after `SLOW_SECONDS`.
+pub const SLOW_SECONDS: f64 = 0.3;
+
+pub struct Nginx {
+    pub proc: Proc,
+    pub dir: TempDir,
+}
+
+impl Nginx {
+    pub fn start(pair: &Pair) -> Nginx {
+        let dir = TempDir::new("hgnginx");
+        let d = dir.path().display().to_string();
+        std::fs::write(dir.path().join("big"), vec![b'x'; 1 << 20]).unwrap();
+        let conf = format!(
+            r#"
+load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;
+worker_processes 1;
+user root;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log {d}/access.log;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    keepalive_requests 1000000;
+    server {{
+        listen {SERVER_V4}:80 reuseport;
+        listen [{SERVER_V6}]:80 reuseport;
+        location = /ok {{ return 200 "ok\n"; }}
+        location = /missing {{ return 404; }}
+        location = /fail {{ return 500; }}
+        location = /big {{ alias {d}/big; }}
+    }}
+    server {{
+        listen {SERVER_V4}:8080;
+        listen [{SERVER_V6}]:8080;
+        location = /slow {{ echo_sleep {SLOW_SECONDS}; echo "slow"; }}
+    }}
+}}
+"#
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let mut cmd = Pair::cmd(&pair.server_ns, "nginx");
+        cmd.arg("-c").arg(&conf_path).args(["-g", "daemon off;"]);
+        let proc = Proc::spawn(cmd, "nginx");
+        let n = Nginx { proc, dir };
+        n.wait_ready(pair);
+        n
+    }
+
+    fn wait_ready(&self, pair: &Pair) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let ok = Pair::cmd(&pair.client_ns, "curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("http://{SERVER_V4}:8080/none")])
+                .output()
+                .map(|o| o.stdout == b"404")
+                .unwrap_or(false);
+            if ok {
+                // The readiness probe is not part of any test's traffic.
+                std::fs::write(self.access_log(), "").unwrap();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "nginx did not come up: {}",
+            std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+        );
+    }
+
+    pub fn access_log(&self) -> PathBuf {
+        self.dir.path().join("access.log")
+    }
+
+    /// Requests nginx logged, by status class ("2xx") and by first path segment.
+    pub fn count(&self, class: char, path_prefix: &str) -> u64 {
+        std::fs::read_to_string(self.access_log())
+            .unwrap()
+            .lines()
+            .filter(|l| {
+                // combined format: ... "GET /ok HTTP/1.1" 200 3 ...
+                let mut parts = l.split('"');
+                let request = parts.nth(1).unwrap_or("");
+                let status = parts.next().unwrap_or("").trim_start();
+                request.split(' ').nth(1).unwrap_or("").starts_with(path_prefix) && status.starts_with(class)
+            })
+            .count() as u64
+    }
+}
+
+/// curl in the client namespace; each URL list shares one keep-alive connection.
+pub fn curl(pair: &Pair, urls: &[String]) {
+    let mut cmd: Command = Pair::cmd(&pair.client_ns, "curl");
+    cmd.args(["-s", "--max-time", "20"]);
+    for u in urls {
+        cmd.arg(u);
+        cmd.args(["-o", "/dev/null"]);
+    }
+    let st = cmd.status().expect("running curl");
+    assert!(st.success(), "curl {urls:?} failed: {st}");
+}
