@@ -100,12 +100,17 @@ struct window {
 	__u8 b[WINDOW];
 };
 
-/* Per-CPU copy of the payload bytes being looked at. */
+struct scratch {
+	struct window w;    /* the payload bytes being looked at */
+	struct window line; /* a header line joined across two segments */
+};
+
+/* Per-CPU buffers: the BPF stack (512 bytes for all frames) is too small for them. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct window);
+	__type(value, struct scratch);
 } scratch SEC(".maps");
 
 struct packet {
@@ -123,6 +128,7 @@ struct scan {
 	struct hg_flow *f;
 	struct hg_stream *s;
 	struct window *w;
+	struct window *line;
 	const struct hg_flow_key *key;
 	__u32 payload_off;
 	__u32 pos; /* offset in the payload */
@@ -600,7 +606,8 @@ __noinline int header_kind(const struct window *w, __u32 off, __u32 avail, struc
 			if (name_at(w, off + i, "chunked", 7))
 				return HDR_CHUNKED;
 		}
-		return HDR_OTHER;
+		/* A value longer than we look at may still name chunked. */
+		return avail > NAME_LOOKAHEAD ? HDR_UNREAD : HDR_OTHER;
 	}
 	return HDR_OTHER;
 }
@@ -630,9 +637,9 @@ static __always_inline int step_idle(struct scan *c)
 
 	int r = classify(&pre, n, c->dir);
 
-	if (r < 0 && c->pos + avail >= c->end && n <= HG_PARTIAL_MAX) {
+	if (r < 0 && c->pos + avail >= c->end && n < PREFIX) {
 		/* A start line cut short by the segment's end: keep it for the next one. */
-		for (__u32 k = 0; k < HG_PARTIAL_MAX; k++)
+		for (__u32 k = 0; k < PREFIX; k++)
 			s->partial[k] = pre.b[k];
 		s->partial_len = n;
 		c->pos = c->end;
@@ -746,18 +753,62 @@ __noinline int chunk_size_line(const struct window *w, __u32 off, __u32 avail, s
 	return CHUNK_LINE_MORE;
 }
 
-/* Content-Length / Transfer-Encoding at the start of a header line. */
-static __always_inline void header_line(struct scan *c, __u32 avail)
+/*
+ * dst = the kept start of a line (s->partial) followed by w[off..]: one
+ * contiguous view of a line that straddled two segments.
+ */
+__noinline int join_line(struct window *dst, const struct hg_stream *s, const struct window *w, __u32 off)
+{
+	if (!dst || !s || !w)
+		return 0;
+	__u32 plen = s->partial_len;
+
+	if (plen > HG_PARTIAL_MAX)
+		plen = 0;
+	for (__u32 k = 0; k < WINDOW; k++) {
+		__u8 kept = s->partial[k & HG_PARTIAL_MAX];
+		__u8 fresh = w->b[(off + k - plen) & (WINDOW - 1)];
+
+		dst->b[k] = k < plen ? kept : fresh;
+	}
+	return plen;
+}
+
+/* Keep the first n bytes of dst (a line cut by the segment's end) for the next segment. */
+__noinline int keep_line(struct hg_stream *s, const struct window *src, __u32 n)
+{
+	if (!s || !src || n > HG_PARTIAL_MAX)
+		return 0;
+	for (__u32 k = 0; k < HG_PARTIAL_MAX; k++)
+		s->partial[k] = src->b[k];
+	s->partial_len = n;
+	return n;
+}
+
+/*
+ * A header line starts at c->pos (its first bytes may have been kept from the
+ * last segment). Note Content-Length and Transfer-Encoding: chunked. Returns 1
+ * when the line's start is cut by the segment's end and was kept instead.
+ */
+static __always_inline int header_line(struct scan *c, __u32 avail)
 {
 	struct hg_stream *s = c->s;
 	struct header_value hv = {};
+	struct window *line = c->line;
+	__u32 plen = join_line(line, s, c->w, c->pos - c->win_start);
+	__u32 total = plen + avail;
 
-	if (avail < 18 && c->pos + avail >= c->end) {
-		/* The line continues in the next segment: we cannot tell what it is. */
-		s->flags |= HG_SF_UNSURE;
-		return;
+	if (total > WINDOW)
+		total = WINDOW;
+	int nl = find_newline(line, 0, total);
+
+	if (nl < 0 && total < NAME_LOOKAHEAD && c->pos + avail >= c->end) {
+		keep_line(s, line, total);
+		c->pos = c->end;
+		return 1;
 	}
-	switch (header_kind(c->w, c->pos - c->win_start, avail, &hv)) {
+	s->partial_len = 0;
+	switch (header_kind(line, 0, nl >= 0 ? nl + 1 : total, &hv)) {
 	case HDR_LENGTH:
 		s->left = hv.v;
 		s->flags |= HG_SF_HAS_CL;
@@ -769,6 +820,7 @@ static __always_inline void header_line(struct scan *c, __u32 avail)
 		s->flags |= HG_SF_UNSURE;
 		break;
 	}
+	return 0;
 }
 
 /* Inside a start line, header block or trailers: one line (or one window of it) per step. */
@@ -783,7 +835,9 @@ static __always_inline int step_headers(struct scan *c)
 			return 1;
 		__u8 b0 = byte_at(c, c->pos);
 
-		if (s->flags & HG_SF_LINE_START_CR) {
+		if (s->partial_len) {
+			/* The rest of a header line whose start was kept: not an empty line. */
+		} else if (s->flags & HG_SF_LINE_START_CR) {
 			/* The previous segment ended in "\r\n\r": this '\n' ends the block. */
 			s->flags &= ~(HG_SF_LINE_START | HG_SF_LINE_START_CR);
 			if (b0 == '\n') {
@@ -807,9 +861,9 @@ static __always_inline int step_headers(struct scan *c)
 			headers_done(c);
 			return 0;
 		}
+		if (s->state == HG_ST_HEADERS && header_line(c, avail))
+			return 1;
 		s->flags &= ~HG_SF_LINE_START;
-		if (s->state == HG_ST_HEADERS)
-			header_line(c, avail);
 	}
 
 	__u32 avail = window_at(c, 1);
@@ -972,15 +1026,16 @@ __noinline int process_segment(struct __sk_buff *skb, const struct packet *p, st
 		return 0;
 
 	__u32 zero = 0;
-	struct window *w = bpf_map_lookup_elem(&scratch, &zero);
+	struct scratch *buf = bpf_map_lookup_elem(&scratch, &zero);
 
-	if (!w)
+	if (!buf)
 		return 0;
 	struct scan c = {
 		.skb = skb,
 		.f = f,
 		.s = s,
-		.w = w,
+		.w = &buf->w,
+		.line = &buf->line,
 		.key = key,
 		.payload_off = p->payload_off,
 		.pos = start,
@@ -996,6 +1051,9 @@ __noinline int process_segment(struct __sk_buff *skb, const struct packet *p, st
 	}
 	return 0;
 }
+
+/* All zero; kept in .rodata because a struct hg_flow is too big for the stack budget. */
+const struct hg_flow new_flow_template = {};
 
 /*
  * A segment on a connection we do not track yet. A request (or the first
@@ -1014,9 +1072,7 @@ static __always_inline struct hg_flow *new_flow(struct __sk_buff *skb, const str
 		int r = classify(&pre, n, DIR_REQ);
 
 		if (r != 0) {
-			struct hg_flow fresh = {};
-
-			if (bpf_map_update_elem(&flows, &p->req_key, &fresh, BPF_NOEXIST)) {
+			if (bpf_map_update_elem(&flows, &p->req_key, &new_flow_template, BPF_NOEXIST)) {
 				stat_inc(HG_STAT_FLOW_INSERT_FAILED);
 				if (r > 0)
 					count_request(&p->req_key, r);

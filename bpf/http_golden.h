@@ -88,7 +88,7 @@ enum hg_stream_state {
 #define HG_SF_UNSURE (1 << 6)        /* a header name straddled a segment boundary unread */
 #define HG_SF_CHUNK_EXT (1 << 7)     /* in a chunk-size line, past the hex digits */
 
-#define HG_PARTIAL_MAX 15
+#define HG_PARTIAL_MAX 31
 
 struct hg_stream {
 	__u64 left;
@@ -97,7 +97,7 @@ struct hg_stream {
 	__u8 flags;     /* HG_SF_* */
 	__u8 method;    /* request stream: method of the message being parsed */
 	__u8 partial_len;
-	__u8 partial[HG_PARTIAL_MAX + 1]; /* a message start cut short by the segment's end */
+	__u8 partial[HG_PARTIAL_MAX + 1]; /* a start line or header line cut short by the segment's end */
 };
 
 #define HG_FLOW_UPGRADED (1 << 0)

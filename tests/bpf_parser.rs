@@ -4,93 +4,13 @@
 
 mod common;
 
-use std::os::fd::AsFd;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::packet::{self, Tcp, ACK, FIN, RST};
-use http_golden_exporter::bpf::{self, Loader, MapSizes, ProgramConfig, Programs, SharedMaps};
+use common::parser::{assert_clean, requests, responses, Parser};
+use http_golden_exporter::bpf::ProgramConfig;
 use http_golden_exporter::config::{StatusLabel, DEFAULT_BUCKETS};
-use http_golden_exporter::maps::{self, Method, Role, Snapshot};
-
-/// TC_ACT_UNSPEC: the programs only observe, whatever they see.
-const PASS: i32 = -1;
-
-struct Parser {
-    progs: Programs,
-    maps: Arc<SharedMaps>,
-    nbuckets: usize,
-}
-
-impl Parser {
-    fn new() -> Option<Parser> {
-        Self::with(ProgramConfig {
-            target_id: 3,
-            status_label: StatusLabel::Class,
-            buckets_s: DEFAULT_BUCKETS.to_vec(),
-            ports: vec![],
-        })
-    }
-
-    fn with(cfg: ProgramConfig) -> Option<Parser> {
-        if !common::privileged(&[]) {
-            return None;
-        }
-        let mut loader = Loader::new(MapSizes { flows: 1024, max_series: 64 });
-        let progs = loader.load(&cfg).expect("loading the parser");
-        Some(Parser { progs, maps: loader.maps().unwrap(), nbuckets: cfg.buckets_s.len() })
-    }
-
-    /// The frame arrives (ingress) on the watched interface.
-    fn ingress(&self, p: &Tcp) {
-        assert_eq!(bpf::test_run(self.progs.ingress.as_fd(), &p.frame()).unwrap(), PASS);
-    }
-
-    /// The frame leaves (egress) through the watched interface.
-    fn egress(&self, p: &Tcp) {
-        assert_eq!(bpf::test_run(self.progs.egress.as_fd(), &p.frame()).unwrap(), PASS);
-    }
-
-    fn raw_ingress(&self, frame: &[u8]) {
-        assert_eq!(bpf::test_run(self.progs.ingress.as_fd(), frame).unwrap(), PASS);
-    }
-
-    fn snap(&self) -> Snapshot {
-        maps::read(&self.maps, self.nbuckets).unwrap()
-    }
-}
-
-fn requests(s: &Snapshot, role: Role, method: Method) -> u64 {
-    s.requests.iter().filter(|(k, _)| k.role == role && k.method == method).map(|(_, v)| v).sum()
-}
-
-fn responses(s: &Snapshot, role: Role, method: Method, status: u16) -> u64 {
-    s.latency
-        .iter()
-        .filter(|(k, _)| k.role == role && k.method == method && k.status == status)
-        .map(|(_, h)| h.count)
-        .sum()
-}
-
-/// Every accuracy counter is zero: nothing was dropped, lost, unanswered or ignored.
-fn assert_clean(s: &Snapshot) {
-    let st = &s.stats;
-    let anomalies = [
-        ("series_dropped", st.series_dropped),
-        ("unanswered_reset", st.unanswered_reset),
-        ("unanswered_closed", st.unanswered_closed),
-        ("response_no_request", st.response_no_request),
-        ("pipeline_overflow", st.pipeline_overflow),
-        ("retransmit_ignored", st.retransmit_ignored),
-        ("upgraded", st.upgraded),
-        ("tls_seen", st.tls_seen),
-        ("flow_insert_failed", st.flow_insert_failed),
-        ("framing_lost", st.framing_lost),
-    ];
-    for (name, v) in anomalies {
-        assert_eq!(v, 0, "{name} on clean traffic: {st:?}");
-    }
-}
+use http_golden_exporter::maps::{Method, Role};
 
 fn client_v4() -> Tcp {
     Tcp::v4([198, 18, 0, 2], 40000, [198, 18, 0, 1], 80)

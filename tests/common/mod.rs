@@ -5,6 +5,7 @@
 
 pub mod nginx;
 pub mod packet;
+pub mod parser;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
