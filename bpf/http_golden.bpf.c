@@ -119,8 +119,13 @@ struct packet {
 	__u32 seq;
 	__u32 payload_off;
 	__u32 payload_len;
-	__u8 tcp_flags; /* FIN 0x01, RST 0x04 */
+	__u8 tcp_flags; /* FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10 */
 };
+
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
 
 /* State of one pass over one segment of one stream (bpf_loop's context). */
 struct scan {
@@ -131,6 +136,7 @@ struct scan {
 	struct window *line;
 	const struct hg_flow_key *key;
 	__u32 payload_off;
+	__u32 seq; /* TCP sequence number of payload byte 0 */
 	__u32 pos; /* offset in the payload */
 	__u32 end; /* payload length */
 	__u32 win_start;
@@ -237,7 +243,8 @@ static __always_inline bool parse(struct __sk_buff *skb, bool ingress, struct pa
 	p->payload_off = l4 + doff;
 	p->payload_len = ip_payload - doff;
 	p->seq = bpf_ntohl(tcp->seq);
-	p->tcp_flags = (tcp->fin ? 0x01 : 0) | (tcp->rst ? 0x04 : 0);
+	p->tcp_flags = (tcp->fin ? TCP_FIN : 0) | (tcp->syn ? TCP_SYN : 0) | (tcp->rst ? TCP_RST : 0) |
+		       (tcp->ack ? TCP_ACK : 0);
 
 	/* Requests go client -> server: as if this packet were one, and as if it were a response. */
 	p->req_key.client_port = bpf_ntohs(tcp->source);
@@ -650,7 +657,7 @@ static __always_inline int step_idle(struct scan *c)
 		if (c->dir == DIR_REQ && c->pos == 0 && !c->f->pending && looks_like_tls_hello(pre.b, n))
 			stat_inc(HG_STAT_TLS_SEEN);
 		s->state = HG_ST_UNSYNCED;
-		stat_inc(HG_STAT_FRAMING_LOST);
+		stat_inc(HG_STAT_LOST_NOT_A_MESSAGE);
 		return 1;
 	}
 	s->state = HG_ST_HEADERS;
@@ -679,7 +686,18 @@ static __always_inline void headers_done(struct scan *c)
 		s->state = HG_ST_CHUNK_SIZE;
 		s->left = 0;
 	} else if (fl & HG_SF_HAS_CL) {
-		s->state = s->left ? HG_ST_BODY : HG_ST_IDLE;
+		if (s->left == 0) {
+			s->state = HG_ST_IDLE;
+		} else if (s->left < 0x7fffffff) {
+			/* An absolute end: reordered or racing segments inside the body cannot shift it. */
+			s->end_seq = c->seq + c->pos + (__u32)s->left;
+			s->state = HG_ST_BODY;
+		} else {
+			/* Beyond half the sequence space: not representable, so not followed. */
+			s->state = HG_ST_UNSYNCED;
+			stat_inc(HG_STAT_LOST_UNREADABLE);
+			return;
+		}
 	} else if (c->dir == DIR_REQ) {
 		/* No length, no body (RFC 9112 6.3) -- unless a header went unread. */
 		bool bodyless = s->method == HG_METHOD_GET || s->method == HG_METHOD_HEAD;
@@ -689,7 +707,7 @@ static __always_inline void headers_done(struct scan *c)
 		s->state = (fl & HG_SF_UNSURE) ? HG_ST_UNSYNCED : HG_ST_UNTIL_CLOSE;
 	}
 	if (s->state == HG_ST_UNSYNCED)
-		stat_inc(HG_STAT_FRAMING_LOST);
+		stat_inc(HG_STAT_LOST_UNREADABLE);
 }
 
 /* Offset of the first '\n' in w[off .. off+avail), or -1. */
@@ -881,19 +899,19 @@ static __always_inline int step_headers(struct scan *c)
 	return c->pos >= c->end;
 }
 
-/* Skip body bytes by count. */
+/* Skip body bytes up to the body's end. */
 static __always_inline int step_body(struct scan *c)
 {
 	struct hg_stream *s = c->s;
-	__u32 rem = c->end - c->pos;
+	__s32 to_end = s->end_seq - (c->seq + c->pos);
 
-	if (s->left <= rem) {
-		c->pos += (__u32)s->left;
-		s->left = 0;
+	if (to_end <= 0 || (__u32)to_end <= c->end - c->pos) {
+		if (to_end > 0)
+			c->pos += to_end;
 		s->state = s->state == HG_ST_CHUNK_DATA ? HG_ST_CHUNK_SIZE : HG_ST_IDLE;
+		s->left = 0; /* the next chunk-size line accumulates from zero */
 		return 0;
 	}
-	s->left -= rem;
 	c->pos = c->end;
 	return 1;
 }
@@ -901,7 +919,7 @@ static __always_inline int step_body(struct scan *c)
 static __always_inline int lose_sync(struct scan *c)
 {
 	c->s->state = HG_ST_UNSYNCED;
-	stat_inc(HG_STAT_FRAMING_LOST);
+	stat_inc(HG_STAT_LOST_BAD_CHUNK);
 	c->pos = c->end;
 	return 1;
 }
@@ -931,9 +949,11 @@ static __always_inline int step_chunk_size(struct scan *c)
 	if (s->left == 0) {
 		s->state = HG_ST_TRAILERS;
 		s->flags |= HG_SF_LINE_START;
-	} else {
+	} else if (s->left < 0x7fffffff) {
 		s->state = HG_ST_CHUNK_DATA;
-		s->left += 2; /* the CRLF after the data */
+		s->end_seq = c->seq + c->pos + (__u32)s->left + 2; /* and the CRLF after the data */
+	} else {
+		return lose_sync(c);
 	}
 	return 0;
 }
@@ -1014,15 +1034,23 @@ __noinline int process_segment(struct __sk_buff *skb, const struct packet *p, st
 	} else if (seq_before(seq, s->next_seq)) {
 		start = s->next_seq - seq; /* partly new: resume where we stopped */
 	} else if (seq != s->next_seq) {
-		/* Bytes we never saw: the boundaries are lost until the turn-around says otherwise. */
-		if (s->state != HG_ST_UNTIL_CLOSE && s->state != HG_ST_UNSYNCED) {
+		/*
+		 * Bytes we have not seen (lost before this hook, or still on another
+		 * CPU). Inside a body they were body; elsewhere the boundaries are
+		 * lost until the turn-around says otherwise.
+		 */
+		bool in_body = (s->state == HG_ST_BODY || s->state == HG_ST_CHUNK_DATA) &&
+			       !seq_before(s->end_seq, seq);
+
+		if (!in_body && s->state != HG_ST_UNTIL_CLOSE && s->state != HG_ST_UNSYNCED) {
 			s->state = HG_ST_UNSYNCED;
-			stat_inc(HG_STAT_FRAMING_LOST);
+			stat_inc(HG_STAT_LOST_GAP);
 		}
-		s->partial_len = 0;
+		if (!in_body)
+			s->partial_len = 0;
 	}
 	s->next_seq = seq + len;
-	if (f->flags & HG_FLOW_UPGRADED)
+	if (f->flags & (HG_FLOW_UPGRADED | HG_FLOW_CLOSED))
 		return 0;
 
 	__u32 zero = 0;
@@ -1038,16 +1066,19 @@ __noinline int process_segment(struct __sk_buff *skb, const struct packet *p, st
 		.line = &buf->line,
 		.key = key,
 		.payload_off = p->payload_off,
+		.seq = seq,
 		.pos = start,
 		.end = len,
 		.dir = dir,
 	};
 
-	bpf_loop(MAX_STEPS, step, &c, 0);
-	if (c.pos < c.end && s->state != HG_ST_UNSYNCED) {
+	long steps = bpf_loop(MAX_STEPS, step, &c, 0);
+
+	/* Stopping early is normal (an upgrade, a kept partial line); running out of steps is not. */
+	if (steps >= MAX_STEPS && c.pos < c.end && s->state != HG_ST_UNSYNCED) {
 		/* Out of steps (a pathological header block): give up on this stream's boundaries. */
 		s->state = HG_ST_UNSYNCED;
-		stat_inc(HG_STAT_FRAMING_LOST);
+		stat_inc(HG_STAT_LOST_TOO_COMPLEX);
 	}
 	return 0;
 }
@@ -1091,16 +1122,18 @@ static __always_inline struct hg_flow *new_flow(struct __sk_buff *skb, const str
 	return NULL;
 }
 
-static __always_inline void end_flow(const struct hg_flow_key *key, __u32 reason)
+/* The connection is over: pending requests will never be answered. */
+static __always_inline void close_flow(const struct hg_flow_key *key, __u32 reason)
 {
 	struct hg_flow *f = bpf_map_lookup_elem(&flows, key);
 
-	if (!f)
+	if (!f || (f->flags & HG_FLOW_CLOSED))
 		return;
 	__u32 n = f->pending + f->skipped;
 
-	if (bpf_map_delete_elem(&flows, key))
-		return;
+	f->pending = 0;
+	f->skipped = 0;
+	f->flags |= HG_FLOW_CLOSED;
 	stat_inc(HG_STAT_FLOWS_ENDED);
 	for (__u32 i = 0; i < HG_PIPELINE_DEPTH + 255 && i < n; i++)
 		stat_inc(reason);
@@ -1109,15 +1142,19 @@ static __always_inline void end_flow(const struct hg_flow_key *key, __u32 reason
 /*
  * FIN from the server side ends the flow: anything still pending will never be
  * answered. A client FIN is a half-close; the server may still answer.
- * The key whose server is this packet's sender is resp_key.
+ * The key whose server is this packet's sender is resp_key. A SYN starts a
+ * new connection on a 4-tuple we may still remember.
  */
-static __always_inline void on_close(const struct packet *p)
+static __always_inline void on_flags(const struct packet *p)
 {
-	if (p->tcp_flags & 0x04) {
-		end_flow(&p->resp_key, HG_STAT_UNANSWERED_RESET);
-		end_flow(&p->req_key, HG_STAT_UNANSWERED_RESET);
-	} else {
-		end_flow(&p->resp_key, HG_STAT_UNANSWERED_CLOSED);
+	if (p->tcp_flags & TCP_RST) {
+		close_flow(&p->resp_key, HG_STAT_UNANSWERED_RESET);
+		close_flow(&p->req_key, HG_STAT_UNANSWERED_RESET);
+	} else if (p->tcp_flags & TCP_FIN) {
+		close_flow(&p->resp_key, HG_STAT_UNANSWERED_CLOSED);
+	} else if ((p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN) {
+		close_flow(&p->req_key, HG_STAT_UNANSWERED_CLOSED);
+		bpf_map_delete_elem(&flows, &p->req_key);
 	}
 }
 
@@ -1155,8 +1192,8 @@ static __always_inline int handle(struct __sk_buff *skb, bool ingress)
 			process_segment(skb, &p, f, dir);
 	}
 
-	if (p.tcp_flags)
-		on_close(&p);
+	if (p.tcp_flags & (TCP_FIN | TCP_SYN | TCP_RST))
+		on_flags(&p);
 	return TC_ACT_UNSPEC;
 }
 

@@ -46,7 +46,12 @@ enum hg_stat {
 	HG_STAT_FLOWS_ENDED,           /* flows deleted on FIN/RST */
 	HG_STAT_REQUESTS_TRACKED,      /* requests queued (or skipped) on a flow */
 	HG_STAT_REQUESTS_ANSWERED,     /* requests settled by a final status line */
-	HG_STAT_FRAMING_LOST,          /* a stream lost its message boundaries and fell back to turn-around */
+	/* A stream lost its message boundaries and fell back to the turn-around rule, because of: */
+	HG_STAT_LOST_GAP,              /* bytes missing from the sequence (never seen by this hook) */
+	HG_STAT_LOST_NOT_A_MESSAGE,    /* bytes where a message should start that are not one */
+	HG_STAT_LOST_UNREADABLE,       /* a framing header whose value could not be read */
+	HG_STAT_LOST_BAD_CHUNK,        /* a malformed chunk-size line */
+	HG_STAT_LOST_TOO_COMPLEX,      /* a segment needing more parsing steps than allowed */
 	HG_STAT_MAX,
 };
 
@@ -71,9 +76,9 @@ struct hg_flow_key {
 enum hg_stream_state {
 	HG_ST_IDLE = 0,     /* a message starts at next_seq */
 	HG_ST_HEADERS,      /* inside a start line + header block */
-	HG_ST_BODY,         /* `left` bytes of a Content-Length body to go */
+	HG_ST_BODY,         /* a Content-Length body, ending at end_seq */
 	HG_ST_CHUNK_SIZE,   /* reading a chunk-size line; `left` accumulates the size */
-	HG_ST_CHUNK_DATA,   /* `left` bytes of chunk data plus its CRLF to go */
+	HG_ST_CHUNK_DATA,   /* chunk data and its CRLF, ending at end_seq */
 	HG_ST_TRAILERS,     /* after the last chunk, until the empty line */
 	HG_ST_UNTIL_CLOSE,  /* body delimited by the connection's end, or upgraded */
 	HG_ST_UNSYNCED,     /* boundaries lost: only segment starts are tried (turn-around rule) */
@@ -91,7 +96,8 @@ enum hg_stream_state {
 #define HG_PARTIAL_MAX 31
 
 struct hg_stream {
-	__u64 left;
+	__u64 left;     /* HEADERS: the Content-Length value; CHUNK_SIZE: the size so far */
+	__u32 end_seq;  /* BODY, CHUNK_DATA: sequence number just after the body (or chunk + CRLF) */
 	__u32 next_seq; /* TCP sequence of the first byte not yet processed */
 	__u8 state;     /* enum hg_stream_state */
 	__u8 flags;     /* HG_SF_* */
@@ -101,6 +107,12 @@ struct hg_stream {
 };
 
 #define HG_FLOW_UPGRADED (1 << 0)
+/*
+ * Ended by the server's FIN or a RST. Kept (not deleted) so that late
+ * retransmissions are recognised as such; a SYN on the same 4-tuple, or the
+ * LRU, removes it.
+ */
+#define HG_FLOW_CLOSED (1 << 1)
 
 struct hg_flow {
 	__u64 req_ts[HG_PIPELINE_DEPTH]; /* bpf_ktime_get_ns() of each pending request line */

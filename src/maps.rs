@@ -107,11 +107,24 @@ pub struct Stats {
     pub flows_ended: u64,
     pub requests_tracked: u64,
     pub requests_answered: u64,
-    pub framing_lost: u64,
+    /// Boundaries lost, by cause (see `FRAMING_LOST_REASONS`).
+    pub framing_lost: [u64; 5],
 }
 
+/// Label values for `Stats::framing_lost`, in the order of the HG_STAT_LOST_* slots.
+pub const FRAMING_LOST_REASONS: [&str; 5] = ["gap", "not_a_message", "unreadable_header", "bad_chunk", "too_complex"];
+
+impl Stats {
+    pub fn framing_lost_total(&self) -> u64 {
+        self.framing_lost.iter().sum()
+    }
+}
+
+/// HG_FLOW_CLOSED in bpf/http_golden.h.
+const FLOW_CLOSED: u8 = 1 << 1;
+
 /// HG_STAT_MAX in bpf/http_golden.h.
-pub const STAT_SLOTS: u32 = 14;
+pub const STAT_SLOTS: u32 = 18;
 
 impl Stats {
     fn from_slots(v: &[u64; STAT_SLOTS as usize]) -> Stats {
@@ -129,7 +142,7 @@ impl Stats {
             flows_ended: v[10],
             requests_tracked: v[11],
             requests_answered: v[12],
-            framing_lost: v[13],
+            framing_lost: [v[13], v[14], v[15], v[16], v[17]],
         }
     }
 }
@@ -275,8 +288,11 @@ fn scan_flows(maps: &SharedMaps) -> Option<(u64, u64)> {
         };
         for v in values.chunks_exact(value_size).take(count as usize) {
             let f: hg_flow = read_struct(v, "flow value").ok()?;
-            live += 1;
-            pending += u64::from(f.pending) + u64::from(f.skipped);
+            // Closed flows linger for late retransmissions; they are already counted as ended.
+            if f.flags & FLOW_CLOSED == 0 {
+                live += 1;
+                pending += u64::from(f.pending) + u64::from(f.skipped);
+            }
         }
         if done {
             return Some((live, pending));

@@ -11,7 +11,7 @@ use prometheus::{Encoder, Registry, TextEncoder};
 
 use crate::attach::{Direction, Mode};
 use crate::config::StatusLabel;
-use crate::maps::{Histogram, Role, SeriesKey, Snapshot};
+use crate::maps::{Histogram, Role, SeriesKey, Snapshot, FRAMING_LOST_REASONS};
 
 /// Label values for the numbers in BPF keys.
 #[derive(Debug, Default, Clone)]
@@ -262,8 +262,8 @@ impl Exposition {
             ),
             (
                 "http_golden_exporter_framing_lost_total",
-                "Times a stream lost track of message boundaries and fell back to the request/response turn-around.",
-                vec![(vec![], st.framing_lost)],
+                "Times a stream lost track of message boundaries and fell back to the request/response turn-around, by cause.",
+                FRAMING_LOST_REASONS.iter().zip(st.framing_lost).map(|(r, v)| (vec![("reason", r.to_string())], v)).collect(),
             ),
             (
                 "http_golden_exporter_flow_insert_failures_total",

@@ -231,7 +231,7 @@ fn interim_1xx_does_not_end_the_request_and_101_ends_parsing() {
     let req = client_v4().seq(1).payload(b"POST /up HTTP/1.1\r\nExpect: 100-continue\r\n\r\n");
     p.ingress(&req);
     p.egress(&req.reply().seq(10).payload(b"HTTP/1.1 100 Continue\r\n\r\n"));
-    p.egress(&req.reply().seq(40).payload(b"HTTP/1.1 201 Created\r\n\r\n"));
+    p.egress(&req.reply().seq(35).payload(b"HTTP/1.1 201 Created\r\n\r\n"));
     let s = p.snap();
     assert_eq!(responses(&s, Role::Server, Method::Post, 2), 1);
     assert_eq!(responses(&s, Role::Server, Method::Post, 1), 0);
@@ -246,6 +246,7 @@ fn interim_1xx_does_not_end_the_request_and_101_ends_parsing() {
     assert_eq!(requests(&s, Role::Server, Method::Get), 1);
     assert_eq!(responses(&s, Role::Server, Method::Get, 1), 1);
     assert_eq!(s.stats.upgraded, 1);
+    assert_eq!(s.stats.framing_lost_total(), 0, "an upgrade is not a loss of framing");
 }
 
 #[test]
@@ -259,13 +260,24 @@ fn rst_and_server_fin_end_the_flow_and_count_unanswered() {
     // A client half-close keeps the request alive; the server's FIN ends it.
     p.ingress(&b.clone().seq(2000).flags(FIN | ACK).payload(b""));
     p.egress(&b.reply().flags(FIN | ACK));
-    // The late response of a closed flow has no request to pair with.
+    // Bytes after the end (a late response, a retransmission) belong to a closed
+    // connection: never timed, never an anomaly.
     p.egress(&a.reply().seq(60_000).payload(b"HTTP/1.1 200 OK\r\n\r\n"));
+    p.ingress(&b.clone().payload(b"GET /b HTTP/1.1\r\n\r\n"));
     let s = p.snap();
     assert_eq!(s.stats.unanswered_reset, 1);
     assert_eq!(s.stats.unanswered_closed, 1);
-    assert_eq!(s.stats.response_no_request, 1);
+    assert_eq!(s.stats.response_no_request, 0);
+    assert_eq!(s.stats.retransmit_ignored, 1, "b's request line again");
     assert!(s.latency.is_empty());
+    assert_eq!(s.flows.unwrap().live, 0, "closed flows are not live");
+    // A new connection on the same 4-tuple (SYN) starts from scratch.
+    p.ingress(&b.clone().seq(7_000_000).flags(packet::SYN).payload(b""));
+    p.ingress(&b.clone().seq(7_000_001).payload(b"GET /again HTTP/1.1\r\n\r\n"));
+    p.egress(&b.reply().seq(9_000_001).payload(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+    let s = p.snap();
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1);
+    assert_eq!(s.flows.unwrap().live, 1);
 }
 
 #[test]

@@ -84,7 +84,7 @@ pub fn assert_clean(s: &Snapshot) {
         ("upgraded", st.upgraded),
         ("tls_seen", st.tls_seen),
         ("flow_insert_failed", st.flow_insert_failed),
-        ("framing_lost", st.framing_lost),
+        ("framing_lost", st.framing_lost_total()),
     ];
     for (name, v) in anomalies {
         assert_eq!(v, 0, "{name} on clean traffic: {st:?}");
