@@ -57,8 +57,17 @@ LABELS = {
     "exporter-server": "exporter, server side",
     "exporter-client": "exporter, client side",
     "haproxy": "HAProxy L7 proxy + Prometheus",
+    "exporter-parse-only": "exporter, server side, port 80 not watched (parse only)",
 }
-BPF_VARIANTS = ["noop", "exporter-server", "exporter-client"]
+BPF_VARIANTS = ["noop", "exporter-server", "exporter-client", "exporter-parse-only"]
+# exporter variants: (side, ports to watch). "parse-only" watches a port no
+# traffic uses, so its programs parse every packet but never touch a flow or
+# an aggregate map: the difference to "exporter-server" is the cost of state.
+EXPORTERS = {
+    "exporter-server": ("server", None),
+    "exporter-client": ("client", None),
+    "exporter-parse-only": ("server", [9]),
+}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SCRAPE_INTERVAL_S = 1.0
 
@@ -150,6 +159,14 @@ def proc_mem_kib(pid):
             if k in ("VmRSS", "VmHWM"):
                 out[k] = int(v.split()[0])
     return out
+
+
+def host_cpu_seconds():
+    """(busy, all) CPU seconds of the whole machine since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in f.readline().split()[1:9])
+    busy = user + nice + system + irq + softirq
+    return busy / CLK_TCK, (busy + idle + iowait + steal) / CLK_TCK
 
 
 class Usage:
@@ -369,9 +386,10 @@ http {{
 
     # ------------------------------------------------ variants
 
-    def exporter_config(self, side):
+    def exporter_config(self, side, ports=None):
         ns, ifname = (self.srv_ns, self.srv_if) if side == "server" else (self.cli_ns, self.cli_if)
         path = os.path.join(self.tmp, f"exporter-{side}.toml")
+        ports_line = f"ports = {ports}" if ports else ""
         with open(path, "w") as f:
             f.write(f"""
 [metrics]
@@ -382,17 +400,18 @@ max_series = 10000
 name = "{side}"
 interfaces = ["{ifname}"]
 netns = "/run/netns/{ns}"
+{ports_line}
 """)
         return path
 
     def metrics_url(self):
         return f"http://127.0.0.1:{self.exporter_port}/metrics"
 
-    def start_exporter(self, side):
+    def start_exporter(self, side, ports=None):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.exporter_port = s.getsockname()[1]
-        p = self.spawn(f"exporter-{side}", [self.a.exporter, "--config.file", self.exporter_config(side),
+        p = self.spawn(f"exporter-{side}", [self.a.exporter, "--config.file", self.exporter_config(side, ports),
                                              "--web.listen-address", f"127.0.0.1:{self.exporter_port}",
                                              "--log.level", "warn"])
 
@@ -488,9 +507,9 @@ backend nginx
             if variant == "noop":
                 bpf_holder = self.start_noop()
                 extra_procs.append(bpf_holder)
-            elif variant.startswith("exporter-"):
-                side = variant.split("-")[1]
-                watched = bpf_holder = self.start_exporter(side)
+            elif variant in EXPORTERS:
+                side, ports = EXPORTERS[variant]
+                watched = bpf_holder = self.start_exporter(side, ports)
                 extra_procs.append(watched)
                 before = parse_metrics(http_get(self.metrics_url()))
             elif variant == "haproxy":
@@ -501,8 +520,14 @@ backend nginx
             stub_before = self.stub_requests()
             bpf_before = tcx_prog_stats(bpf_holder.pid) if bpf_holder and phase == "bpf" else None
             usage = Usage(watched.pid) if watched else None
+            host0 = host_cpu_seconds()
 
             row.update(self.wrk(port, duration))
+
+            host1 = host_cpu_seconds()
+            busy = host1[0] - host0[0]
+            row["host_cpu_pct"] = 100.0 * busy / (host1[1] - host0[1])
+            row["cpu_us_per_req"] = busy * 1e6 / row["requests"] if row["requests"] else None
 
             if usage:
                 u = usage.done()
@@ -521,7 +546,7 @@ backend nginx
             # nginx has seen every request once wrk has returned; the stub
             # request that reads the count is itself counted, hence -1.
             row["nginx_count"] = self.stub_requests() - stub_before - 1
-            if variant.startswith("exporter-"):
+            if variant in EXPORTERS and not ports:
                 s = self.exporter_settled()
                 role = "http_server" if side == "server" else "http_client"
                 name = f"{role}_requests_total"
@@ -587,12 +612,17 @@ backend nginx
         log(f"idle: {self.extras['idle']}")
 
     def phase_series(self):
-        n = self.a.series
-        log(f"phase 4: {n} series (nginx on {n} ports, one request each), then /metrics {self.a.scrapes} times")
+        """nginx listens on the highest level's number of ports; each level
+        sends one request to each not yet used port (every port is one
+        series in each aggregate map), then times /metrics."""
+        levels = sorted(int(x) for x in self.a.series_levels.split(","))
+        n = levels[-1]
+        log(f"phase 4: series levels {levels} (nginx on {n} ports, one request per port), /metrics {self.a.scrapes} times each")
         listens = "\n".join(f"        listen {SERVER_V4}:{FILL_BASE_PORT + i};" for i in range(n))
         conf, d = self.nginx_conf("nginx-ports", f"    server {{\n{listens}\n        location / {{ return 200 \"ok\\n\"; }}\n    }}",
                                   worker_connections=n + 4096)
         ng = self.spawn("nginx-ports", netns_cmd(self.srv_ns, "nginx", "-e", f"{d}/error.log", "-c", conf, "-g", "daemon off;"))
+        self.extras["series"] = []
         try:
             def listening():
                 out = run(*netns_cmd(self.srv_ns, "ss", "-Hltn", f"sport >= :{FILL_BASE_PORT}"))
@@ -600,45 +630,50 @@ backend nginx
             self.wait_for(listening, "nginx on many ports", ng, timeout=60)
             p = self.start_exporter("server")
             try:
-                t0 = time.monotonic()
-                out = run(*netns_cmd(self.cli_ns, "/usr/bin/python3", os.path.abspath(__file__), "fill",
-                                     SERVER_V4, str(FILL_BASE_PORT), str(n)), timeout=600)
-                fill_s = time.monotonic() - t0
-                ok = int(out.split()[0])
-                s = self.exporter_settled()
-                series = {ls["map"]: v for nm, ls, v in s if nm == "http_golden_exporter_series"}
-                dropped = metric_sum(s, "http_golden_exporter_series_dropped_total")
-                read_s = metric_sum(s, "http_golden_exporter_map_read_duration_seconds")
-                log(f"filled {ok}/{n} ports in {fill_s:.1f}s; series {series}, dropped {dropped}, map read {read_s * 1e3:.1f} ms")
-                cpu0 = proc_cpu_seconds(p.pid)
-                times, ttfb, size = [], [], 0
-                for _ in range(self.a.scrapes):
-                    o = run("curl", "-s", "-o", "/dev/null", "-w", "%{time_total} %{time_starttransfer} %{size_download} %{http_code}",
-                            self.metrics_url()).split()
-                    if o[3] != "200":
-                        raise RuntimeError(f"/metrics answered {o[3]}")
-                    times.append(float(o[0]) * 1e3)
-                    ttfb.append(float(o[1]) * 1e3)
-                    size = int(o[2])
-                cpu_per_scrape_ms = (proc_cpu_seconds(p.pid) - cpu0) / self.a.scrapes * 1e3
-                text = http_get(self.metrics_url())
-                mem = proc_mem_kib(p.pid)
-                self.extras["series"] = {
-                    "ports_filled": ok, "ports": n,
-                    "series_requests": series.get("requests"), "series_latency": series.get("latency"),
-                    "series_dropped": dropped, "map_read_ms": read_s * 1e3,
-                    "samples": len(parse_metrics(text)), "bytes": size,
-                    "scrape_ms_median": statistics.median(times), "scrape_ms_max": max(times),
-                    "scrape_ms_min": min(times), "ttfb_ms_median": statistics.median(ttfb),
-                    "cpu_ms_per_scrape": cpu_per_scrape_ms,
-                    "rss_mib": mem["VmRSS"] / 1024, "hwm_mib": mem["VmHWM"] / 1024,
-                    "scrapes": self.a.scrapes,
-                }
+                done = ok = 0
+                for level in levels:
+                    out = run(*netns_cmd(self.cli_ns, "/usr/bin/python3", os.path.abspath(__file__), "fill",
+                                         SERVER_V4, str(FILL_BASE_PORT + done), str(level - done)), timeout=600)
+                    ok += int(out.split()[0])
+                    done = level
+                    self.extras["series"].append(self.scrape_level(p, level, ok))
             finally:
                 self.stop_exporter(p)
         finally:
             self.stop(ng)
-        log(f"series: {self.extras['series']}")
+
+    def scrape_level(self, p, ports, answered):
+        s = self.exporter_settled()
+        series = {ls["map"]: v for nm, ls, v in s if nm == "http_golden_exporter_series"}
+        dropped = metric_sum(s, "http_golden_exporter_series_dropped_total")
+        read_s = metric_sum(s, "http_golden_exporter_map_read_duration_seconds")
+        cpu0 = proc_cpu_seconds(p.pid)
+        times, ttfb, size = [], [], 0
+        for _ in range(self.a.scrapes):
+            o = run("curl", "-s", "-o", "/dev/null", "-w", "%{time_total} %{time_starttransfer} %{size_download} %{http_code}",
+                    self.metrics_url()).split()
+            if o[3] != "200":
+                raise RuntimeError(f"/metrics answered {o[3]}")
+            times.append(float(o[0]) * 1e3)
+            ttfb.append(float(o[1]) * 1e3)
+            size = int(o[2])
+        cpu_per_scrape_ms = (proc_cpu_seconds(p.pid) - cpu0) / self.a.scrapes * 1e3
+        mem = proc_mem_kib(p.pid)
+        r = {
+            "ports": ports, "ports_answered": answered,
+            "series_requests": series.get("requests"), "series_latency": series.get("latency"),
+            "series_dropped": dropped, "map_read_ms": read_s * 1e3,
+            "samples": len(parse_metrics(http_get(self.metrics_url()))), "bytes": size,
+            "scrape_ms_median": statistics.median(times), "scrape_ms_max": max(times),
+            "scrape_ms_min": min(times), "ttfb_ms_median": statistics.median(ttfb),
+            "cpu_ms_per_scrape": cpu_per_scrape_ms,
+            "rss_mib": mem["VmRSS"] / 1024, "hwm_mib": mem["VmHWM"] / 1024,
+            "scrapes": self.a.scrapes,
+        }
+        log(f"{ports} ports: series {series}, dropped {dropped:.0f}, {r['samples']} samples, {size} bytes, "
+            f"scrape median {r['scrape_ms_median']:.1f} ms, map read {r['map_read_ms']:.1f} ms, "
+            f"RSS {r['rss_mib']:.1f} MiB (peak {r['hwm_mib']:.1f})")
+        return r
 
     def go(self):
         self.remove_stale()
@@ -647,10 +682,9 @@ backend nginx
         self.start_nginx()
         started = datetime.datetime.now(datetime.timezone.utc)
         t0 = time.monotonic()
-        self.phase_throughput()
-        self.phase_bpf()
-        self.phase_idle()
-        self.phase_series()
+        for phase in self.a.phases.split(","):
+            {"throughput": self.phase_throughput, "bpf": self.phase_bpf,
+             "idle": self.phase_idle, "series": self.phase_series}[phase]()
         self.extras["elapsed_s"] = time.monotonic() - t0
         self.extras["started"] = started.strftime("%Y-%m-%d %H:%M UTC")
         write_results(self.a, self.runs, self.extras)
@@ -691,39 +725,52 @@ def med(xs):
 
 
 def summarize(runs):
+    """One dict per variant: medians over rounds (throughput phase for load
+    figures, BPF phase for BPF figures)."""
     tp = [r for r in runs if r["phase"] == "throughput"]
     bp = [r for r in runs if r["phase"] == "bpf"]
-    base_by_round = {r["round"]: r["rps"] for r in tp if r["variant"] == "baseline"}
+    base = {r["round"]: r for r in tp if r["variant"] == "baseline"}
     summary = []
-    for v in VARIANTS:
+    for v in VARIANTS + ["exporter-parse-only"]:
         rows = [r for r in tp if r["variant"] == v]
-        if not rows:
-            continue
-        ratios = [r["rps"] / base_by_round[r["round"]] for r in rows if r["round"] in base_by_round]
         brows = [r for r in bp if r["variant"] == v]
-        s = {
-            "variant": v,
-            "rounds": len(rows),
-            "rps": med(r["rps"] for r in rows),
-            "rps_min": min(r["rps"] for r in rows),
-            "rps_max": max(r["rps"] for r in rows),
-            "ratio": med(ratios),
-            "ratio_min": min(ratios) if ratios else None,
-            "ratio_max": max(ratios) if ratios else None,
-            "p50_us": med(r["p50_us"] for r in rows),
-            "p99_us": med(r["p99_us"] for r in rows),
-            "cpu_pct": med(r.get("cpu_pct") for r in rows),
-            "rss_mib": med(r.get("rss_mib") for r in rows),
-            "hwm_mib": max((r["hwm_mib"] for r in rows if r.get("hwm_mib") is not None), default=None),
-            "bpf_ns": med(r.get("bpf_ns") for r in brows),
-            "bpf_ns_ingress": med(r.get("bpf_ns_ingress") for r in brows),
-            "bpf_ns_egress": med(r.get("bpf_ns_egress") for r in brows),
-            "bpf_runs_per_req": med(r.get("bpf_runs_per_req") for r in brows),
-        }
+        if not rows and not brows:
+            continue
+        paired = [(r, base[r["round"]]) for r in rows if r["round"] in base]
+        ratios = [r["rps"] / b["rps"] for r, b in paired]
+        s = {"variant": v, "rounds": len(rows), "bpf_rounds": len(brows)}
+        if rows:
+            s.update({
+                "rps": med(r["rps"] for r in rows),
+                "rps_min": min(r["rps"] for r in rows),
+                "rps_max": max(r["rps"] for r in rows),
+                "ratio": med(ratios),
+                "ratio_min": min(ratios) if ratios else None,
+                "ratio_max": max(ratios) if ratios else None,
+                "p50_us": med(r["p50_us"] for r in rows),
+                "p99_us": med(r["p99_us"] for r in rows),
+                "host_cpu_pct": med(r["host_cpu_pct"] for r in rows),
+                "cpu_us_per_req": med(r["cpu_us_per_req"] for r in rows),
+                "cpu_us_per_req_delta": med(r["cpu_us_per_req"] - b["cpu_us_per_req"] for r, b in paired),
+                "cpu_pct": med(r.get("cpu_pct") for r in rows),
+                "rss_mib": med(r.get("rss_mib") for r in rows),
+                "hwm_mib": max((r["hwm_mib"] for r in rows if r.get("hwm_mib") is not None), default=None),
+            })
+        if brows:
+            s.update({
+                "bpf_ns": med(r["bpf_ns"] for r in brows),
+                "bpf_ns_ingress": med(r["bpf_ns_ingress"] for r in brows),
+                "bpf_ns_egress": med(r["bpf_ns_egress"] for r in brows),
+                "bpf_ns_min": min(r["bpf_ns"] for r in brows),
+                "bpf_ns_max": max(r["bpf_ns"] for r in brows),
+                "bpf_runs_per_req": med(r["bpf_runs_per_req"] for r in brows),
+            })
         summary.append(s)
-    noop = next((s["bpf_ns"] for s in summary if s["variant"] == "noop"), None)
+    noop = next((s.get("bpf_ns") for s in summary if s["variant"] == "noop"), None)
     for s in summary:
-        s["bpf_vs_noop"] = s["bpf_ns"] / noop if s["bpf_ns"] is not None and noop else None
+        if s.get("bpf_ns") is not None and noop:
+            s["bpf_vs_noop"] = s["bpf_ns"] / noop
+            s["bpf_ns_over_noop_per_req"] = (s["bpf_ns"] - noop) * s["bpf_runs_per_req"]
     return summary
 
 
@@ -734,7 +781,8 @@ def fmt(x, spec=",.0f", none="–"):
 def environment():
     def first_line(*cmd):
         r = subprocess.run(cmd, capture_output=True, text=True)
-        return (r.stdout or r.stderr).strip().splitlines()[0] if (r.stdout or r.stderr) else "?"
+        text = (r.stdout or r.stderr).strip()
+        return text.splitlines()[0] if text else "?"
     cpu = "?"
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -743,15 +791,18 @@ def environment():
                 break
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+    dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no", "--", "src", "bpf", "build.rs", "Cargo.toml"],
                            capture_output=True, text=True).stdout.strip()
+    with open("/sys/devices/system/clocksource/clocksource0/current_clocksource") as f:
+        clock = f.read().strip()
     return {
         "kernel": platform.release(),
         "cpu": f"{cpu}, {os.cpu_count()} CPUs",
+        "clocksource": clock,
         "nginx": first_line("nginx", "-v"),
-        "wrk": first_line("wrk", "-v"),
-        "haproxy": first_line("haproxy", "-v"),
-        "exporter": f"{commit}{' (uncommitted changes)' if dirty else ''}",
+        "wrk": " ".join(first_line("wrk", "-v").split()[:2]),
+        "haproxy": " ".join(first_line("haproxy", "-v").split()[:3]),
+        "exporter": f"{commit}{' (uncommitted changes in src/ or bpf/)' if dirty else ''}",
     }
 
 
@@ -763,118 +814,155 @@ def targets(summary, extras, runs):
     by = {s["variant"]: s for s in summary}
     rows = []
     for v in ("exporter-server", "exporter-client"):
-        s = by.get(v)
-        if s and s["ratio"] is not None:
+        s = by.get(v, {})
+        if s.get("ratio") is not None:
             t = TARGETS["throughput_ratio"]
             rows.append((f"throughput ratio, {LABELS[v]}", f"≥ {t}", f"{s['ratio']:.3f}",
                          verdict(s["ratio"] >= t), f"{s['ratio'] - t:+.3f}"))
     for v in ("exporter-server", "exporter-client"):
-        s = by.get(v)
-        if s and s["bpf_vs_noop"] is not None:
+        s = by.get(v, {})
+        if s.get("bpf_vs_noop") is not None:
             t = TARGETS["bpf_cost_vs_noop"]
-            rows.append((f"BPF ns/run vs no-op, {LABELS[v]}", f"≤ {t}×", f"{s['bpf_vs_noop']:.2f}× "
-                         f"({s['bpf_ns']:.1f} vs {by['noop']['bpf_ns']:.1f} ns)",
+            rows.append((f"BPF ns/run vs no-op, {LABELS[v]}", f"≤ {t}×",
+                         f"{s['bpf_vs_noop']:.2f}× ({s['bpf_ns']:.1f} vs {by['noop']['bpf_ns']:.1f} ns)",
                          verdict(s["bpf_vs_noop"] <= t), f"{t - s['bpf_vs_noop']:+.2f}×"))
-    rss = [("idle", extras.get("idle", {}).get("rss_mib"))]
+    rss = [("idle", extras.get("idle", {}).get("hwm_mib"))]
     for v in ("exporter-server", "exporter-client"):
-        if by.get(v):
-            rss.append((f"under load ({v.split('-')[1]})", by[v]["hwm_mib"]))
-    if extras.get("series"):
-        rss.append(("10k series", extras["series"]["hwm_mib"]))
+        if by.get(v, {}).get("hwm_mib") is not None:
+            rss.append((f"under load, {v.split('-')[1]} side", by[v]["hwm_mib"]))
     rss = [(k, x) for k, x in rss if x is not None]
+    t = TARGETS["rss_mib"]
     if rss:
         worst = max(rss, key=lambda kv: kv[1])
-        t = TARGETS["rss_mib"]
-        rows.append(("exporter RSS (worst: " + worst[0] + ", peak VmHWM)", f"≤ {t:.0f} MiB",
+        rows.append((f"exporter RSS idle and under load, highest peak (VmHWM, {worst[0]})", f"≤ {t:.0f} MiB",
                      f"{worst[1]:.1f} MiB", verdict(worst[1] <= t), f"{t - worst[1]:+.1f} MiB"))
-    if extras.get("series"):
-        x = extras["series"]["scrape_ms_median"]
-        t = TARGETS["metrics_10k_ms"]
-        rows.append(("/metrics with 10k series (median)", f"< {t:.0f} ms", f"{x:.1f} ms", verdict(x < t), f"{t - x:+.1f} ms"))
+    for lv in extras.get("series", []):
+        rows.append((f"exporter RSS with {lv['ports']:,} series per map, peak (VmHWM)", f"≤ {t:.0f} MiB",
+                     f"{lv['hwm_mib']:.1f} MiB", verdict(lv["hwm_mib"] <= t), f"{t - lv['hwm_mib']:+.1f} MiB"))
+    tm = TARGETS["metrics_10k_ms"]
+    for lv in extras.get("series", []):
+        x = lv["scrape_ms_median"]
+        rows.append((f"/metrics with {lv['ports']:,} series per map ({lv['samples']:,} samples), median", f"< {tm:.0f} ms",
+                     f"{x:.1f} ms", verdict(x < tm), f"{tm - x:+.1f} ms"))
     acc = [r for r in runs if "exporter_count" in r]
     if acc:
         exact = sum(1 for r in acc if r["exporter_count"] == r["nginx_count"])
         worst = max(acc, key=lambda r: abs(r["exporter_count"] - r["nginx_count"]))
-        rows.append(("request count exporter = nginx stub_status", "exact", f"{exact}/{len(acc)} runs exact",
-                     verdict(exact == len(acc)), f"worst diff {worst['exporter_count'] - worst['nginx_count']:+d}"))
+        rows.append(("request count, exporter vs nginx stub_status", "exact", f"{exact} of {len(acc)} runs exact",
+                     verdict(exact == len(acc)), f"largest difference {worst['exporter_count'] - worst['nginx_count']:+d}"))
     return rows
+
+
+def markdown(args, summary, runs, extras, env):
+    by = {s["variant"]: s for s in summary}
+    md = ["# Benchmark results\n",
+          f"- date: {env['date']} (the run took {env['elapsed']})",
+          f"- kernel `{env['kernel']}`; CPU: {env['cpu']}; clocksource {env['clocksource']}",
+          f"- {env['nginx']}; {env['wrk']}; {env['haproxy']}",
+          f"- exporter: commit {env['exporter']}, TCX links, scrape_interval {SCRAPE_INTERVAL_S:g}s",
+          f"- load: wrk -t{args.threads} -c{args.connections} --latency, keep-alive, 3-byte body; "
+          f"{args.rounds} rounds of {args.duration}s per variant, interleaved; BPF cost: {args.rounds} rounds of {args.bpf_duration}s\n",
+          "## Throughput and latency\n",
+          "Medians over the rounds. The ratio is the median of per-round ratios to the baseline of the same round. "
+          "Host CPU: all CPUs busy (user+system+irq+softirq, /proc/stat) during the run, per request, "
+          "and its difference to the same round's baseline. Process CPU and RSS: the exporter "
+          "(exporter rows) or haproxy (HAProxy row), from /proc/PID/stat and /proc/PID/status.\n",
+          "| variant | req/s (min–max) | ratio to baseline (min–max) | p50 µs | p99 µs | host CPU µs/req (Δ baseline) | process CPU % | RSS MiB |",
+          "|---|---|---|---|---|---|---|---|"]
+    for v in VARIANTS:
+        s = by.get(v)
+        if not s or not s["rounds"]:
+            continue
+        delta = "" if v == "baseline" else f" ({s['cpu_us_per_req_delta']:+.2f})"
+        md.append(f"| {LABELS[v]} | {fmt(s['rps'])} ({fmt(s['rps_min'])}–{fmt(s['rps_max'])}) "
+                  f"| {fmt(s['ratio'], '.3f')} ({fmt(s['ratio_min'], '.3f')}–{fmt(s['ratio_max'], '.3f')}) "
+                  f"| {fmt(s['p50_us'])} | {fmt(s['p99_us'])} | {s['cpu_us_per_req']:.2f}{delta} "
+                  f"| {fmt(s['cpu_pct'], '.1f')} | {fmt(s['rss_mib'], '.1f')} |")
+    md += ["\n## BPF cost per program run\n",
+           "kernel.bpf_stats_enabled=1 (only in this phase: it adds its own clock reads to every run); "
+           "run_time_ns / run_cnt of the programs behind the TCX links, over the wrk window; medians over the rounds. "
+           "One run is one packet (skb) on one hook.\n",
+           "| variant | ns/run (min–max) | ingress | egress | × no-op | runs per request | ns per request above no-op |",
+           "|---|---|---|---|---|---|---|"]
+    for v in BPF_VARIANTS:
+        s = by.get(v)
+        if not s or not s["bpf_rounds"]:
+            continue
+        md.append(f"| {LABELS[v]} | {s['bpf_ns']:.1f} ({s['bpf_ns_min']:.1f}–{s['bpf_ns_max']:.1f}) | {s['bpf_ns_ingress']:.1f} "
+                  f"| {s['bpf_ns_egress']:.1f} | {fmt(s.get('bpf_vs_noop'), '.2f')} | {s['bpf_runs_per_req']:.2f} "
+                  f"| {fmt(s.get('bpf_ns_over_noop_per_req'), '.0f')} |")
+    acc = [r for r in runs if "exporter_count" in r]
+    if acc:
+        md += ["\n## Request-count accuracy at full load\n",
+               "Every exporter run at full load, both phases. nginx: stub_status after − before − 1 (the reading request). "
+               "wrk counts completed responses only, so it is lower by the requests in flight when it stops.\n",
+               "| phase | round | variant | wrk completed | nginx stub_status | exporter requests_total | exporter responses (_count) | self-metric counters |",
+               "|---|---|---|---|---|---|---|---|"]
+        for r in acc:
+            md.append(f"| {r['phase']} | {r['round']} | {r['variant']} | {r['requests']:,} | {r['nginx_count']:,} | "
+                      f"{r['exporter_count']:,} | {r['exporter_responses']:,} | {r['exporter_anomalies']} |")
+    hap = [r for r in runs if "haproxy_count" in r]
+    idle, ser = extras.get("idle"), extras.get("series")
+    md += ["\n## Exporter resources and scrape\n", "| measurement | value |", "|---|---|"]
+    if idle:
+        md.append(f"| idle ({args.idle}s, server side attached, no traffic): CPU | {idle['cpu_pct']:.2f} % |")
+        md.append(f"| idle: RSS (peak) | {idle['rss_mib']:.1f} MiB ({idle['hwm_mib']:.1f} MiB) |")
+    for v in ("exporter-server", "exporter-client"):
+        s = by.get(v)
+        if s and s["rounds"]:
+            side = v.split("-")[1]
+            md.append(f"| under load, {side} side: CPU (median of rounds) | {s['cpu_pct']:.2f} % |")
+            md.append(f"| under load, {side} side: RSS median (highest peak) | {s['rss_mib']:.1f} MiB ({s['hwm_mib']:.1f} MiB) |")
+    if hap:
+        md.append(f"| HAProxy's own count vs nginx (all rounds) | {sum(r['haproxy_count'] for r in hap):,} vs "
+                  f"{sum(r['nginx_count'] for r in hap):,} |")
+    if ser:
+        md += ["\n## /metrics with many series\n",
+               f"nginx on {ser[-1]['ports']:,} ports in the server namespace; one request to each port adds one series to each "
+               f"aggregate map (requests, latency). Levels are cumulative, in one exporter process. Latency: curl, "
+               f"{ser[0]['scrapes']} sequential scrapes per level over loopback. The map read runs every scrape_interval "
+               "whether or not anyone scrapes.\n",
+               "| series per map (ports answered) | in maps: requests / latency (dropped) | samples | bytes | scrape ms, median (min–max) "
+               "| time to first byte ms | exporter CPU ms per scrape | map read ms | RSS MiB (peak) |",
+               "|---|---|---|---|---|---|---|---|---|"]
+        for lv in ser:
+            md.append(f"| {lv['ports']:,} ({lv['ports_answered']:,}) | {fmt(lv['series_requests'])} / {fmt(lv['series_latency'])} "
+                      f"({fmt(lv['series_dropped'])}) | {lv['samples']:,} | {lv['bytes']:,} | {lv['scrape_ms_median']:.1f} "
+                      f"({lv['scrape_ms_min']:.1f}–{lv['scrape_ms_max']:.1f}) | {lv['ttfb_ms_median']:.1f} | {lv['cpu_ms_per_scrape']:.1f} "
+                      f"| {lv['map_read_ms']:.1f} | {lv['rss_mib']:.1f} ({lv['hwm_mib']:.1f}) |")
+    md += ["\n## Targets\n", "| target | goal | measured | verdict | margin |", "|---|---|---|---|---|"]
+    for t in targets(summary, extras, runs):
+        md.append("| " + " | ".join(t) + " |")
+    md.append("\n![chart](chart.png)\n")
+    return "\n".join(md)
 
 
 def write_results(args, runs, extras):
     out = args.out
     os.makedirs(out, exist_ok=True)
-    summary = summarize(runs)
+    summary = summarize(runs) if runs else []
     env = environment()
-    env.update(date=extras.get("started"), elapsed=f"{extras.get('elapsed_s', 0) / 60:.1f} min",
-               settings=f"wrk -t{args.threads} -c{args.connections} --latency, {args.duration}s per run, "
-                        f"{args.rounds} rounds; BPF cost {args.bpf_duration}s per run; exporter scrape_interval "
-                        f"{SCRAPE_INTERVAL_S:g}s")
+    env.update(date=extras.get("started"), elapsed=f"{extras.get('elapsed_s', 0) / 60:.1f} min")
 
-    cols = sorted({k for r in runs for k in r}, key=lambda k: (k not in ("phase", "round", "variant"), k))
+    first = ["phase", "round", "variant"]
+    cols = first + sorted({k for r in runs for k in r} - set(first))
     with open(os.path.join(out, "runs.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         w.writerows(runs)
+    scols = ["variant"] + sorted({k for s in summary for k in s} - {"variant"})
     with open(os.path.join(out, "summary.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(summary[0]))
+        w = csv.DictWriter(f, fieldnames=scols)
         w.writeheader()
         w.writerows(summary)
     with open(os.path.join(out, "extras.json"), "w") as f:
-        json.dump({"environment": env, "extras": extras, "targets": TARGETS}, f, indent=2)
-
-    md = [f"# Benchmark results\n",
-          f"- date: {env['date']} (run took {env['elapsed']})",
-          f"- kernel: `{env['kernel']}`; CPU: {env['cpu']}",
-          f"- {env['nginx']}; {env['wrk']}; {env['haproxy']}",
-          f"- exporter: commit {env['exporter']}",
-          f"- {env['settings']}\n",
-          "## Throughput, latency, BPF cost\n",
-          "Medians of the rounds; the ratio is the median of per-round ratios to the baseline of the same round. "
-          "BPF ns/run: run_time_ns / run_cnt over both programs (ingress, egress) in the BPF-cost phase.\n",
-          "| variant | req/s (min–max) | ratio to baseline (min–max) | p50 µs | p99 µs | BPF ns/run (in / out) | × no-op | CPU % (process) | RSS MiB |",
-          "|---|---|---|---|---|---|---|---|---|"]
-    for s in summary:
-        bpf = "–" if s["bpf_ns"] is None else f"{s['bpf_ns']:.1f} ({s['bpf_ns_ingress']:.1f} / {s['bpf_ns_egress']:.1f})"
-        md.append(f"| {LABELS[s['variant']]} | {fmt(s['rps'])} ({fmt(s['rps_min'])}–{fmt(s['rps_max'])}) "
-                  f"| {fmt(s['ratio'], '.3f')} ({fmt(s['ratio_min'], '.3f')}–{fmt(s['ratio_max'], '.3f')}) "
-                  f"| {fmt(s['p50_us'], '.0f')} | {fmt(s['p99_us'], '.0f')} | {bpf} | {fmt(s['bpf_vs_noop'], '.2f')} "
-                  f"| {fmt(s['cpu_pct'], '.1f')} | {fmt(s['rss_mib'], '.1f')} |")
-    md.append("\nCPU % and RSS: the exporter process (exporter rows) or the haproxy process (HAProxy row), "
-              "from /proc/PID/stat and /proc/PID/status over the wrk window.\n")
-    acc = [r for r in runs if "exporter_count" in r]
-    if acc:
-        md += ["## Request-count accuracy at full load\n",
-               "| phase | round | variant | wrk completed | nginx stub_status | exporter requests_total | exporter responses (histogram _count) | self-metric anomalies |",
-               "|---|---|---|---|---|---|---|---|"]
-        for r in acc:
-            md.append(f"| {r['phase']} | {r['round']} | {r['variant']} | {r['requests']:,} | {r['nginx_count']:,} | "
-                      f"{r['exporter_count']:,} | {r['exporter_responses']:,} | {r['exporter_anomalies']} |")
-        md.append("")
-    idle, ser = extras.get("idle"), extras.get("series")
-    md += ["## Exporter resources and scrape\n", "| measurement | value |", "|---|---|"]
-    if idle:
-        md.append(f"| idle ({args.idle}s, server side attached): CPU | {idle['cpu_pct']:.2f} % |")
-        md.append(f"| idle: RSS (peak) | {idle['rss_mib']:.1f} MiB ({idle['hwm_mib']:.1f} MiB) |")
-    for s in summary:
-        if s["variant"].startswith("exporter-"):
-            md.append(f"| under load, {s['variant'].split('-')[1]} side: CPU (median) | {s['cpu_pct']:.2f} % |")
-            md.append(f"| under load, {s['variant'].split('-')[1]} side: RSS median (peak) | {s['rss_mib']:.1f} MiB ({s['hwm_mib']:.1f} MiB) |")
-    if ser:
-        md += [f"| {ser['ports']:,} ports filled (answered) | {ser['ports_filled']:,} |",
-               f"| series in maps: requests / latency (dropped) | {fmt(ser['series_requests'])} / {fmt(ser['series_latency'])} ({fmt(ser['series_dropped'])}) |",
-               f"| /metrics: samples, bytes | {ser['samples']:,} samples, {ser['bytes']:,} bytes |",
-               f"| /metrics latency over {ser['scrapes']} scrapes: median (min–max) | {ser['scrape_ms_median']:.1f} ms ({ser['scrape_ms_min']:.1f}–{ser['scrape_ms_max']:.1f} ms) |",
-               f"| /metrics time to first byte (median) | {ser['ttfb_ms_median']:.1f} ms |",
-               f"| exporter CPU per scrape | {ser['cpu_ms_per_scrape']:.1f} ms |",
-               f"| map read (snapshot of both maps) | {ser['map_read_ms']:.1f} ms |",
-               f"| RSS with 10k series (peak) | {ser['rss_mib']:.1f} MiB ({ser['hwm_mib']:.1f} MiB) |"]
-    md += ["", "## Targets\n", "| target | goal | measured | verdict | margin |", "|---|---|---|---|---|"]
-    for t in targets(summary, extras, runs):
-        md.append("| " + " | ".join(t) + " |")
-    md.append("\n![chart](chart.png)\n")
+        json.dump({"environment": env, "extras": extras, "targets": TARGETS,
+                   "settings": {k: v for k, v in vars(args).items() if k not in ("exporter", "noop_obj", "bench_dir", "out")}},
+                  f, indent=2)
     with open(os.path.join(out, "results.md"), "w") as f:
-        f.write("\n".join(md))
-    chart(summary, runs, env, os.path.join(out, "chart.png"))
+        f.write(markdown(args, summary, runs, extras, env))
+    if any(s["rounds"] for s in summary):
+        chart(summary, runs, env, os.path.join(out, "chart.png"))
     log(f"results in {out}/: results.md, summary.csv, runs.csv, extras.json, chart.png")
 
 
@@ -883,53 +971,54 @@ def chart(summary, runs, env, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [s["variant"] for s in summary]
     short = {"baseline": "baseline", "noop": "no-op\ntc prog", "exporter-server": "exporter\nserver side",
-             "exporter-client": "exporter\nclient side", "haproxy": "HAProxy\nL7 proxy"}
+             "exporter-client": "exporter\nclient side", "haproxy": "HAProxy\nL7 proxy",
+             "exporter-parse-only": "exporter,\nparse only"}
     colors = {"baseline": "#7f7f7f", "noop": "#bcbd22", "exporter-server": "#1f77b4",
-              "exporter-client": "#17becf", "haproxy": "#d62728"}
-    fig, axes = plt.subplots(1, 3, figsize=(15, 5.2), gridspec_kw={"width_ratios": [5, 5, 3.2]})
+              "exporter-client": "#17becf", "haproxy": "#d62728", "exporter-parse-only": "#9467bd"}
+    tp = [s for s in summary if s["rounds"]]
+    bs = [s for s in summary if s.get("bpf_rounds") and s["variant"] in BPF_VARIANTS]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.4), gridspec_kw={"width_ratios": [5, 5, 4]})
+    w = 0.38
 
     ax = axes[0]
-    x = range(len(names))
-    ax.bar(x, [s["rps"] / 1e3 for s in summary], color=[colors[n] for n in names], alpha=0.85)
-    for i, n in enumerate(names):
-        pts = [r["rps"] / 1e3 for r in runs if r["phase"] == "throughput" and r["variant"] == n]
+    x = list(range(len(tp)))
+    ax.bar(x, [s["rps"] / 1e3 for s in tp], color=[colors[s["variant"]] for s in tp], alpha=0.85)
+    for i, s in enumerate(tp):
+        pts = [r["rps"] / 1e3 for r in runs if r["phase"] == "throughput" and r["variant"] == s["variant"]]
         ax.scatter([i] * len(pts), pts, color="black", s=10, zorder=3)
-        s = summary[i]
         ax.annotate(f"{s['ratio']:.3f}×", (i, s["rps_max"] / 1e3), textcoords="offset points", xytext=(0, 5),
                     ha="center", fontsize=9, fontweight="bold")
-    ax.set_xticks(list(x), [short[n] for n in names], fontsize=8.5)
+    ax.set_xticks(x, [short[s["variant"]] for s in tp], fontsize=8.5)
     ax.set_ylabel("thousand requests/s (bar: median, dots: rounds)")
-    ax.set_title("Throughput (label: ratio to baseline)")
-    ax.set_ylim(0, max(s["rps_max"] for s in summary) / 1e3 * 1.15)
+    ax.set_title("Throughput; label: ratio to baseline")
+    ax.set_ylim(0, max(s["rps_max"] for s in tp) / 1e3 * 1.15)
 
     ax = axes[1]
-    w = 0.38
-    ax.bar([i - w / 2 for i in x], [s["p50_us"] for s in summary], w, label="p50", color=[colors[n] for n in names], alpha=0.55)
-    ax.bar([i + w / 2 for i in x], [s["p99_us"] for s in summary], w, label="p99", color=[colors[n] for n in names], alpha=0.95)
-    for i, s in enumerate(summary):
+    ax.bar([i - w / 2 for i in x], [s["p50_us"] for s in tp], w, color=[colors[s["variant"]] for s in tp], alpha=0.5)
+    ax.bar([i + w / 2 for i in x], [s["p99_us"] for s in tp], w, color=[colors[s["variant"]] for s in tp], alpha=0.95)
+    for i, s in enumerate(tp):
         ax.annotate(f"{s['p50_us']:.0f}", (i - w / 2, s["p50_us"]), textcoords="offset points", xytext=(0, 2), ha="center", fontsize=7.5)
         ax.annotate(f"{s['p99_us']:.0f}", (i + w / 2, s["p99_us"]), textcoords="offset points", xytext=(0, 2), ha="center", fontsize=7.5)
-    ax.set_xticks(list(x), [short[n] for n in names], fontsize=8.5)
-    ax.set_ylabel("latency, µs (wrk, 32 connections)")
+    ax.set_xticks(x, [short[s["variant"]] for s in tp], fontsize=8.5)
+    ax.set_ylabel("µs, wrk latency distribution (median of rounds)")
     ax.set_title("Latency: p50 (light) and p99 (dark)")
 
     ax = axes[2]
-    bs = [s for s in summary if s["bpf_ns"] is not None]
-    xb = range(len(bs))
-    ax.bar([i - w / 2 for i in xb], [s["bpf_ns_ingress"] for s in bs], w, label="ingress", color=[colors[s["variant"]] for s in bs], alpha=0.55)
-    ax.bar([i + w / 2 for i in xb], [s["bpf_ns_egress"] for s in bs], w, label="egress", color=[colors[s["variant"]] for s in bs], alpha=0.95)
-    for i, s in enumerate(bs):
-        top = max(s["bpf_ns_ingress"], s["bpf_ns_egress"])
-        ax.annotate(f"{s['bpf_ns']:.0f} ns\n{s['bpf_vs_noop']:.2f}× no-op", (i, top), textcoords="offset points",
-                    xytext=(0, 4), ha="center", fontsize=8.5)
-    ax.set_xticks(list(xb), [short[s["variant"]] for s in bs], fontsize=8.5)
+    if bs:
+        xb = list(range(len(bs)))
+        ax.bar([i - w / 2 for i in xb], [s["bpf_ns_ingress"] for s in bs], w, color=[colors[s["variant"]] for s in bs], alpha=0.5)
+        ax.bar([i + w / 2 for i in xb], [s["bpf_ns_egress"] for s in bs], w, color=[colors[s["variant"]] for s in bs], alpha=0.95)
+        for i, s in enumerate(bs):
+            top = max(s["bpf_ns_ingress"], s["bpf_ns_egress"])
+            ax.annotate(f"{s['bpf_ns']:.0f} ns\n{s['bpf_vs_noop']:.2f}× no-op", (i, top), textcoords="offset points",
+                        xytext=(0, 4), ha="center", fontsize=8.5)
+        ax.set_xticks(xb, [short[s["variant"]] for s in bs], fontsize=8.5)
+        ax.set_ylim(0, max(max(s["bpf_ns_ingress"], s["bpf_ns_egress"]) for s in bs) * 1.3)
     ax.set_ylabel("ns per program run (kernel bpf_stats)")
     ax.set_title("BPF cost: ingress (light), egress (dark)")
-    ax.set_ylim(0, max(max(s["bpf_ns_ingress"], s["bpf_ns_egress"]) for s in bs) * 1.35 if bs else 1)
 
-    fig.suptitle(f"http-golden-exporter benchmark — {env['date']}, kernel {env['kernel']}, {env['cpu']}", fontsize=11)
+    fig.suptitle(f"http-golden-exporter benchmark, {env['date']}: kernel {env['kernel']}, {env['cpu']}", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -969,8 +1058,12 @@ def main():
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--idle", type=int, default=20, help="seconds of idle measurement")
-    ap.add_argument("--series", type=int, default=10000, help="server ports to fill (one series each per map)")
+    ap.add_argument("--series-levels", default="550,2500,10000",
+                    help="server ports to fill, cumulatively; each port is one series in each aggregate map. "
+                         "550 ports give about 10,000 exposed samples; 10,000 fills the maps (max_series)")
     ap.add_argument("--scrapes", type=int, default=20)
+    ap.add_argument("--phases", default="throughput,bpf,idle,series",
+                    help="comma-separated subset of throughput,bpf,idle,series (for development)")
     args = ap.parse_args()
     args.bench_dir = here
     args.exporter = os.path.abspath(args.exporter)
