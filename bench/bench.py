@@ -682,6 +682,12 @@ backend nginx
         self.start_nginx()
         started = datetime.datetime.now(datetime.timezone.utc)
         t0 = time.monotonic()
+        # Anything else busy on this machine shows here (nothing of ours runs yet but an idle nginx).
+        h0 = host_cpu_seconds()
+        time.sleep(3)
+        h1 = host_cpu_seconds()
+        self.extras["background_cpu_pct"] = 100.0 * (h1[0] - h0[0]) / (h1[1] - h0[1])
+        log(f"background: machine {self.extras['background_cpu_pct']:.1f} % busy before the run")
         for phase in self.a.phases.split(","):
             {"throughput": self.phase_throughput, "bpf": self.phase_bpf,
              "idle": self.phase_idle, "series": self.phase_series}[phase]()
@@ -860,6 +866,7 @@ def markdown(args, summary, runs, extras, env):
           f"- kernel `{env['kernel']}`; CPU: {env['cpu']}; clocksource {env['clocksource']}",
           f"- {env['nginx']}; {env['wrk']}; {env['haproxy']}",
           f"- exporter: commit {env['exporter']}, TCX links, scrape_interval {SCRAPE_INTERVAL_S:g}s",
+          f"- machine busy before the run (3 s, all CPUs): {fmt(extras.get('background_cpu_pct'), '.1f')} %",
           f"- load: wrk -t{args.threads} -c{args.connections} --latency, keep-alive, 3-byte body; "
           f"{args.rounds} rounds of {args.duration}s per variant, interleaved; BPF cost: {args.rounds} rounds of {args.bpf_duration}s\n",
           "## Throughput and latency\n",
