@@ -1055,22 +1055,23 @@ def main():
         fill(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
         return 0
     here = os.path.dirname(os.path.abspath(__file__))
-    ap = argparse.ArgumentParser(description="http-golden-exporter benchmark (use bench/run)")
-    ap.add_argument("--exporter", required=True)
-    ap.add_argument("--noop-obj", required=True)
-    ap.add_argument("--out", default=os.path.join(here, "results"))
-    ap.add_argument("--rounds", type=int, default=5)
+    ap = argparse.ArgumentParser(prog="bench/run", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                 description="http-golden-exporter benchmark: see README.md, Benchmarks")
+    ap.add_argument("--exporter", required=True, help="exporter binary (bench/run passes it)")
+    ap.add_argument("--noop-obj", required=True, help="compiled bench/noop.bpf.c (bench/run passes it)")
+    ap.add_argument("--out", default=os.path.join(here, "results"), help="results directory")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of interleaved variants (medians over them)")
     ap.add_argument("--duration", type=int, default=10, help="seconds per throughput run")
     ap.add_argument("--bpf-duration", type=int, default=5, help="seconds per BPF-cost run")
-    ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--connections", type=int, default=32, help="wrk connections")
+    ap.add_argument("--threads", type=int, default=1, help="wrk threads")
     ap.add_argument("--idle", type=int, default=20, help="seconds of idle measurement")
     ap.add_argument("--series-levels", default="550,2500,10000",
                     help="server ports to fill, cumulatively; each port is one series in each aggregate map. "
                          "550 ports give about 10,000 exposed samples; 10,000 fills the maps (max_series)")
-    ap.add_argument("--scrapes", type=int, default=20)
+    ap.add_argument("--scrapes", type=int, default=20, help="timed /metrics scrapes per series level")
     ap.add_argument("--phases", default="throughput,bpf,idle,series",
-                    help="comma-separated subset of throughput,bpf,idle,series (for development)")
+                    help="comma-separated subset of throughput,bpf,idle,series")
     args = ap.parse_args()
     args.bench_dir = here
     args.exporter = os.path.abspath(args.exporter)
