@@ -874,8 +874,8 @@ def markdown(args, summary, runs, extras, env):
           "Host CPU: all CPUs busy (user+system+irq+softirq, /proc/stat) during the run, per request, "
           "and its difference to the same round's baseline. Process CPU and RSS: the exporter "
           "(exporter rows) or haproxy (HAProxy row), from /proc/PID/stat and /proc/PID/status.\n",
-          "| variant | req/s (min–max) | ratio to baseline (min–max) | p50 µs | p99 µs | host CPU µs/req (Δ baseline) | process CPU % | RSS MiB |",
-          "|---|---|---|---|---|---|---|---|"]
+          "| variant | req/s (min–max) | ratio to baseline (min–max) | p50 µs | p99 µs | host CPU busy % | host CPU µs/req (Δ baseline) | process CPU % | RSS MiB |",
+          "|---|---|---|---|---|---|---|---|---|"]
     for v in VARIANTS:
         s = by.get(v)
         if not s or not s["rounds"]:
@@ -883,7 +883,7 @@ def markdown(args, summary, runs, extras, env):
         delta = "" if v == "baseline" else f" ({s['cpu_us_per_req_delta']:+.2f})"
         md.append(f"| {LABELS[v]} | {fmt(s['rps'])} ({fmt(s['rps_min'])}–{fmt(s['rps_max'])}) "
                   f"| {fmt(s['ratio'], '.3f')} ({fmt(s['ratio_min'], '.3f')}–{fmt(s['ratio_max'], '.3f')}) "
-                  f"| {fmt(s['p50_us'])} | {fmt(s['p99_us'])} | {s['cpu_us_per_req']:.2f}{delta} "
+                  f"| {fmt(s['p50_us'])} | {fmt(s['p99_us'])} | {s['host_cpu_pct']:.1f} | {s['cpu_us_per_req']:.2f}{delta} "
                   f"| {fmt(s['cpu_pct'], '.1f')} | {fmt(s['rss_mib'], '.1f')} |")
     md += ["\n## BPF cost per program run\n",
            "kernel.bpf_stats_enabled=1 (only in this phase: it adds its own clock reads to every run); "
@@ -944,12 +944,13 @@ def markdown(args, summary, runs, extras, env):
     return "\n".join(md)
 
 
-def write_results(args, runs, extras):
+def write_results(args, runs, extras, env=None):
     out = args.out
     os.makedirs(out, exist_ok=True)
     summary = summarize(runs) if runs else []
-    env = environment()
-    env.update(date=extras.get("started"), elapsed=f"{extras.get('elapsed_s', 0) / 60:.1f} min")
+    if env is None:
+        env = environment()
+        env.update(date=extras.get("started"), elapsed=f"{extras.get('elapsed_s', 0) / 60:.1f} min")
 
     first = ["phase", "round", "variant"]
     cols = first + sorted({k for r in runs for k in r} - set(first))
@@ -1050,9 +1051,34 @@ def fill(host, base, n):
     print(ok, n)
 
 
+def rerender(out):
+    """Rebuild results.md, summary.csv and chart.png of an earlier run from
+    its runs.csv and extras.json, without measuring anything."""
+    def num(v):
+        if v == "":
+            return None
+        for conv in (int, float):
+            try:
+                return conv(v)
+            except ValueError:
+                pass
+        return v
+    with open(os.path.join(out, "runs.csv")) as f:
+        runs = [{k: num(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+    for r in runs:
+        r["round"] = int(r["round"])
+    with open(os.path.join(out, "extras.json")) as f:
+        saved = json.load(f)
+    args = argparse.Namespace(out=out, **saved["settings"])
+    write_results(args, runs, saved["extras"], env=saved["environment"])
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "fill":
         fill(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        return 0
+    if len(sys.argv) > 2 and sys.argv[1] == "--rerender":
+        rerender(sys.argv[2])
         return 0
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(prog="bench/run", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
