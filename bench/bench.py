@@ -15,13 +15,17 @@ Phases:
   1. throughput: every variant once per round, rounds interleaved (the order
      rotates each round), kernel.bpf_stats_enabled=0; req/s, p50/p99, process
      CPU and RSS, and the exporter's count vs nginx's stub_status count.
-  2. BPF cost: no-op, exporter (server), exporter (client) interleaved with
-     kernel.bpf_stats_enabled=1 (it adds two clock reads per program run, so it
-     is kept out of phase 1); run_time_ns/run_cnt per program from the fdinfo
-     of the process that holds the TCX links.
+  2. BPF cost: no-op, exporter (server), exporter (client) and exporter
+     parsing only (a port filter nothing matches) interleaved, with
+     kernel.bpf_stats_enabled=1 (it adds clock reads to every program run, so
+     it is kept out of phase 1); run_time_ns/run_cnt of the programs behind the
+     TCX links the measured process holds (link fdinfo, then bpftool).
   3. exporter at idle: CPU and RSS over a quiet window.
-  4. 10,000 series: nginx on 10,000 ports, one request each, then /metrics
-     timed with curl.
+  4. series: nginx on up to 10,000 ports, one request per port (one series in
+     each aggregate map), /metrics timed with curl at each level.
+
+`bench.py --rerender DIR` rebuilds a run's report from its runs.csv and
+extras.json without measuring.
 """
 import argparse
 import concurrent.futures
@@ -543,8 +547,9 @@ backend nginx
                     tot_t, tot_n = tot_t + dt, tot_n + dn
                 row["bpf_ns"] = tot_t / tot_n if tot_n else None
                 row["bpf_runs_per_req"] = tot_n / row["requests"] if row["requests"] else None
-            # nginx has seen every request once wrk has returned; the stub
-            # request that reads the count is itself counted, hence -1.
+            # Give nginx a moment for requests still in flight when wrk stopped;
+            # the stub request that reads the count is itself counted, hence -1.
+            time.sleep(0.2)
             row["nginx_count"] = self.stub_requests() - stub_before - 1
             if variant in EXPORTERS and not ports:
                 s = self.exporter_settled()
