@@ -183,25 +183,34 @@ fn sum_u64(per_cpu: &[Vec<u8>], what: &str) -> Result<u64> {
 pub fn read(maps: &SharedMaps, nbuckets: usize) -> Result<Snapshot> {
     let mut snap = Snapshot::default();
 
-    for key in maps.requests.keys() {
-        let Some(per_cpu) = maps.requests.lookup_percpu(&key, MapFlags::ANY).context("reading requests")? else {
-            continue;
+    let slot = |per_cpu: &[u8], size: usize| -> Vec<Vec<u8>> {
+        per_cpu.chunks_exact(size.next_multiple_of(8)).map(|c| c[..size].to_vec()).collect()
+    };
+    let mut err = None;
+    let req_size = maps.requests.value_size() as usize;
+    for_each_batched(&maps.requests, true, |key, per_cpu| {
+        let (Ok(raw), Ok(n)) = (read_struct::<hg_series_key>(key, "requests key"), sum_u64(&slot(per_cpu, req_size), "requests value")) else {
+            err = Some(anyhow::anyhow!("malformed requests entry"));
+            return;
         };
-        let raw: hg_series_key = read_struct(&key, "requests key")?;
         if let Some(k) = SeriesKey::from_raw(&raw) {
-            snap.requests.push((k, sum_u64(&per_cpu, "requests value")?));
+            snap.requests.push((k, n));
         }
-    }
-
-    for key in maps.latency.keys() {
-        let Some(per_cpu) = maps.latency.lookup_percpu(&key, MapFlags::ANY).context("reading latency")? else {
-            continue;
+    })
+    .context("reading requests")?;
+    let hist_size = maps.latency.value_size() as usize;
+    for_each_batched(&maps.latency, true, |key, per_cpu| {
+        let Ok(raw) = read_struct::<hg_series_key>(key, "latency key") else {
+            err = Some(anyhow::anyhow!("malformed latency key"));
+            return;
         };
-        let raw: hg_series_key = read_struct(&key, "latency key")?;
-        let Some(k) = SeriesKey::from_raw(&raw) else { continue };
+        let Some(k) = SeriesKey::from_raw(&raw) else { return };
         let mut h = Histogram { buckets: vec![0; nbuckets + 1], ..Default::default() };
-        for cpu in &per_cpu {
-            let v: hg_hist = read_struct(cpu, "latency value")?;
+        for cpu in per_cpu.chunks_exact(hist_size.next_multiple_of(8)) {
+            let Ok(v) = read_struct::<hg_hist>(&cpu[..hist_size], "latency value") else {
+                err = Some(anyhow::anyhow!("malformed latency value"));
+                return;
+            };
             for (acc, slot) in h.buckets.iter_mut().zip(v.slots.iter()) {
                 *acc += slot;
             }
@@ -209,6 +218,10 @@ pub fn read(maps: &SharedMaps, nbuckets: usize) -> Result<Snapshot> {
             h.count += v.count;
         }
         snap.latency.push((k, h));
+    })
+    .context("reading latency")?;
+    if let Some(e) = err {
+        return Err(e);
     }
 
     // Evictions are not reported by the kernel; they are what is missing once
@@ -249,30 +262,34 @@ fn read_stats(maps: &SharedMaps) -> Result<Stats> {
     Ok(Stats::from_slots(&slots))
 }
 
-/// Live flows and their pending requests, read in batches (the table may hold
-/// millions). None if the kernel refused part of the scan: a partial count
-/// would overstate evictions.
-fn scan_flows(maps: &SharedMaps) -> Option<(u64, u64)> {
+/// Every element of a hash map, in batches of BATCH (one syscall each instead
+/// of two per element). `f` gets the key and the value bytes; for per-CPU maps
+/// the value holds one 8-byte-aligned slot per possible CPU. Err if the kernel
+/// refused part of the scan: callers must not mistake a partial read for a whole.
+fn for_each_batched(map: &libbpf_rs::MapHandle, per_cpu: bool, mut f: impl FnMut(&[u8], &[u8])) -> Result<()> {
     use std::os::fd::{AsFd, AsRawFd};
     const BATCH: u32 = 4096;
-    let key_size = maps.flows.key_size() as usize;
-    let value_size = maps.flows.value_size() as usize;
+    let key_size = map.key_size() as usize;
+    let value_size = if per_cpu {
+        possible_cpus()? * (map.value_size() as usize).next_multiple_of(8)
+    } else {
+        map.value_size() as usize
+    };
     let mut keys = vec![0u8; key_size * BATCH as usize];
     let mut values = vec![0u8; value_size * BATCH as usize];
     let mut in_batch = vec![0u8; key_size];
     let mut out_batch = vec![0u8; key_size];
     let mut first = true;
-    let (mut live, mut pending) = (0u64, 0u64);
     loop {
         let mut count = BATCH;
         let opts = libbpf_sys::bpf_map_batch_opts {
             sz: std::mem::size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
             ..Default::default()
         };
-        // SAFETY: every buffer is sized for BATCH elements of the map's key and value sizes.
+        // SAFETY: every buffer is sized for BATCH elements of this map's key and value sizes.
         let ret = unsafe {
             libbpf_sys::bpf_map_lookup_batch(
-                maps.flows.as_fd().as_raw_fd(),
+                map.as_fd().as_raw_fd(),
                 if first { std::ptr::null_mut() } else { in_batch.as_mut_ptr().cast() },
                 out_batch.as_mut_ptr().cast(),
                 keys.as_mut_ptr().cast(),
@@ -284,20 +301,40 @@ fn scan_flows(maps: &SharedMaps) -> Option<(u64, u64)> {
         let done = match ret {
             0 => false,
             e if -e == libc::ENOENT => true, // the last batch; count is valid
-            _ => return None,
+            e => anyhow::bail!("batched map read: {}", std::io::Error::from_raw_os_error(-e)),
         };
-        for v in values.chunks_exact(value_size).take(count as usize) {
-            let f: hg_flow = read_struct(v, "flow value").ok()?;
-            // Closed flows linger for late retransmissions; they are already counted as ended.
-            if f.flags & FLOW_CLOSED == 0 {
-                live += 1;
-                pending += u64::from(f.pending) + u64::from(f.skipped);
-            }
+        for (k, v) in keys.chunks_exact(key_size).zip(values.chunks_exact(value_size)).take(count as usize) {
+            f(k, v);
         }
         if done {
-            return Some((live, pending));
+            return Ok(());
         }
         in_batch.copy_from_slice(&out_batch);
         first = false;
     }
+}
+
+fn possible_cpus() -> Result<usize> {
+    // SAFETY: no arguments; returns a count or a negative errno.
+    let n = unsafe { libbpf_sys::libbpf_num_possible_cpus() };
+    anyhow::ensure!(n > 0, "counting possible CPUs: {}", std::io::Error::from_raw_os_error(-n));
+    Ok(n as usize)
+}
+
+/// Live flows and their pending requests. None if the scan was refused
+/// part-way: a partial count would overstate evictions.
+fn scan_flows(maps: &SharedMaps) -> Option<(u64, u64)> {
+    let (mut live, mut pending) = (0u64, 0u64);
+    let mut ok = true;
+    for_each_batched(&maps.flows, false, |_, v| match read_struct::<hg_flow>(v, "flow value") {
+        // Closed flows linger for late retransmissions; they are already counted as ended.
+        Ok(f) if f.flags & FLOW_CLOSED == 0 => {
+            live += 1;
+            pending += u64::from(f.pending) + u64::from(f.skipped);
+        }
+        Ok(_) => {}
+        Err(_) => ok = false,
+    })
+    .ok()?;
+    ok.then_some((live, pending))
 }

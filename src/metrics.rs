@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricFamily, MetricType};
 use prometheus::{Encoder, Registry, TextEncoder};
@@ -59,6 +61,9 @@ struct State {
     flows_live: u64,
     flows_evicted: u64,
     evicted_unanswered: u64,
+    /// The HTTP families of the last read, already encoded: a scrape then costs
+    /// a copy-free send, not a rebuild of every series.
+    http_text: Bytes,
 }
 
 /// What the web server exposes; updated by the map reader.
@@ -78,8 +83,8 @@ impl Exposition {
             registry: Registry::new(),
         });
         exp.registry
-            .register(Box::new(HttpCollector(Arc::downgrade(&exp))))
-            .expect("descriptors of the HTTP collector are unique");
+            .register(Box::new(SelfCollector(Arc::downgrade(&exp))))
+            .expect("descriptors of the exporter's own collector are unique");
         exp.registry
             .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
             .expect("process collector registers on a fresh registry");
@@ -105,6 +110,7 @@ impl Exposition {
                     s.evicted_unanswered = s.evicted_unanswered.max(f.evicted_unanswered);
                 }
                 s.snapshot = snap;
+                s.http_text = self.encode_http(&s);
                 Ok(())
             }
             Err(e) => {
@@ -120,29 +126,42 @@ impl Exposition {
         s.snapshot.requests.len() + s.snapshot.latency.len()
     }
 
-    /// The text exposition format.
-    pub fn render(&self) -> Vec<u8> {
-        let mut buf = Vec::new();
+    /// The text exposition: the HTTP families encoded at the last map read,
+    /// then the exporter's own metrics as of now. Two chunks, sent as they are.
+    pub fn render(&self) -> Vec<Bytes> {
+        let http = self.state.read().unwrap_or_else(|p| p.into_inner()).http_text.clone();
+        let mut own = Vec::new();
         // Encoding into a Vec only fails on inconsistent families, which we build ourselves.
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut own) {
             log::error!("encoding metrics: {e}");
         }
-        buf
+        vec![http, Bytes::from(own)]
     }
 
-    fn families(&self) -> Vec<MetricFamily> {
-        let s = self.state.read().unwrap_or_else(|p| p.into_inner());
-        let status_name = match self.status_label {
-            StatusLabel::Class => "status_class",
-            StatusLabel::Code => "status_code",
-        };
-        let mut out = Vec::new();
+    /// Build and encode the HTTP families one at a time: each may hold
+    /// max_series series, and only one is in memory as protobufs at once.
+    fn encode_http(&self, s: &State) -> Bytes {
+        let mut buf = Vec::new();
+        for which in 0..HTTP_FAMILIES {
+            let f = self.http_family(s, which);
+            if f.get_metric().is_empty() {
+                continue;
+            }
+            if let Err(e) = TextEncoder::new().encode(&[f], &mut buf) {
+                log::error!("encoding metrics: {e}");
+            }
+        }
+        Bytes::from(buf)
+    }
 
-        for (role, prefix) in [(Role::Server, "http_server"), (Role::Client, "http_client")] {
-            let who = match role {
-                Role::Server => "received by a local server (seen on ingress)",
-                Role::Client => "sent by a local client (seen on egress)",
-            };
+    /// Server requests, server durations, client requests, client durations.
+    fn http_family(&self, s: &State, which: usize) -> MetricFamily {
+        let (role, prefix, who) = if which < 2 {
+            (Role::Server, "http_server", "received by a local server (seen on ingress)")
+        } else {
+            (Role::Client, "http_client", "sent by a local client (seen on egress)")
+        };
+        if which % 2 == 0 {
             let mut reqs = family(
                 &format!("{prefix}_requests_total"),
                 &format!("HTTP/1 requests {who}, counted when the request line passes."),
@@ -155,24 +174,32 @@ impl Exposition {
                 m.set_counter(c);
                 reqs.mut_metric().push(m);
             }
-            out.push(reqs);
-
-            let mut hist = family(
-                &format!("{prefix}_request_duration_seconds"),
-                &format!(
-                    "Time from the packet carrying the request line to the packet carrying the final status line, \
-                     for HTTP/1 requests {who}."
-                ),
-                MetricType::HISTOGRAM,
-            );
-            for (k, h) in s.snapshot.latency.iter().filter(|(k, _)| k.role == role) {
-                let mut m = proto::Metric::from_label(self.labels(&s.names, k, Some(status_name)));
-                m.set_histogram(self.histogram(h));
-                hist.mut_metric().push(m);
-            }
-            out.push(hist);
+            return reqs;
         }
+        let status_name = match self.status_label {
+            StatusLabel::Class => "status_class",
+            StatusLabel::Code => "status_code",
+        };
+        let mut hist = family(
+            &format!("{prefix}_request_duration_seconds"),
+            &format!(
+                "Time from the packet carrying the request line to the packet carrying the final status line, \
+                 for HTTP/1 requests {who}."
+            ),
+            MetricType::HISTOGRAM,
+        );
+        for (k, h) in s.snapshot.latency.iter().filter(|(k, _)| k.role == role) {
+            let mut m = proto::Metric::from_label(self.labels(&s.names, k, Some(status_name)));
+            m.set_histogram(self.histogram(h));
+            hist.mut_metric().push(m);
+        }
+        hist
+    }
 
+    /// The exporter's own metrics, built at each scrape (they are few).
+    fn self_families(&self) -> Vec<MetricFamily> {
+        let s = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
         out.push(gauge(
             "http_golden_exporter_build_info",
             "A metric with a constant '1' value labeled by the exporter's version.",
@@ -329,27 +356,28 @@ impl Exposition {
     }
 }
 
-/// Collects from the exposition without keeping it alive (the registry lives inside it).
-struct HttpCollector(std::sync::Weak<Exposition>);
+const HTTP_FAMILIES: usize = 4;
 
-const FAMILIES: &[(&str, &[&str])] = &[
-    ("http_server_requests_total", &["target", "interface", "port", "method"]),
-    ("http_client_requests_total", &["target", "interface", "port", "method"]),
-    ("http_server_request_duration_seconds", &["target", "interface", "port", "method", "status"]),
-    ("http_client_request_duration_seconds", &["target", "interface", "port", "method", "status"]),
+/// The exporter's own metrics, collected at each scrape, without keeping the
+/// exposition alive (the registry lives inside it).
+struct SelfCollector(std::sync::Weak<Exposition>);
+
+const SELF_FAMILIES: &[(&str, &[&str])] = &[
+    ("http_golden_exporter_build_info", &["version"]),
+    ("http_golden_exporter_attached", &["target", "interface", "direction", "mode"]),
 ];
 
-impl Collector for HttpCollector {
+impl Collector for SelfCollector {
     fn desc(&self) -> Vec<&Desc> {
         static DESCS: std::sync::OnceLock<Vec<Desc>> = std::sync::OnceLock::new();
         DESCS
             .get_or_init(|| {
-                FAMILIES
+                SELF_FAMILIES
                     .iter()
                     .map(|(name, labels)| {
                         Desc::new(
                             name.to_string(),
-                            "HTTP/1 golden metric".into(),
+                            "exporter self-metric".into(),
                             labels.iter().map(|s| s.to_string()).collect(),
                             HashMap::new(),
                         )
@@ -363,7 +391,7 @@ impl Collector for HttpCollector {
 
     fn collect(&self) -> Vec<MetricFamily> {
         match self.0.upgrade() {
-            Some(exp) => exp.families(),
+            Some(exp) => exp.self_families(),
             None => Vec::new(),
         }
     }
@@ -438,7 +466,7 @@ mod tests {
     }
 
     fn text(exp: &Exposition) -> String {
-        String::from_utf8(exp.render()).unwrap()
+        String::from_utf8(exp.render().concat()).unwrap()
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! The HTTP endpoint: landing page and metrics, nothing else.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -82,7 +84,34 @@ pub async fn serve(listener: TcpListener, web: Arc<Web>) {
     }
 }
 
-fn handle(web: &Web, limit: &Semaphore, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// A response body sent as the chunks it already is (the metrics text is
+/// cached per map read; copying it per scrape would double the memory).
+pub struct Chunks(VecDeque<Bytes>);
+
+impl Chunks {
+    fn one(b: impl Into<Bytes>) -> Chunks {
+        Chunks(VecDeque::from([b.into()]))
+    }
+}
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.get_mut().0.pop_front().map(|b| Ok(Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+    }
+}
+
+fn handle(web: &Web, limit: &Semaphore, req: Request<Incoming>) -> Response<Chunks> {
     let path = req.uri().path();
     let is_metrics = path == web.telemetry_path;
     if path != "/" && !is_metrics {
@@ -102,21 +131,20 @@ fn handle(web: &Web, limit: &Semaphore, req: Request<Incoming>) -> Response<Full
             "too many concurrent scrapes (web.max_requests); try again\n",
         );
     };
-    let body = web.exposition.render();
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(Chunks(web.exposition.render().into()));
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     r
 }
 
-fn text(status: StatusCode, msg: &'static str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from_static(msg.as_bytes())));
+fn text(status: StatusCode, msg: &'static str) -> Response<Chunks> {
+    let mut r = Response::new(Chunks::one(Bytes::from_static(msg.as_bytes())));
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     r
 }
 
-fn landing(metrics_path: &str) -> Response<Full<Bytes>> {
+fn landing(metrics_path: &str) -> Response<Chunks> {
     let path = html_escape(metrics_path);
     let body = format!(
         "<!DOCTYPE html>\n<html><head><title>HTTP Golden Exporter</title></head><body>\n\
@@ -125,7 +153,7 @@ fn landing(metrics_path: &str) -> Response<Full<Bytes>> {
          <p>Version {}</p>\n<ul><li><a href=\"{path}\">Metrics</a></li></ul>\n</body></html>\n",
         env!("CARGO_PKG_VERSION")
     );
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(Chunks::one(body));
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     r
 }
