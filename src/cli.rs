@@ -35,6 +35,11 @@ pub struct Cli {
     #[arg(long = "bpf.attach-mode", value_name = "MODE", value_enum)]
     pub attach_mode: Option<AttachMode>,
 
+    /// Unprivileged user that serves metrics once everything is attached [default:
+    /// http-golden-exporter, or nobody where it does not exist; or the config key user]
+    #[arg(long = "user", value_name = "USER", value_parser = user)]
+    pub user: Option<String>,
+
     /// Validate the config file, print what is wrong, and exit
     #[arg(long = "check-config")]
     pub check_config: bool,
@@ -67,6 +72,9 @@ impl Cli {
         if let Some(m) = self.attach_mode {
             cfg.bpf.attach_mode = m;
         }
+        if let Some(u) = &self.user {
+            cfg.user = Some(u.clone());
+        }
     }
 }
 
@@ -79,4 +87,8 @@ fn telemetry_path(s: &str) -> Result<String, String> {
         return Err("must be an absolute path other than \"/\" without spaces".into());
     }
     Ok(s.to_string())
+}
+
+fn user(s: &str) -> Result<String, String> {
+    config::valid_user(s).map(|_| s.to_string())
 }

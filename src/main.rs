@@ -26,7 +26,12 @@ fn main() -> ExitCode {
         println!("{}: configuration is valid ({} targets)", path.display(), cfg.targets.len());
         return ExitCode::SUCCESS;
     }
-    match daemon::run(cfg) {
+    let reload: daemon::Reloader = Box::new(move || {
+        let mut cfg = Config::load(&path, explicit).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        cli.apply(&mut cfg);
+        Ok(cfg)
+    });
+    match daemon::run(cfg, reload) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("http-golden-exporter: error: {e:#}");
