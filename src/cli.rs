@@ -44,6 +44,10 @@ pub struct Cli {
     #[arg(long = "check-config")]
     pub check_config: bool,
 
+    /// Remove tc filters left by a run that was killed (legacy tc mode), then exit
+    #[arg(long = "cleanup", conflicts_with = "check_config")]
+    pub cleanup: bool,
+
     /// Only log messages with the given severity or above
     #[arg(long = "log.level", value_name = "LEVEL", default_value = "info",
           value_parser = ["error", "warn", "info", "debug", "trace"])]

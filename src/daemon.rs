@@ -228,6 +228,29 @@ fn forget_series(maps: &SharedMaps, target_id: u16) -> Result<usize> {
     Ok(n)
 }
 
+/// `--cleanup`: remove the legacy tc filters of every configured target that
+/// a killed run left behind (systemd runs it as ExecStopPost).
+pub fn cleanup(cfg: &Config) -> Result<()> {
+    let mut failed = 0;
+    for t in &cfg.targets {
+        match attach::remove_stale_filters(t) {
+            Ok(removed) => {
+                for r in removed {
+                    log::info!("target {:?}: removed the tc filter a killed run left on {r}", t.name);
+                }
+            }
+            Err(e) => {
+                log::error!("target {:?}: {e:#}", t.name);
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("could not clean up {failed} targets");
+    }
+    Ok(())
+}
+
 fn notify(states: &[NotifyState]) {
     if let Err(e) = sd_notify::notify(false, states) {
         log::debug!("sd_notify: {e}");

@@ -26,6 +26,15 @@ fn main() -> ExitCode {
         println!("{}: configuration is valid ({} targets)", path.display(), cfg.targets.len());
         return ExitCode::SUCCESS;
     }
+    if cli.cleanup {
+        return match daemon::cleanup(&cfg) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("http-golden-exporter: error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let reload: daemon::Reloader = Box::new(move || {
         let mut cfg = Config::load(&path, explicit).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         cli.apply(&mut cfg);

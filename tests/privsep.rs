@@ -227,8 +227,20 @@ fn kill_attacher_leaves_nothing(mode: &str, expect_left: &str) {
         let mut again = Exporter::start(&format!("[bpf]\nattach_mode = \"tc\"\n{}", target("s", &pair.server_ns, &pair.server_if)));
         assert!(again.log().contains("replacing our own tc filter"), "{}", again.log());
         assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if).matches("tc:http_").count(), 2);
-        again.proc.signal(Signal::SIGTERM);
-        assert!(again.proc.wait_timeout(Duration::from_secs(10)).unwrap().success());
+        // Killed again: ExecStopPost's --cleanup removes exactly our filters.
+        let config = again.dir.path().join("config.toml");
+        again.proc.signal(Signal::SIGKILL);
+        again.proc.wait_timeout(Duration::from_secs(5)).expect("the attacher dies");
+        assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if), expect_left);
+        let out = std::process::Command::new(common::exporter_bin())
+            .arg("--cleanup")
+            .arg("--config.file")
+            .arg(&config)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{log}");
+        assert_eq!(log.matches("removed the tc filter").count(), 2, "{log}");
         assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if), "");
     }
 }
