@@ -231,6 +231,9 @@ fn forget_series(maps: &SharedMaps, target_id: u16) -> Result<usize> {
 /// `--cleanup`: remove the legacy tc filters of every configured target that
 /// a killed run left behind (systemd runs it as ExecStopPost).
 pub fn cleanup(cfg: &Config) -> Result<()> {
+    // Queries on interfaces without a clsact qdisc make libbpf complain; a
+    // real failure comes back as an error anyway.
+    libbpf_rs::set_print(None);
     let mut failed = 0;
     for t in &cfg.targets {
         match attach::remove_stale_filters(t) {
@@ -330,7 +333,10 @@ fn attacher_main(
             let r = attach_prepared(p, &att.cfg)?;
             att.targets.push(r);
         }
-        ch.send(&Msg::Topology(att.topology())).context("sending the topology to the exporter")?;
+        if let Err(e) = ch.send(&Msg::Topology(att.topology())) {
+            // It died before it could serve; its own message says why.
+            return Ok(Exit::ChildGone(format!("{} (sending it the topology: {e:#})", reap(child))));
+        }
         event_loop(&mut att, &mut ch, child, &sfd, &reload)
     })();
 

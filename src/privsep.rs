@@ -136,9 +136,9 @@ pub fn drop_to(account: &Account, keep_bpf: bool) -> Result<Kept> {
 
     caps::clear(None, CapSet::Ambient).map_err(cap_err("clearing the ambient set"))?;
     caps::clear(None, CapSet::Inheritable).map_err(cap_err("clearing the inheritable set"))?;
-    // Permitted first: effective must stay a subset of it.
-    caps::set(None, CapSet::Permitted, &keep).map_err(cap_err("setting the permitted set"))?;
+    // Effective first: the kernel refuses a permitted set that no longer covers the effective one.
     caps::set(None, CapSet::Effective, &keep).map_err(cap_err("setting the effective set"))?;
+    caps::set(None, CapSet::Permitted, &keep).map_err(cap_err("setting the permitted set"))?;
     nix::sys::prctl::set_no_new_privs().context("prctl(PR_SET_NO_NEW_PRIVS)")?;
 
     // Trust, but verify: what the kernel says now.
