@@ -290,3 +290,24 @@ fn sigterm_stops_both_processes_and_exits_zero() {
     assert!(gone_or_zombie(child));
     assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if), "");
 }
+
+#[test]
+fn before_linux_5_19_the_exporter_keeps_cap_bpf_and_nothing_else() {
+    if !common::privileged(&["ip"]) {
+        return;
+    }
+    // The decision is made from the kernel release; pretend to be Ubuntu 22.04's.
+    let pair = Pair::new();
+    let exp = Exporter::try_start_env(
+        &target("s", &pair.server_ns, &pair.server_if),
+        &[(privsep::KERNEL_RELEASE_ENV, "5.15.0-91-generic")],
+    )
+    .unwrap();
+    let child = exporter_pid(&exp);
+    let caps = ProcCaps::of(child).unwrap();
+    let bpf = 1u64 << caps::Capability::CAP_BPF.index();
+    assert_eq!((caps.eff, caps.prm, caps.inh, caps.amb), (bpf, bpf, 0, 0), "{caps:x?}");
+    assert!(caps.no_new_privs);
+    assert!(exp.log().contains("older than 5.19") && exp.log().contains("CAP_BPF kept"), "{}", exp.log());
+    assert!(exp.scrape().has("http_golden_exporter_attached", &[("target", "s")]));
+}
