@@ -36,12 +36,22 @@ enum hg_stat {
 	HG_STAT_SERIES_DROPPED = 0,    /* an aggregate map was full: an observation was not recorded */
 	HG_STAT_UNANSWERED_RESET,      /* requests pending when a RST ended the connection */
 	HG_STAT_UNANSWERED_CLOSED,     /* requests pending when the server's FIN ended the connection */
-	HG_STAT_RESPONSE_NO_REQUEST,   /* a status line with no request waiting for it */
+	HG_STAT_RESPONSE_NO_REQUEST,   /* a final status line with no request waiting for it */
 	HG_STAT_PIPELINE_OVERFLOW,     /* requests beyond HG_PIPELINE_DEPTH: counted, not timed */
-	HG_STAT_RETRANSMIT_IGNORED,    /* a message start seen again (TCP sequence not new) */
-	HG_STAT_UPGRADED,              /* 101 Switching Protocols: the flow is no longer parsed */
+	HG_STAT_RETRANSMIT_IGNORED,    /* a data segment seen again (TCP sequence not new) */
+	HG_STAT_UPGRADED,              /* 101 Switching Protocols (or CONNECT 2xx): no longer parsed */
 	HG_STAT_TLS_SEEN,              /* a TLS ClientHello on a watched port */
 	HG_STAT_FLOW_INSERT_FAILED,    /* the flow map refused a new flow */
+	HG_STAT_FLOWS_CREATED,         /* flows inserted (userspace derives evictions from these) */
+	HG_STAT_FLOWS_ENDED,           /* flows deleted on FIN/RST */
+	HG_STAT_REQUESTS_TRACKED,      /* requests queued (or skipped) on a flow */
+	HG_STAT_REQUESTS_ANSWERED,     /* requests settled by a final status line */
+	/* A stream lost its message boundaries and fell back to the turn-around rule, because of: */
+	HG_STAT_LOST_GAP,              /* bytes missing from the sequence (never seen by this hook) */
+	HG_STAT_LOST_NOT_A_MESSAGE,    /* bytes where a message should start that are not one */
+	HG_STAT_LOST_UNREADABLE,       /* a framing header whose value could not be read */
+	HG_STAT_LOST_BAD_CHUNK,        /* a malformed chunk-size line */
+	HG_STAT_LOST_TOO_COMPLEX,      /* a segment needing more parsing steps than allowed */
 	HG_STAT_MAX,
 };
 
@@ -62,9 +72,47 @@ struct hg_flow_key {
 	__u8 role;   /* enum hg_role */
 };
 
-#define HG_FLOW_HAVE_REQ_SEQ (1 << 0)
-#define HG_FLOW_HAVE_RESP_SEQ (1 << 1)
-#define HG_FLOW_UPGRADED (1 << 2)
+/* Where the next message of one direction of a connection can begin. */
+enum hg_stream_state {
+	HG_ST_IDLE = 0,     /* a message starts at next_seq */
+	HG_ST_HEADERS,      /* inside a start line + header block */
+	HG_ST_BODY,         /* a Content-Length body, ending at end_seq */
+	HG_ST_CHUNK_SIZE,   /* reading a chunk-size line; `left` accumulates the size */
+	HG_ST_CHUNK_DATA,   /* chunk data and its CRLF, ending at end_seq */
+	HG_ST_TRAILERS,     /* after the last chunk, until the empty line */
+	HG_ST_UNTIL_CLOSE,  /* body delimited by the connection's end, or upgraded */
+	HG_ST_UNSYNCED,     /* boundaries lost: only segment starts are tried (turn-around rule) */
+};
+
+#define HG_SF_HAVE_SEQ (1 << 0)      /* next_seq is valid */
+#define HG_SF_LINE_START (1 << 1)    /* positioned at the start of a header line */
+#define HG_SF_LINE_START_CR (1 << 2) /* ... whose '\r' ended the previous segment */
+#define HG_SF_CHUNKED (1 << 3)       /* current message: Transfer-Encoding: chunked */
+#define HG_SF_HAS_CL (1 << 4)        /* current message: Content-Length seen (value in left) */
+#define HG_SF_NO_BODY (1 << 5)       /* HEAD response, 1xx, 204, 304: no body whatever the headers say */
+#define HG_SF_UNSURE (1 << 6)        /* a header name straddled a segment boundary unread */
+#define HG_SF_CHUNK_EXT (1 << 7)     /* in a chunk-size line, past the hex digits */
+
+#define HG_PARTIAL_MAX 31
+
+struct hg_stream {
+	__u64 left;     /* HEADERS: the Content-Length value; CHUNK_SIZE: the size so far */
+	__u32 end_seq;  /* BODY, CHUNK_DATA: sequence number just after the body (or chunk + CRLF) */
+	__u32 next_seq; /* TCP sequence of the first byte not yet processed */
+	__u8 state;     /* enum hg_stream_state */
+	__u8 flags;     /* HG_SF_* */
+	__u8 method;    /* request stream: method of the message being parsed */
+	__u8 partial_len;
+	__u8 partial[HG_PARTIAL_MAX + 1]; /* a start line or header line cut short by the segment's end */
+};
+
+#define HG_FLOW_UPGRADED (1 << 0)
+/*
+ * Ended by the server's FIN or a RST. Kept (not deleted) so that late
+ * retransmissions are recognised as such; a SYN on the same 4-tuple, or the
+ * LRU, removes it.
+ */
+#define HG_FLOW_CLOSED (1 << 1)
 
 struct hg_flow {
 	__u64 req_ts[HG_PIPELINE_DEPTH]; /* bpf_ktime_get_ns() of each pending request line */
@@ -73,8 +121,8 @@ struct hg_flow {
 	__u8 pending; /* requests waiting for a final status */
 	__u8 flags;
 	__u8 skipped; /* requests beyond the depth, answered before anything queued later */
-	__u32 req_seq_end;  /* TCP sequence just after the last request start we counted */
-	__u32 resp_seq_end; /* same for responses */
+	struct hg_stream req;  /* client -> server */
+	struct hg_stream resp; /* server -> client */
 };
 
 /*

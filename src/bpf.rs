@@ -97,8 +97,9 @@ impl Loader {
         LIBBPF_LOG.lock().map(|mut b| b.clear()).ok();
         self.load_inner(cfg).map_err(|e| {
             let log = LIBBPF_LOG.lock().map(|b| b.join("\n")).unwrap_or_default();
+            // EPERM is a missing privilege; EACCES is the verifier saying no (its log follows).
             let hint = match e.downcast_ref::<libbpf_rs::Error>().map(|e| e.kind()) {
-                Some(libbpf_rs::ErrorKind::PermissionDenied) => {
+                Some(libbpf_rs::ErrorKind::PermissionDenied) if !log.contains("PROG LOAD LOG") => {
                     "\nloading BPF programs needs root or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON"
                 }
                 _ => "",

@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, MapFlags};
 
-use crate::bpf::{check_len, hg_hist, hg_series_key, SharedMaps};
+use crate::bpf::{check_len, hg_flow, hg_hist, hg_series_key, SharedMaps};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
@@ -103,15 +103,70 @@ pub struct Stats {
     pub upgraded: u64,
     pub tls_seen: u64,
     pub flow_insert_failed: u64,
+    pub flows_created: u64,
+    pub flows_ended: u64,
+    pub requests_tracked: u64,
+    pub requests_answered: u64,
+    /// Boundaries lost, by cause (see `FRAMING_LOST_REASONS`).
+    pub framing_lost: [u64; 5],
 }
 
-const STAT_SLOTS: u32 = 9;
+/// Label values for `Stats::framing_lost`, in the order of the HG_STAT_LOST_* slots.
+pub const FRAMING_LOST_REASONS: [&str; 5] = ["gap", "not_a_message", "unreadable_header", "bad_chunk", "too_complex"];
+
+impl Stats {
+    pub fn framing_lost_total(&self) -> u64 {
+        self.framing_lost.iter().sum()
+    }
+}
+
+/// HG_FLOW_CLOSED in bpf/http_golden.h.
+const FLOW_CLOSED: u8 = 1 << 1;
+
+/// HG_STAT_MAX in bpf/http_golden.h.
+pub const STAT_SLOTS: u32 = 18;
+
+impl Stats {
+    fn from_slots(v: &[u64; STAT_SLOTS as usize]) -> Stats {
+        Stats {
+            series_dropped: v[0],
+            unanswered_reset: v[1],
+            unanswered_closed: v[2],
+            response_no_request: v[3],
+            pipeline_overflow: v[4],
+            retransmit_ignored: v[5],
+            upgraded: v[6],
+            tls_seen: v[7],
+            flow_insert_failed: v[8],
+            flows_created: v[9],
+            flows_ended: v[10],
+            requests_tracked: v[11],
+            requests_answered: v[12],
+            framing_lost: [v[13], v[14], v[15], v[16], v[17]],
+        }
+    }
+}
+
+/// What the flow table holds right now, and what it must have lost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flows {
+    /// Connections tracked at the time of the read.
+    pub live: u64,
+    /// Requests waiting for a response on those connections.
+    pub pending: u64,
+    /// Flows the LRU map forgot to make room (lower bound at the time of the read).
+    pub evicted: u64,
+    /// Requests that were pending on flows the LRU map forgot (lower bound).
+    pub evicted_unanswered: u64,
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub requests: Vec<(SeriesKey, u64)>,
     pub latency: Vec<(SeriesKey, Histogram)>,
     pub stats: Stats,
+    /// None when the flow table could not be scanned completely.
+    pub flows: Option<Flows>,
 }
 
 fn read_struct<T: Copy>(bytes: &[u8], what: &str) -> Result<T> {
@@ -156,26 +211,93 @@ pub fn read(maps: &SharedMaps, nbuckets: usize) -> Result<Snapshot> {
         snap.latency.push((k, h));
     }
 
-    let mut stats = [0u64; STAT_SLOTS as usize];
-    for (i, slot) in stats.iter_mut().enumerate() {
+    // Evictions are not reported by the kernel; they are what is missing once
+    // ended and live flows are accounted for. Counters that only grow are read
+    // before the scan and those that settle flows after it, so concurrent
+    // traffic can only make the estimate low, never high.
+    let before = read_stats(maps)?;
+    let scan = scan_flows(maps);
+    let after = read_stats(maps)?;
+    // Without a complete scan there is no estimate this time; the exported
+    // values stay as they were.
+    snap.flows = scan.map(|(live, pending)| Flows {
+        live,
+        pending,
+        evicted: before.flows_created.saturating_sub(after.flows_ended).saturating_sub(live),
+        evicted_unanswered: before
+            .requests_tracked
+            .saturating_sub(after.requests_answered)
+            .saturating_sub(after.unanswered_reset)
+            .saturating_sub(after.unanswered_closed)
+            .saturating_sub(pending),
+    });
+    snap.stats = after;
+
+    snap.requests.sort_by_key(|(k, _)| *k);
+    snap.latency.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(snap)
+}
+
+fn read_stats(maps: &SharedMaps) -> Result<Stats> {
+    let mut slots = [0u64; STAT_SLOTS as usize];
+    for (i, slot) in slots.iter_mut().enumerate() {
         let key = (i as u32).to_ne_bytes();
         if let Some(per_cpu) = maps.stats.lookup_percpu(&key, MapFlags::ANY).context("reading stats")? {
             *slot = sum_u64(&per_cpu, "stats value")?;
         }
     }
-    snap.stats = Stats {
-        series_dropped: stats[0],
-        unanswered_reset: stats[1],
-        unanswered_closed: stats[2],
-        response_no_request: stats[3],
-        pipeline_overflow: stats[4],
-        retransmit_ignored: stats[5],
-        upgraded: stats[6],
-        tls_seen: stats[7],
-        flow_insert_failed: stats[8],
-    };
+    Ok(Stats::from_slots(&slots))
+}
 
-    snap.requests.sort_by_key(|(k, _)| *k);
-    snap.latency.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(snap)
+/// Live flows and their pending requests, read in batches (the table may hold
+/// millions). None if the kernel refused part of the scan: a partial count
+/// would overstate evictions.
+fn scan_flows(maps: &SharedMaps) -> Option<(u64, u64)> {
+    use std::os::fd::{AsFd, AsRawFd};
+    const BATCH: u32 = 4096;
+    let key_size = maps.flows.key_size() as usize;
+    let value_size = maps.flows.value_size() as usize;
+    let mut keys = vec![0u8; key_size * BATCH as usize];
+    let mut values = vec![0u8; value_size * BATCH as usize];
+    let mut in_batch = vec![0u8; key_size];
+    let mut out_batch = vec![0u8; key_size];
+    let mut first = true;
+    let (mut live, mut pending) = (0u64, 0u64);
+    loop {
+        let mut count = BATCH;
+        let opts = libbpf_sys::bpf_map_batch_opts {
+            sz: std::mem::size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
+            ..Default::default()
+        };
+        // SAFETY: every buffer is sized for BATCH elements of the map's key and value sizes.
+        let ret = unsafe {
+            libbpf_sys::bpf_map_lookup_batch(
+                maps.flows.as_fd().as_raw_fd(),
+                if first { std::ptr::null_mut() } else { in_batch.as_mut_ptr().cast() },
+                out_batch.as_mut_ptr().cast(),
+                keys.as_mut_ptr().cast(),
+                values.as_mut_ptr().cast(),
+                &mut count,
+                &opts,
+            )
+        };
+        let done = match ret {
+            0 => false,
+            e if -e == libc::ENOENT => true, // the last batch; count is valid
+            _ => return None,
+        };
+        for v in values.chunks_exact(value_size).take(count as usize) {
+            let f: hg_flow = read_struct(v, "flow value").ok()?;
+            // Closed flows linger for late retransmissions; they are already counted as ended.
+            if f.flags & FLOW_CLOSED == 0 {
+                live += 1;
+                pending += u64::from(f.pending) + u64::from(f.skipped);
+            }
+        }
+        if done {
+            return Some((live, pending));
+        }
+        in_batch.copy_from_slice(&out_batch);
+        first = false;
+    }
 }

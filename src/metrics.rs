@@ -11,7 +11,7 @@ use prometheus::{Encoder, Registry, TextEncoder};
 
 use crate::attach::{Direction, Mode};
 use crate::config::StatusLabel;
-use crate::maps::{Histogram, Role, SeriesKey, Snapshot};
+use crate::maps::{Histogram, Role, SeriesKey, Snapshot, FRAMING_LOST_REASONS};
 
 /// Label values for the numbers in BPF keys.
 #[derive(Debug, Default, Clone)]
@@ -55,6 +55,10 @@ struct State {
     read_errors: u64,
     last_read: Duration,
     max_series: u32,
+    /// Last complete flow-table figures; evictions only ever grow (they are counters).
+    flows_live: u64,
+    flows_evicted: u64,
+    evicted_unanswered: u64,
 }
 
 /// What the web server exposes; updated by the map reader.
@@ -95,6 +99,11 @@ impl Exposition {
         s.last_read = took;
         match result {
             Ok(snap) => {
+                if let Some(f) = snap.flows {
+                    s.flows_live = f.live;
+                    s.flows_evicted = s.flows_evicted.max(f.evicted);
+                    s.evicted_unanswered = s.evicted_unanswered.max(f.evicted_unanswered);
+                }
                 s.snapshot = snap;
                 Ok(())
             }
@@ -200,8 +209,13 @@ impl Exposition {
             "Configured capacity of each BPF aggregate map (metrics.max_series).",
             vec![(vec![], s.max_series as f64)],
         ));
+        out.push(gauge(
+            "http_golden_exporter_flows",
+            "Connections currently tracked in the BPF flow table (bpf.flow_table_size).",
+            vec![(vec![], s.flows_live as f64)],
+        ));
         let st = &s.snapshot.stats;
-        let counters: [(&str, &str, Vec<(Vec<(&str, String)>, u64)>); 8] = [
+        let counters: [(&str, &str, Vec<(Vec<(&str, String)>, u64)>); 10] = [
             (
                 "http_golden_exporter_series_dropped_total",
                 "Observations not recorded because an aggregate map already held max_series series.",
@@ -213,6 +227,7 @@ impl Exposition {
                 vec![
                     (vec![("reason", "reset".into())], st.unanswered_reset),
                     (vec![("reason", "closed".into())], st.unanswered_closed),
+                    (vec![("reason", "evicted".into())], s.evicted_unanswered),
                 ],
             ),
             (
@@ -227,7 +242,7 @@ impl Exposition {
             ),
             (
                 "http_golden_exporter_retransmits_ignored_total",
-                "Request or status lines seen again with an old TCP sequence number, and not counted twice.",
+                "Data segments seen again with an old TCP sequence number (retransmissions), and not parsed twice.",
                 vec![(vec![], st.retransmit_ignored)],
             ),
             (
@@ -239,6 +254,16 @@ impl Exposition {
                 "http_golden_exporter_tls_payloads_total",
                 "TLS ClientHello messages seen on watched ports: traffic this exporter cannot read.",
                 vec![(vec![], st.tls_seen)],
+            ),
+            (
+                "http_golden_exporter_flows_evicted_total",
+                "Connections the full flow table forgot to make room for new ones (derived; a lower bound).",
+                vec![(vec![], s.flows_evicted)],
+            ),
+            (
+                "http_golden_exporter_framing_lost_total",
+                "Times a stream lost track of message boundaries and fell back to the request/response turn-around, by cause.",
+                FRAMING_LOST_REASONS.iter().zip(st.framing_lost).map(|(r, v)| (vec![("reason", r.to_string())], v)).collect(),
             ),
             (
                 "http_golden_exporter_flow_insert_failures_total",
@@ -397,7 +422,7 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::maps::{Method, Stats};
+    use crate::maps::{Flows, Method, Stats};
 
     fn key(role: Role, status: u16) -> SeriesKey {
         SeriesKey { target_id: 0, ifindex: 7, role, port: 80, method: Method::Get, status }
@@ -426,6 +451,7 @@ mod tests {
                 Histogram { buckets: vec![1, 2, 0, 3], sum_ns: 1_500_000_000, count: 6 },
             )],
             stats: Stats::default(),
+            flows: None,
         };
         exp.record_read(Ok(snap), Duration::ZERO).unwrap();
         let t = text(&exp);
@@ -461,6 +487,23 @@ mod tests {
         let t = text(&exp);
         assert!(t.contains("http_golden_exporter_map_read_errors_total 1"), "{t}");
         assert!(t.contains(r#"method="GET"} 3"#), "{t}");
+    }
+
+    #[test]
+    fn evictions_are_counters_that_never_go_back() {
+        let exp = exposition(StatusLabel::Class);
+        let flows = |evicted, evicted_unanswered| {
+            Some(Flows { live: 10, pending: 1, evicted, evicted_unanswered })
+        };
+        for (ev, un) in [(5, 2), (3, 1), (7, 2)] {
+            exp.record_read(Ok(Snapshot { flows: flows(ev, un), ..Default::default() }), Duration::ZERO).unwrap();
+        }
+        // An incomplete scan (None) changes nothing.
+        exp.record_read(Ok(Snapshot::default()), Duration::ZERO).unwrap();
+        let t = text(&exp);
+        assert!(t.contains("http_golden_exporter_flows_evicted_total 7"), "{t}");
+        assert!(t.contains(r#"http_golden_exporter_requests_unanswered_total{reason="evicted"} 2"#), "{t}");
+        assert!(t.contains("http_golden_exporter_flows 10"), "{t}");
     }
 
     #[test]

@@ -132,6 +132,8 @@ fn scraped_counts_equal_what_clients_sent_in_both_views() {
         "http_golden_exporter_responses_without_request_total",
         "http_golden_exporter_pipelined_requests_beyond_depth_total",
         "http_golden_exporter_flow_insert_failures_total",
+        "http_golden_exporter_framing_lost_total",
+        "http_golden_exporter_flows_evicted_total",
     ] {
         assert_eq!(m.sum(name, &[]), 0.0, "{name}");
     }

@@ -3,8 +3,10 @@
 //! owned by a guard whose Drop removes it, so a failing assertion cleans up too.
 #![allow(dead_code)]
 
+pub mod netio;
 pub mod nginx;
 pub mod packet;
+pub mod parser;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

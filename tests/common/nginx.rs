@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use super::{Pair, Proc, TempDir, SERVER_V4, SERVER_V6};
 
-/// Port 80 serves /ok (200), /missing (404), /fail (500), /big (1 MiB);
+/// Port 80 serves /ok (200), /missing (404), /fail (500), /big (1 MiB),
+/// /trap (256 KiB of "HTTP/1.1 200 OK" lines), /page (static, with ETag),
+/// /nocontent (204), /chunked (1.1 MiB chunked), /upload (reads a body, 200);
 /// port 8080 serves /slow, answered after `SLOW_SECONDS`.
 pub const SLOW_SECONDS: f64 = 0.3;
 
@@ -21,6 +23,9 @@ impl Nginx {
         let dir = TempDir::new("hgnginx");
         let d = dir.path().display().to_string();
         std::fs::write(dir.path().join("big"), vec![b'x'; 1 << 20]).unwrap();
+        // A body whose every line looks like a status line, wherever TCP cuts it.
+        std::fs::write(dir.path().join("trap"), b"HTTP/1.1 200 OK\r\n".repeat(16 * 1024)).unwrap();
+        std::fs::write(dir.path().join("page"), b"<html>cached</html>\n").unwrap();
         let conf = format!(
             r#"
 load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;
@@ -28,7 +33,7 @@ worker_processes 1;
 user root;
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
-events {{ worker_connections 4096; }}
+events {{ worker_connections 19500; }}
 http {{
     access_log {d}/access.log;
     client_body_temp_path {d}/body;
@@ -44,6 +49,11 @@ http {{
         location = /missing {{ return 404; }}
         location = /fail {{ return 500; }}
         location = /big {{ alias {d}/big; }}
+        location = /trap {{ alias {d}/trap; }}
+        location = /page {{ alias {d}/page; }}
+        location = /nocontent {{ return 204; }}
+        location = /chunked {{ echo_duplicate 65536 "chunked body bytes"; }}
+        location = /upload {{ client_max_body_size 20m; client_body_buffer_size 1m; echo_read_request_body; echo "got it"; }}
     }}
     server {{
         listen {SERVER_V4}:8080;

@@ -1,0 +1,353 @@
+//! The hard cases of real HTTP/1 traffic, as packet sequences through the
+//! loaded programs (BPF_PROG_TEST_RUN): keep-alive, pipelining, 1xx, bodies
+//! that look like messages, split start lines, retransmissions, flow-table
+//! pressure. Every assertion is an exact count.
+
+mod common;
+
+use std::time::Duration;
+
+use common::packet::{Tcp, ACK, FIN};
+use common::parser::{assert_clean, requests, responses, Conn, Parser};
+use http_golden_exporter::bpf::{MapSizes, ProgramConfig};
+use http_golden_exporter::config::{StatusLabel, DEFAULT_BUCKETS};
+use http_golden_exporter::maps::{Method, Role};
+
+fn conn() -> Conn {
+    Conn::new(Tcp::v4([198, 18, 0, 2], 40000, [198, 18, 0, 1], 80))
+}
+
+fn ok(body: &str) -> Vec<u8> {
+    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+}
+
+#[test]
+fn thousands_of_requests_on_one_keep_alive_connection() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    for i in 0..2000 {
+        p.ingress(&c.client(format!("GET /item/{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()));
+        p.ingress(&c.base.clone().flags(ACK)); // pure ACKs in between change nothing
+        p.egress(&c.server(&ok("fine")));
+    }
+    let s = p.snap();
+    assert_eq!(requests(&s, Role::Server, Method::Get), 2000);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 2000);
+    assert_clean(&s);
+}
+
+#[test]
+fn an_idle_gap_between_exchanges_is_nobodys_latency() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    for _ in 0..3 {
+        p.ingress(&c.client(b"GET / HTTP/1.1\r\n\r\n"));
+        p.egress(&c.server(&ok("x")));
+        std::thread::sleep(Duration::from_millis(120));
+    }
+    let s = p.snap();
+    let (_, h) = &s.latency[0];
+    assert_eq!(h.count, 3);
+    assert!(h.sum_ns < 100_000_000, "idle time leaked into latency: {} ns", h.sum_ns);
+}
+
+#[test]
+fn several_requests_in_one_segment_and_their_responses_in_another() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    p.ingress(&c.client(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nHEAD /b HTTP/1.1\r\nHost: x\r\n\r\nDELETE /c HTTP/1.1\r\nHost: x\r\n\r\n"));
+    let mut resp = ok("a");
+    resp.extend(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\n");
+    resp.extend(b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n");
+    p.egress(&c.server(&resp));
+    let s = p.snap();
+    assert_eq!(requests(&s, Role::Server, Method::Get), 1);
+    assert_eq!(requests(&s, Role::Server, Method::Head), 1);
+    assert_eq!(requests(&s, Role::Server, Method::Delete), 1);
+    // Each response pairs with its own request: HEAD's 404 had no body despite Content-Length.
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Head, 4), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Delete, 5), 1);
+    assert_clean(&s);
+}
+
+#[test]
+fn requests_sent_before_any_response_are_answered_in_order() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    p.ingress(&c.client(b"GET /1 HTTP/1.1\r\n\r\n"));
+    p.ingress(&c.client(b"POST /2 HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"));
+    p.ingress(&c.client(b"PUT /3 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"));
+    p.egress(&c.server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+    p.egress(&c.server(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"));
+    p.egress(&c.server(b"HTTP/1.1 409 Conflict\r\nContent-Length: 0\r\n\r\n"));
+    let s = p.snap();
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Post, 2), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Put, 4), 1);
+    assert_clean(&s);
+}
+
+#[test]
+fn pipelining_beyond_the_depth_is_counted_never_mismatched() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    let methods = ["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"];
+    let mut burst = Vec::new();
+    for m in methods {
+        burst.extend(format!("{m} / HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    }
+    p.ingress(&c.client(&burst));
+    for code in [200, 201, 202, 203, 404, 500] {
+        p.egress(&c.server(format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\r\n").as_bytes()));
+    }
+    let s = p.snap();
+    assert_eq!(s.requests.iter().map(|(_, v)| v).sum::<u64>(), 6, "every request is counted");
+    assert_eq!(s.stats.pipeline_overflow, 2);
+    assert_eq!(s.stats.response_no_request, 0);
+    // The four queued requests got the first four responses; the rest are not timed.
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Head, 2), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Put, 2), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Delete, 2), 1);
+    assert_eq!(s.latency.iter().map(|(_, h)| h.count).sum::<u64>(), 4);
+    // The connection goes on normally afterwards.
+    p.ingress(&c.client(b"GET /after HTTP/1.1\r\n\r\n"));
+    p.egress(&c.server(b"HTTP/1.1 404 Nope\r\nContent-Length: 0\r\n\r\n"));
+    assert_eq!(responses(&p.snap(), Role::Server, Method::Get, 4), 1);
+}
+
+#[test]
+fn interim_responses_in_the_same_segment_as_the_final_one() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    p.ingress(&c.client(b"POST /up HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"));
+    p.egress(&c.server(b"HTTP/1.1 100 Continue\r\n\r\n"));
+    p.ingress(&c.client(b"data"));
+    p.egress(&c.server(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"));
+    let s = p.snap();
+    assert_eq!(responses(&s, Role::Server, Method::Post, 2), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Post, 1), 0, "1xx interim responses are not observations");
+    assert_clean(&s);
+}
+
+#[test]
+fn head_204_and_304_have_no_body_whatever_their_headers_say() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    for (req, resp) in [
+        (&b"HEAD /big HTTP/1.1\r\n\r\n"[..], &b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n"[..]),
+        (b"GET /none HTTP/1.1\r\n\r\n", b"HTTP/1.1 204 No Content\r\n\r\n"),
+        (b"GET /same HTTP/1.1\r\nIf-None-Match: \"x\"\r\n\r\n", b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 99\r\n\r\n"),
+        (b"GET /next HTTP/1.1\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+    ] {
+        p.ingress(&c.client(req));
+        p.egress(&c.server(resp));
+    }
+    let s = p.snap();
+    assert_eq!(responses(&s, Role::Server, Method::Head, 2), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 2, "204 and the next 200");
+    assert_eq!(responses(&s, Role::Server, Method::Get, 3), 1);
+    assert_clean(&s);
+}
+
+#[test]
+fn a_chunked_response_with_sizes_split_across_segments() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    p.ingress(&c.client(b"GET /stream HTTP/1.1\r\n\r\n"));
+    p.egress(&c.server(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1"));
+    p.egress(&c.server(b"0;ext=1\r\n"));
+    // 16 bytes of chunk data that look like a status line, then its CRLF split.
+    p.egress(&c.server(b"HTTP/1.1 500 XXX"));
+    p.egress(&c.server(b"\r"));
+    p.egress(&c.server(b"\n5\r\nHTTP/\r\n0\r\nTrailer: x\r\n\r"));
+    p.egress(&c.server(b"\n"));
+    p.ingress(&c.client(b"GET /next HTTP/1.1\r\n\r\n"));
+    p.egress(&c.server(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"));
+    let s = p.snap();
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 4), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 5), 0, "chunk data is not a response");
+    assert_clean(&s);
+}
+
+#[test]
+fn a_large_response_body_full_of_status_lines_is_not_responses() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    p.ingress(&c.client(b"GET /big HTTP/1.1\r\n\r\n"));
+    let seg = b"HTTP/1.1 200 OK\r\n".repeat(80); // 1360 bytes, a status line at every segment start
+    let total = 1 << 20;
+    p.egress(&c.server(format!("HTTP/1.1 200 OK\r\nContent-Length: {total}\r\n\r\n").as_bytes()));
+    let mut sent = 0;
+    while sent < total {
+        let n = seg.len().min(total - sent);
+        p.egress(&c.server(&seg[..n]));
+        sent += n;
+    }
+    p.ingress(&c.client(b"GET /after HTTP/1.1\r\n\r\n"));
+    p.egress(&c.server(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n"));
+    let s = p.snap();
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 5), 1);
+    assert_clean(&s);
+}
+
+#[test]
+fn a_large_upload_full_of_request_lines_is_not_requests() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    let total = 10 << 20;
+    p.ingress(&c.client(format!("POST /upload HTTP/1.1\r\nContent-Length: {total}\r\nExpect: 100-continue\r\n\r\n").as_bytes()));
+    p.egress(&c.server(b"HTTP/1.1 100 Continue\r\n\r\n"));
+    let seg = b"GET / HTTP/1.1\r\n".repeat(90); // 1440 bytes
+    let mut sent = 0;
+    while sent < total {
+        let n = seg.len().min(total - sent);
+        p.ingress(&c.client(&seg[..n]));
+        sent += n;
+    }
+    p.egress(&c.server(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"));
+    p.ingress(&c.client(b"GET /next HTTP/1.1\r\n\r\n"));
+    p.egress(&c.server(&ok("n")));
+    let s = p.snap();
+    assert_eq!(requests(&s, Role::Server, Method::Post), 1);
+    assert_eq!(requests(&s, Role::Server, Method::Get), 1, "only the real GET after the body");
+    assert_eq!(responses(&s, Role::Server, Method::Post, 2), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1);
+    assert_clean(&s);
+}
+
+#[test]
+fn start_lines_split_across_segments_are_joined() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    // The very first bytes of a new connection: "GE" | "T /x ...".
+    p.ingress(&c.client(b"GE"));
+    p.ingress(&c.client(b"T /x HTTP/1.1\r\nHost: x\r\n\r\n"));
+    p.egress(&c.server(b"HTTP/1.1 2"));
+    p.egress(&c.server(b"00 OK\r\nContent-Length: 2\r\n\r\nok"));
+    // And mid-connection, one byte at a time.
+    for b in b"OPTIONS * HTTP/1.1\r\n\r\n" {
+        p.ingress(&c.client(&[*b]));
+    }
+    for b in b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n" {
+        p.egress(&c.server(&[*b]));
+    }
+    let s = p.snap();
+    assert_eq!(requests(&s, Role::Server, Method::Get), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1);
+    assert_eq!(requests(&s, Role::Server, Method::Options), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Options, 4), 1);
+    assert_clean(&s);
+}
+
+#[test]
+fn retransmitted_and_overlapping_segments_are_parsed_once() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    let req = c.client(b"POST /x HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody");
+    p.ingress(&req);
+    p.ingress(&req); // the same segment again
+    let first = c.server(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nab");
+    p.egress(&first);
+    // A retransmission that overlaps the end of the last segment and carries new bytes:
+    // "b" (old) + "c" (rest of body), then a pipelined... no: the next request comes after.
+    let mut overlap = first.clone();
+    overlap.seq = first.seq + first.payload.len() as u32 - 1;
+    overlap.payload = b"bc".to_vec();
+    p.egress(&overlap);
+    c.server(b"c"); // keep our own numbering in step with the overlap's new byte
+    p.ingress(&c.client(b"GET /2 HTTP/1.1\r\n\r\n"));
+    let resp2 = c.server(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    p.egress(&resp2);
+    p.egress(&resp2);
+    let s = p.snap();
+    assert_eq!(requests(&s, Role::Server, Method::Post), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Post, 2), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 4), 1);
+    assert_eq!(s.stats.retransmit_ignored, 2);
+    assert_eq!(s.stats.response_no_request, 0);
+    assert_eq!(s.stats.framing_lost_total(), 0);
+}
+
+#[test]
+fn a_gap_inside_a_body_is_harmless() {
+    // Bytes this hook did not see (lost before it, or reordered between CPUs):
+    // inside a body they can only have been body.
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    p.ingress(&c.client(b"GET /1 HTTP/1.1\r\n\r\n"));
+    p.egress(&c.server(b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n"));
+    let unseen = c.server(&[b'x'; 1500]);
+    p.egress(&c.server(&[b'y'; 1500]));
+    p.egress(&unseen); // arrives late: old bytes, ignored
+    p.ingress(&c.client(b"GET /2 HTTP/1.1\r\n\r\n"));
+    p.egress(&c.server(b"HTTP/1.1 500 Err\r\nContent-Length: 0\r\n\r\n"));
+    let s = p.snap();
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 5), 1);
+    assert_eq!(s.stats.framing_lost_total(), 0);
+}
+
+#[test]
+fn a_gap_over_a_message_boundary_falls_back_to_turn_around() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    p.ingress(&c.client(b"GET /1 HTTP/1.1\r\n\r\n"));
+    p.egress(&c.server(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"));
+    c.server(b"0123456789HTTP/1.1 2"); // the body's end and the next start: never seen
+    p.egress(&c.server(b"00 OK\r\n\r\n"));
+    // Out of sync: the next response is trusted only because a request waits for it.
+    p.ingress(&c.client(b"GET /2 HTTP/1.1\r\n\r\n"));
+    p.egress(&c.server(b"HTTP/1.1 404 Nope\r\nContent-Length: 0\r\n\r\n"));
+    let s = p.snap();
+    assert_eq!(s.stats.framing_lost, [1, 0, 0, 0, 0], "one gap");
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 4), 1);
+    assert_eq!(s.stats.response_no_request, 0);
+}
+
+#[test]
+fn a_full_flow_table_forgets_old_flows_counts_them_and_never_makes_up_latency() {
+    let Some(p) = Parser::sized(
+        ProgramConfig { target_id: 0, status_label: StatusLabel::Class, buckets_s: DEFAULT_BUCKETS.to_vec(), ports: vec![] },
+        MapSizes { flows: 64, max_series: 64 },
+    ) else {
+        return;
+    };
+    let mut conns: Vec<Conn> = (0..300u16).map(|i| Conn::new(Tcp { sport: 10000 + i, ..conn().base })).collect();
+    for c in conns.iter_mut() {
+        p.ingress(&c.client(b"GET / HTTP/1.1\r\n\r\n"));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    for c in conns.iter_mut() {
+        p.egress(&c.server(&ok("late")));
+    }
+    let s = p.snap();
+    let flows = s.flows.expect("flow table scanned");
+    assert_eq!(requests(&s, Role::Server, Method::Get), 300, "every request counted");
+    let answered = responses(&s, Role::Server, Method::Get, 2);
+    assert!(flows.live <= 64, "{flows:?}");
+    assert_eq!(answered + s.stats.response_no_request, 300, "each response is timed or reported");
+    assert_eq!(flows.evicted, 300 - flows.live);
+    assert_eq!(flows.evicted_unanswered, 300 - answered, "{flows:?}");
+    assert!(flows.evicted >= 300 - 64, "{flows:?}");
+    // No made-up sample: every observation is from a request 50 ms old, none from another's.
+    let (_, h) = s.latency.iter().find(|(k, _)| k.status == 2).unwrap();
+    assert!(h.sum_ns >= answered * 50_000_000, "{h:?}");
+}
+
+#[test]
+fn server_fin_with_requests_pending_counts_them_unanswered() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    p.ingress(&c.client(b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"));
+    p.egress(&c.server(&ok("1")));
+    p.egress(&c.base.reply().flags(FIN | ACK));
+    let s = p.snap();
+    assert_eq!(s.stats.unanswered_closed, 1);
+    assert_eq!(s.flows.unwrap().live, 0);
+    assert_eq!(s.flows.unwrap().evicted, 0);
+}

@@ -1,0 +1,121 @@
+//! The loaded parser programs, driven with crafted frames (BPF_PROG_TEST_RUN).
+
+use std::os::fd::AsFd;
+use std::sync::Arc;
+
+use super::packet::Tcp;
+use http_golden_exporter::bpf::{self, Loader, MapSizes, ProgramConfig, Programs, SharedMaps};
+use http_golden_exporter::config::{StatusLabel, DEFAULT_BUCKETS};
+use http_golden_exporter::maps::{self, Method, Role, Snapshot};
+
+/// TC_ACT_UNSPEC: the programs only observe, whatever they see.
+const PASS: i32 = -1;
+
+pub struct Parser {
+    pub progs: Programs,
+    pub maps: Arc<SharedMaps>,
+    nbuckets: usize,
+}
+
+impl Parser {
+    pub fn new() -> Option<Parser> {
+        Self::with(ProgramConfig {
+            target_id: 3,
+            status_label: StatusLabel::Class,
+            buckets_s: DEFAULT_BUCKETS.to_vec(),
+            ports: vec![],
+        })
+    }
+
+    pub fn with(cfg: ProgramConfig) -> Option<Parser> {
+        Self::sized(cfg, MapSizes { flows: 1024, max_series: 64 })
+    }
+
+    pub fn sized(cfg: ProgramConfig, sizes: MapSizes) -> Option<Parser> {
+        if !super::privileged(&[]) {
+            return None;
+        }
+        let mut loader = Loader::new(sizes);
+        let progs = loader.load(&cfg).expect("loading the parser");
+        Some(Parser { progs, maps: loader.maps().unwrap(), nbuckets: cfg.buckets_s.len() })
+    }
+
+    /// The frame arrives (ingress) on the watched interface.
+    pub fn ingress(&self, p: &Tcp) {
+        assert_eq!(bpf::test_run(self.progs.ingress.as_fd(), &p.frame()).unwrap(), PASS);
+    }
+
+    /// The frame leaves (egress) through the watched interface.
+    pub fn egress(&self, p: &Tcp) {
+        assert_eq!(bpf::test_run(self.progs.egress.as_fd(), &p.frame()).unwrap(), PASS);
+    }
+
+    pub fn raw_ingress(&self, frame: &[u8]) {
+        assert_eq!(bpf::test_run(self.progs.ingress.as_fd(), frame).unwrap(), PASS);
+    }
+
+    pub fn snap(&self) -> Snapshot {
+        maps::read(&self.maps, self.nbuckets).unwrap()
+    }
+}
+
+pub fn requests(s: &Snapshot, role: Role, method: Method) -> u64 {
+    s.requests.iter().filter(|(k, _)| k.role == role && k.method == method).map(|(_, v)| v).sum()
+}
+
+pub fn responses(s: &Snapshot, role: Role, method: Method, status: u16) -> u64 {
+    s.latency
+        .iter()
+        .filter(|(k, _)| k.role == role && k.method == method && k.status == status)
+        .map(|(_, h)| h.count)
+        .sum()
+}
+
+/// Every accuracy counter is zero: nothing was dropped, lost, unanswered or ignored.
+pub fn assert_clean(s: &Snapshot) {
+    let st = &s.stats;
+    let anomalies = [
+        ("series_dropped", st.series_dropped),
+        ("unanswered_reset", st.unanswered_reset),
+        ("unanswered_closed", st.unanswered_closed),
+        ("response_no_request", st.response_no_request),
+        ("pipeline_overflow", st.pipeline_overflow),
+        ("retransmit_ignored", st.retransmit_ignored),
+        ("upgraded", st.upgraded),
+        ("tls_seen", st.tls_seen),
+        ("flow_insert_failed", st.flow_insert_failed),
+        ("framing_lost", st.framing_lost_total()),
+    ];
+    for (name, v) in anomalies {
+        assert_eq!(v, 0, "{name} on clean traffic: {st:?}");
+    }
+}
+
+
+/// One TCP connection, its two byte streams numbered as TCP would.
+pub struct Conn {
+    pub base: Tcp,
+    req_seq: u32,
+    resp_seq: u32,
+}
+
+impl Conn {
+    pub fn new(base: Tcp) -> Conn {
+        // Near the wrap point, so sequence arithmetic is exercised too.
+        Conn { req_seq: 0xffff_f000, resp_seq: 0x7fff_fff0, base }
+    }
+
+    /// The next client -> server segment.
+    pub fn client(&mut self, payload: &[u8]) -> Tcp {
+        let t = self.base.clone().seq(self.req_seq).payload(payload);
+        self.req_seq = self.req_seq.wrapping_add(payload.len() as u32);
+        t
+    }
+
+    /// The next server -> client segment.
+    pub fn server(&mut self, payload: &[u8]) -> Tcp {
+        let t = self.base.reply().seq(self.resp_seq).payload(payload);
+        self.resp_seq = self.resp_seq.wrapping_add(payload.len() as u32);
+        t
+    }
+}
