@@ -316,3 +316,34 @@ pub fn check_netns(target: &Target) -> Result<()> {
     }
     Ok(())
 }
+
+/// Remove the legacy tc filters an earlier run left behind because it was
+/// killed before it could detach (TCX links need no such thing). Ours are
+/// recognised by handle, priority and program name; nothing else is touched.
+/// Returns "interface direction" for each filter removed.
+pub fn remove_stale_filters(target: &Target) -> Result<Vec<String>> {
+    if target.netns.as_ref().is_some_and(|p| !p.exists()) {
+        return Ok(Vec::new());
+    }
+    in_netns(target.netns.as_deref(), || {
+        let mut removed = Vec::new();
+        for iface in list_interfaces()? {
+            let named = target.up_non_loopback
+                || target.interfaces.iter().any(|p| glob::Pattern::new(p).is_ok_and(|g| g.matches(&iface.name)));
+            if !named {
+                continue;
+            }
+            for (dir, point) in [(Direction::Ingress, TC_INGRESS), (Direction::Egress, TC_EGRESS)] {
+                // Query and detach go by handle and priority: the fd is never used.
+                let mut hook = TcHook::new(std::io::stdin().as_fd());
+                hook.ifindex(iface.ifindex as i32).attach_point(point).handle(TC_HANDLE).priority(TC_PRIORITY);
+                let Ok(id) = hook.query() else { continue };
+                if prog_name(id).is_some_and(|n| OUR_PROG_NAMES.contains(&n.as_str())) {
+                    hook.detach().with_context(|| format!("removing our tc filter from {} {}", iface.name, dir.as_str()))?;
+                    removed.push(format!("{} {}", iface.name, dir.as_str()));
+                }
+            }
+        }
+        Ok(removed)
+    })
+}

@@ -35,9 +35,18 @@ pub struct Cli {
     #[arg(long = "bpf.attach-mode", value_name = "MODE", value_enum)]
     pub attach_mode: Option<AttachMode>,
 
+    /// Unprivileged user that serves metrics once everything is attached [default:
+    /// http-golden-exporter, or nobody where it does not exist; or the config key user]
+    #[arg(long = "user", value_name = "USER", value_parser = user)]
+    pub user: Option<String>,
+
     /// Validate the config file, print what is wrong, and exit
     #[arg(long = "check-config")]
     pub check_config: bool,
+
+    /// Remove tc filters left by a run that was killed (legacy tc mode), then exit
+    #[arg(long = "cleanup", conflicts_with = "check_config")]
+    pub cleanup: bool,
 
     /// Only log messages with the given severity or above
     #[arg(long = "log.level", value_name = "LEVEL", default_value = "info",
@@ -67,6 +76,9 @@ impl Cli {
         if let Some(m) = self.attach_mode {
             cfg.bpf.attach_mode = m;
         }
+        if let Some(u) = &self.user {
+            cfg.user = Some(u.clone());
+        }
     }
 }
 
@@ -79,4 +91,8 @@ fn telemetry_path(s: &str) -> Result<String, String> {
         return Err("must be an absolute path other than \"/\" without spaces".into());
     }
     Ok(s.to_string())
+}
+
+fn user(s: &str) -> Result<String, String> {
+    config::valid_user(s).map(|_| s.to_string())
 }

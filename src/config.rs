@@ -25,6 +25,10 @@ pub const MAX_TARGETS: usize = 1024;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Unprivileged user that serves /metrics. None: the packaged
+    /// `http-golden-exporter`, or `nobody` where that user does not exist.
+    #[serde(default, deserialize_with = "user")]
+    pub user: Option<String>,
     #[serde(default)]
     pub web: Web,
     #[serde(default)]
@@ -145,6 +149,7 @@ impl Target {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            user: None,
             web: Web::default(),
             metrics: Metrics::default(),
             bpf: Bpf::default(),
@@ -190,6 +195,20 @@ impl Config {
 
 fn invalid<E: de::Error>(msg: impl fmt::Display) -> E {
     E::custom(msg)
+}
+
+fn user<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let s = String::deserialize(d)?;
+    valid_user(&s).map_err(invalid)?;
+    Ok(Some(s))
+}
+
+/// A user name as passwd(5) can hold it: no empty name, separators or whitespace.
+pub fn valid_user(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 64 || s.contains([':', '/']) || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("user {s:?} is not a valid user name"));
+    }
+    Ok(())
 }
 
 fn listen_address<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -351,6 +370,7 @@ mod tests {
     fn full_config_round_trips_every_key() {
         let cfg = parse(
             r#"
+            user = "metrics"
             [web]
             listen_address = "127.0.0.1:9999"
             telemetry_path = "/m"
@@ -371,6 +391,7 @@ mod tests {
             "#,
         )
         .unwrap();
+        assert_eq!(cfg.user.as_deref(), Some("metrics"));
         assert_eq!(cfg.web.listen_address, "127.0.0.1:9999");
         assert_eq!(cfg.web.max_requests, 3);
         assert_eq!(cfg.metrics.scrape_interval, Duration::from_millis(200));
@@ -403,6 +424,7 @@ mod tests {
             ("[[target]]\nname = \"a\"\ninterfaces = [\"eth0\"]\nports = [80, 80]\n", "twice"),
             ("[[target]]\nname = \"\"\ninterfaces = [\"eth0\"]\n", "target name"),
             ("[bpf]\nattach_mode = \"xdp\"\n", "auto"),
+            ("user = \"a b\"\n", "not a valid user name"),
         ];
         for (text, needle) in cases {
             let e = parse(text).unwrap_err();

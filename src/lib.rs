@@ -5,6 +5,8 @@ pub mod bpf;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod ipc;
 pub mod maps;
 pub mod metrics;
+pub mod privsep;
 pub mod web;

@@ -26,7 +26,21 @@ fn main() -> ExitCode {
         println!("{}: configuration is valid ({} targets)", path.display(), cfg.targets.len());
         return ExitCode::SUCCESS;
     }
-    match daemon::run(cfg) {
+    if cli.cleanup {
+        return match daemon::cleanup(&cfg) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("http-golden-exporter: error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let reload: daemon::Reloader = Box::new(move || {
+        let mut cfg = Config::load(&path, explicit).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        cli.apply(&mut cfg);
+        Ok(cfg)
+    });
+    match daemon::run(cfg, reload) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("http-golden-exporter: error: {e:#}");

@@ -219,6 +219,11 @@ impl Exporter {
     }
 
     pub fn try_start(config: &str) -> Result<Exporter, String> {
+        Self::try_start_env(config, &[])
+    }
+
+    /// As try_start, with extra environment variables for the exporter.
+    pub fn try_start_env(config: &str, env: &[(&str, &str)]) -> Result<Exporter, String> {
         let dir = TempDir::new("hgexp");
         let port = free_port();
         let path = dir.path().join("config.toml");
@@ -226,6 +231,7 @@ impl Exporter {
         let log = std::fs::File::create(dir.path().join("exporter.log")).unwrap();
         let mut cmd = Command::new(exporter_bin());
         cmd.arg("--config.file").arg(&path).stdout(log.try_clone().unwrap()).stderr(log);
+        cmd.envs(env.iter().copied());
         let mut proc = Proc::spawn(cmd, "exporter");
         let deadline = Instant::now() + Duration::from_secs(20);
         let exp_log = dir.path().join("exporter.log");

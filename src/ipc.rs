@@ -1,0 +1,281 @@
+//! The channel between the attacher (parent) and the exporter (child): a UNIX
+//! SOCK_SEQPACKET socketpair made before fork. Messages are TOML documents,
+//! split into chunks that fit one packet each. Either end closing is the other
+//! end's signal that its partner is gone.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use nix::sys::socket::{self, sockopt, AddressFamily, MsgFlags, SockFlag, SockType};
+use serde::{Deserialize, Serialize};
+
+use crate::attach::{Direction, Mode};
+use crate::metrics::{Attached, Names};
+
+/// Payload bytes per packet; the first byte of each packet says whether more follow.
+const CHUNK: usize = 16 * 1024;
+/// A message larger than this is refused: nothing legitimate comes close.
+const MAX_MESSAGE: usize = 64 << 20;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum Msg {
+    /// Parent to child: what is attached now, and the names that label it.
+    Topology(Topology),
+    /// Parent to child: answer with Pong (the watchdog and STATUS= are fed from it).
+    Ping { seq: u64 },
+    /// Parent to child: exit now, with status 0.
+    Stop,
+    /// Child to parent: the first read of the maps succeeded; serving.
+    Ready { series: u64 },
+    /// Child to parent: result of a map read made for this ping.
+    Pong { seq: u64, ok: bool, series: u64, error: String },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Topology {
+    pub targets: Vec<TargetNames>,
+    pub attached: Vec<AttachedEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetNames {
+    pub id: u16,
+    pub name: String,
+    pub interfaces: Vec<InterfaceName>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InterfaceName {
+    pub ifindex: u32,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttachedEntry {
+    pub target: String,
+    pub interface: String,
+    pub direction: String,
+    pub mode: String,
+}
+
+impl AttachedEntry {
+    pub fn from_attached(a: &Attached) -> AttachedEntry {
+        AttachedEntry {
+            target: a.target.clone(),
+            interface: a.interface.clone(),
+            direction: a.direction.as_str().to_string(),
+            mode: a.mode.to_string(),
+        }
+    }
+}
+
+impl Topology {
+    pub fn names(&self) -> Names {
+        let mut n = Names::default();
+        for t in &self.targets {
+            n.add_target(t.id, &t.name);
+            for i in &t.interfaces {
+                n.add_interface(t.id, i.ifindex, &i.name);
+            }
+        }
+        n
+    }
+
+    pub fn attached(&self) -> Result<Vec<Attached>> {
+        self.attached
+            .iter()
+            .map(|a| {
+                Ok(Attached {
+                    target: a.target.clone(),
+                    interface: a.interface.clone(),
+                    direction: match a.direction.as_str() {
+                        "ingress" => Direction::Ingress,
+                        "egress" => Direction::Egress,
+                        d => bail!("unknown direction {d:?}"),
+                    },
+                    mode: match a.mode.as_str() {
+                        "tcx" => Mode::Tcx,
+                        "tc" => Mode::Tc,
+                        m => bail!("unknown mode {m:?}"),
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+pub struct Channel {
+    fd: OwnedFd,
+    partial: Vec<u8>,
+}
+
+/// What one packet completed.
+pub enum Step {
+    Msg(Msg),
+    Partial,
+    Eof,
+}
+
+impl Channel {
+    /// Two connected ends, close-on-exec.
+    pub fn pair() -> Result<(Channel, Channel)> {
+        let (a, b) = socket::socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+            .context("socketpair")?;
+        Ok((Channel { fd: a, partial: Vec::new() }, Channel { fd: b, partial: Vec::new() }))
+    }
+
+    /// A blocking send waits at most this long for room (a partner that stopped reading).
+    pub fn set_send_timeout(&self, t: Duration) -> Result<()> {
+        let tv = nix::sys::time::TimeVal::new(t.as_secs() as _, t.subsec_micros() as _);
+        socket::setsockopt(&self.fd, sockopt::SendTimeout, &tv).context("SO_SNDTIMEO")?;
+        Ok(())
+    }
+
+    pub fn set_nonblocking(&self) -> Result<()> {
+        let fd = self.fd.as_raw_fd();
+        let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)?;
+        let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+        nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(flags))?;
+        Ok(())
+    }
+
+    pub fn send(&self, msg: &Msg) -> Result<()> {
+        self.send_with(msg, MsgFlags::empty())
+    }
+
+    /// Send without waiting for room; fails with EAGAIN when the partner lags.
+    pub fn send_now(&self, msg: &Msg) -> Result<()> {
+        self.send_with(msg, MsgFlags::MSG_DONTWAIT)
+    }
+
+    fn send_with(&self, msg: &Msg, flags: MsgFlags) -> Result<()> {
+        let text = toml::to_string(msg).context("encoding a message")?;
+        let bytes = text.as_bytes();
+        let mut chunks = bytes.chunks(CHUNK).peekable();
+        if bytes.is_empty() {
+            bail!("empty message");
+        }
+        let mut packet = Vec::with_capacity(CHUNK + 1);
+        while let Some(c) = chunks.next() {
+            packet.clear();
+            packet.push(u8::from(chunks.peek().is_some()));
+            packet.extend_from_slice(c);
+            // MSG_NOSIGNAL: a partner that died is an EPIPE error, not SIGPIPE.
+            let n = socket::send(self.fd.as_raw_fd(), &packet, flags | MsgFlags::MSG_NOSIGNAL)
+                .context("sending to the other process")?;
+            if n != packet.len() {
+                bail!("short send: {n} of {} bytes", packet.len());
+            }
+        }
+        Ok(())
+    }
+
+    /// Read one packet. WouldBlock (on a non-blocking channel) is returned as an error.
+    pub fn recv_step(&mut self) -> io::Result<Step> {
+        let mut buf = vec![0u8; CHUNK + 1];
+        let n = socket::recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()).map_err(io::Error::from)?;
+        if n == 0 {
+            return Ok(Step::Eof);
+        }
+        let more = buf[0] != 0;
+        self.partial.extend_from_slice(&buf[1..n]);
+        if self.partial.len() > MAX_MESSAGE {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "message too large"));
+        }
+        if more {
+            return Ok(Step::Partial);
+        }
+        let bytes = std::mem::take(&mut self.partial);
+        let text = String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let msg = toml::from_str(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok(Step::Msg(msg))
+    }
+
+    /// Blocking receive of a whole message; None once the other end has closed.
+    pub fn recv(&mut self) -> Result<Option<Msg>> {
+        loop {
+            match self.recv_step() {
+                Ok(Step::Msg(m)) => return Ok(Some(m)),
+                Ok(Step::Partial) => continue,
+                Ok(Step::Eof) => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).context("receiving from the other process"),
+            }
+        }
+    }
+}
+
+impl AsRawFd for Channel {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl AsFd for Channel {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_including_ones_larger_than_a_packet() {
+        let (a, mut b) = Channel::pair().unwrap();
+        let big = Topology {
+            targets: (0..300)
+                .map(|id| TargetNames {
+                    id,
+                    name: format!("target \"{id}\" with a long name {}", "x".repeat(100)),
+                    interfaces: vec![InterfaceName { ifindex: 7, name: "eth0".into() }],
+                })
+                .collect(),
+            attached: vec![AttachedEntry {
+                target: "t".into(),
+                interface: "eth0".into(),
+                direction: "ingress".into(),
+                mode: "tcx".into(),
+            }],
+        };
+        // The reader runs concurrently: a message of many packets may exceed the socket buffer.
+        let msgs = vec![
+            Msg::Topology(big),
+            Msg::Ping { seq: 3 },
+            Msg::Stop,
+            Msg::Ready { series: 12 },
+            Msg::Pong { seq: 3, ok: false, series: 0, error: "boom".into() },
+        ];
+        let sent = msgs.clone();
+        let writer = std::thread::spawn(move || {
+            for m in &sent {
+                a.send(m).unwrap();
+            }
+        });
+        for m in &msgs {
+            assert_eq!(b.recv().unwrap().as_ref(), Some(m));
+        }
+        writer.join().unwrap();
+        assert_eq!(b.recv().unwrap(), None, "EOF once the sender is gone");
+    }
+
+    #[test]
+    fn topology_gives_names_and_attached() {
+        let t = Topology {
+            targets: vec![TargetNames { id: 2, name: "web".into(), interfaces: vec![] }],
+            attached: vec![AttachedEntry {
+                target: "web".into(),
+                interface: "veth0".into(),
+                direction: "egress".into(),
+                mode: "tc".into(),
+            }],
+        };
+        let a = t.attached().unwrap();
+        assert_eq!(a[0].direction, Direction::Egress);
+        assert_eq!(a[0].mode, Mode::Tc);
+    }
+}

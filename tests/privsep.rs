@@ -1,0 +1,313 @@
+//! Privilege separation as the kernel sees it: the process that serves the
+//! network holds no capability, the one that holds capabilities holds no
+//! network socket, SIGHUP re-attaches without a restart, and killing either
+//! process leaves nothing attached.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::nginx::{curl, Nginx};
+use common::{bpf_attached, Exporter, Metrics, Pair, SERVER_V4};
+use http_golden_exporter::privsep::{self, ProcCaps, ATTACHER_CAPS, ATTACHER_OPTIONAL_CAPS};
+use nix::sys::signal::Signal;
+
+fn target(name: &str, ns: &str, ifname: &str) -> String {
+    format!("[[target]]\nname = \"{name}\"\ninterfaces = [\"{ifname}\"]\nnetns = \"{}\"\n", Pair::netns_path(ns))
+}
+
+fn children(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|s| s.parse().unwrap())
+        .collect()
+}
+
+/// The exporter (web-facing) process: the attacher's only child.
+fn exporter_pid(exp: &Exporter) -> i32 {
+    let c = children(exp.proc.pid());
+    assert_eq!(c.len(), 1, "the attacher has exactly one child: {c:?}\n{}", exp.log());
+    c[0]
+}
+
+fn status_field(pid: i32, key: &str) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")).map(|v| v.trim().to_string()))
+        .unwrap_or_default()
+}
+
+/// What the fds of a process point at ("socket:[123]", "anon_inode:bpf-map", ...).
+fn fd_targets(pid: i32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
+/// Socket inode of the TCP listener on 127.0.0.1:port, from /proc/net/tcp.
+fn listener_inode(port: u16) -> String {
+    let want = format!("0100007F:{port:04X}");
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f[1] == want && f[3] == "0A")
+        .map(|f| f[9].to_string())
+        .unwrap_or_else(|| panic!("no listener on {want} in\n{table}"))
+}
+
+fn gone_or_zombie(pid: i32) -> bool {
+    matches!(status_field(pid, "State").chars().next(), None | Some('Z') | Some('X'))
+}
+
+fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    done()
+}
+
+fn server_requests(m: &Metrics, target: &str) -> f64 {
+    m.sum("http_server_requests_total", &[("target", target)])
+}
+
+fn client_requests(m: &Metrics, target: &str) -> f64 {
+    m.sum("http_client_requests_total", &[("target", target)])
+}
+
+#[test]
+fn the_web_facing_process_has_no_capabilities_while_it_serves_correct_metrics() {
+    if !common::privileged(&["ip", "nginx", "curl"]) {
+        return;
+    }
+    let pair = Pair::new();
+    let nginx = Nginx::start(&pair);
+    let exp = Exporter::start(&format!(
+        "[metrics]\nscrape_interval = \"200ms\"\n{}",
+        target("server", &pair.server_ns, &pair.server_if)
+    ));
+    for _ in 0..4 {
+        curl(&pair, &[format!("http://{SERVER_V4}/ok")]);
+    }
+    curl(&pair, &[format!("http://{SERVER_V4}/missing")]);
+    let sent = (nginx.count('2', "/ok") + nginx.count('4', "/missing")) as f64;
+    assert_eq!(sent, 5.0);
+    let m = exp.scrape_until(Duration::from_secs(10), |m| server_requests(m, "server") == sent);
+    assert_eq!(server_requests(&m, "server"), sent, "correct metrics:\n{}", m.text);
+    assert_eq!(
+        m.sum("http_server_request_duration_seconds_count", &[("target", "server"), ("status_class", "4xx")]),
+        1.0
+    );
+
+    // While it serves them: every capability set of the web-facing process is empty.
+    let child = exporter_pid(&exp);
+    let caps = ProcCaps::of(child).unwrap();
+    assert_eq!((caps.eff, caps.prm, caps.inh, caps.amb), (0, 0, 0, 0), "exporter {child}: {caps:x?}");
+    assert!(caps.no_new_privs, "exporter {child} has no_new_privs");
+    let account = privsep::resolve_user(None).unwrap();
+    let uids = status_field(child, "Uid");
+    assert!(
+        uids.split_whitespace().all(|u| u == account.uid.to_string()),
+        "exporter runs as {account}: Uid {uids}"
+    );
+    if account.name == privsep::FALLBACK_USER {
+        assert!(exp.log().contains("serving metrics as \"nobody\""), "the fallback is logged:\n{}", exp.log());
+    }
+
+    // It holds the listen socket and the maps, and no program or link.
+    let inode = format!("socket:[{}]", listener_inode(exp.port));
+    let child_fds = fd_targets(child);
+    assert!(child_fds.contains(&inode), "exporter holds the listener {inode}: {child_fds:?}");
+    assert!(child_fds.iter().any(|f| f == "anon_inode:bpf-map"), "{child_fds:?}");
+    assert!(!child_fds.iter().any(|f| f.contains("bpf-prog") || f.contains("bpf_link")), "{child_fds:?}");
+
+    // The attacher holds the links and no network socket at all, and only its capabilities.
+    let parent = exp.proc.pid();
+    let parent_fds = fd_targets(parent);
+    assert!(!parent_fds.contains(&inode), "the attacher does not hold the listener: {parent_fds:?}");
+    assert!(parent_fds.iter().any(|f| f == "anon_inode:bpf_link"), "{parent_fds:?}");
+    let pcaps = ProcCaps::of(parent).unwrap();
+    let allowed: u64 = ATTACHER_CAPS.iter().chain(&ATTACHER_OPTIONAL_CAPS).map(|c| 1u64 << c.index()).sum();
+    assert_eq!(pcaps.eff & !allowed, 0, "attacher keeps only its capabilities: {pcaps:x?}");
+    assert_eq!((pcaps.inh, pcaps.amb), (0, 0));
+    let sockets: Vec<_> = parent_fds.iter().filter(|f| f.starts_with("socket:")).collect();
+    assert_eq!(sockets.len(), 1, "the attacher's only socket is its channel to the exporter: {parent_fds:?}");
+    let unix = std::fs::read_to_string("/proc/net/unix").unwrap();
+    let ino = sockets[0].trim_start_matches("socket:[").trim_end_matches(']');
+    assert!(unix.lines().any(|l| l.split_whitespace().nth(6) == Some(ino)), "socket {ino} is a UNIX socket");
+}
+
+#[test]
+fn sighup_attaches_new_targets_detaches_removed_ones_and_keeps_counters() {
+    if !common::privileged(&["ip", "nginx", "curl"]) {
+        return;
+    }
+    let pair = Pair::new();
+    let _nginx = Nginx::start(&pair);
+    let server = target("server", &pair.server_ns, &pair.server_if);
+    let client = target("client", &pair.client_ns, &pair.client_if);
+    let head = "[metrics]\nscrape_interval = \"200ms\"\n";
+    let exp = Exporter::start(&format!("{head}{server}"));
+    let config_path = exp.dir.path().join("config.toml");
+    let web = format!("[web]\nlisten_address = \"127.0.0.1:{}\"\n", exp.port);
+    let rewrite = |body: &str| std::fs::write(&config_path, format!("{web}{body}")).unwrap();
+    let ok = || curl(&pair, &[format!("http://{SERVER_V4}/ok")]);
+
+    for _ in 0..3 {
+        ok();
+    }
+    let m = exp.scrape_until(Duration::from_secs(10), |m| server_requests(m, "server") == 3.0);
+    assert_eq!(server_requests(&m, "server"), 3.0);
+    assert!(bpf_attached(&pair.client_ns, &pair.client_if).is_empty());
+
+    // Add a target.
+    rewrite(&format!("{head}{server}{client}"));
+    exp.proc.signal(Signal::SIGHUP);
+    let m = exp.scrape_until(Duration::from_secs(10), |m| {
+        m.has("http_golden_exporter_attached", &[("target", "client"), ("direction", "egress")])
+    });
+    assert!(m.has("http_golden_exporter_attached", &[("target", "client")]), "{}\n{}", m.text, exp.log());
+    assert_eq!(bpf_attached(&pair.client_ns, &pair.client_if).matches("http_").count(), 2);
+    for _ in 0..2 {
+        ok();
+    }
+    let m = exp.scrape_until(Duration::from_secs(10), |m| {
+        server_requests(m, "server") == 5.0 && client_requests(m, "client") == 2.0
+    });
+    assert_eq!(server_requests(&m, "server"), 5.0, "the unchanged target kept counting from 3:\n{}", m.text);
+    assert_eq!(client_requests(&m, "client"), 2.0, "the new target counts from the reload on");
+
+    // A broken file is refused as a whole: everything stays as it was.
+    rewrite("[metrics]\nbukets = [1]\n");
+    exp.proc.signal(Signal::SIGHUP);
+    assert!(wait_until(Duration::from_secs(10), || exp.log().contains("reload failed")), "{}", exp.log());
+    assert!(exp.log().contains("bukets"), "{}", exp.log());
+    ok();
+    let m = exp.scrape_until(Duration::from_secs(10), |m| server_requests(m, "server") == 6.0);
+    assert_eq!(server_requests(&m, "server"), 6.0);
+    assert_eq!(client_requests(&m, "client"), 3.0);
+
+    // Remove the new target again; a setting that needs a restart is named.
+    rewrite(&format!("[metrics]\nscrape_interval = \"200ms\"\nmax_series = 77\n{server}"));
+    exp.proc.signal(Signal::SIGHUP);
+    let m = exp.scrape_until(Duration::from_secs(10), |m| {
+        !m.has("http_golden_exporter_attached", &[("target", "client")]) && client_requests(m, "client") == 0.0
+    });
+    assert!(!m.has("http_golden_exporter_attached", &[("target", "client")]), "{}", m.text);
+    assert!(!m.has("http_client_requests_total", &[("target", "client")]), "removed target's series are gone");
+    assert_eq!(server_requests(&m, "server"), 6.0);
+    assert!(bpf_attached(&pair.client_ns, &pair.client_if).is_empty(), "client side detached");
+    assert!(exp.log().contains("metrics.max_series changed"), "{}", exp.log());
+    ok();
+    let m = exp.scrape_until(Duration::from_secs(10), |m| server_requests(m, "server") == 7.0);
+    assert_eq!(server_requests(&m, "server"), 7.0);
+    assert_eq!(children(exp.proc.pid()).len(), 1, "still the same two processes");
+}
+
+fn kill_attacher_leaves_nothing(mode: &str, expect_left: &str) {
+    let pair = Pair::new();
+    let mut exp = Exporter::start(&format!("[bpf]\nattach_mode = \"{mode}\"\n{}", target("s", &pair.server_ns, &pair.server_if)));
+    let child = exporter_pid(&exp);
+    assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if).matches("http_").count(), 2);
+    exp.proc.signal(Signal::SIGKILL);
+    exp.proc.wait_timeout(Duration::from_secs(5)).expect("the attacher dies");
+    assert!(wait_until(Duration::from_secs(5), || gone_or_zombie(child)), "the exporter exits with its attacher");
+    let left = bpf_attached(&pair.server_ns, &pair.server_if);
+    assert_eq!(left, expect_left, "{mode}: after SIGKILL");
+    if mode == "tc" {
+        // Legacy filters outlive the process: the next start replaces them, SIGTERM removes them.
+        let mut again = Exporter::start(&format!("[bpf]\nattach_mode = \"tc\"\n{}", target("s", &pair.server_ns, &pair.server_if)));
+        assert!(again.log().contains("replacing our own tc filter"), "{}", again.log());
+        assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if).matches("tc:http_").count(), 2);
+        // Killed again: ExecStopPost's --cleanup removes exactly our filters.
+        let config = again.dir.path().join("config.toml");
+        again.proc.signal(Signal::SIGKILL);
+        again.proc.wait_timeout(Duration::from_secs(5)).expect("the attacher dies");
+        assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if), expect_left);
+        let out = std::process::Command::new(common::exporter_bin())
+            .arg("--cleanup")
+            .arg("--config.file")
+            .arg(&config)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{log}");
+        assert_eq!(log.matches("removed the tc filter").count(), 2, "{log}");
+        assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if), "");
+    }
+}
+
+#[test]
+fn sigkill_of_the_attacher_leaves_no_tcx_link_and_ends_the_exporter() {
+    if !common::privileged(&["ip"]) {
+        return;
+    }
+    kill_attacher_leaves_nothing("tcx", "");
+}
+
+#[test]
+fn sigkill_in_legacy_tc_mode_leaves_filters_that_the_next_start_replaces() {
+    if !common::privileged(&["ip", "tc"]) {
+        return;
+    }
+    kill_attacher_leaves_nothing("tc", "tc:http_egress tc:http_ingress");
+}
+
+#[test]
+fn when_the_exporter_dies_the_attacher_detaches_and_fails() {
+    if !common::privileged(&["ip"]) {
+        return;
+    }
+    let pair = Pair::new();
+    let mut exp = Exporter::start(&target("s", &pair.server_ns, &pair.server_if));
+    let child = exporter_pid(&exp);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child), Signal::SIGKILL).unwrap();
+    let st = exp.proc.wait_timeout(Duration::from_secs(10)).expect("the attacher exits");
+    assert!(!st.success(), "a dead exporter is a failure (systemd restarts on it): {st}");
+    assert!(exp.log().contains("killed by SIGKILL"), "{}", exp.log());
+    assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if), "");
+}
+
+#[test]
+fn sigterm_stops_both_processes_and_exits_zero() {
+    if !common::privileged(&["ip"]) {
+        return;
+    }
+    let pair = Pair::new();
+    let mut exp = Exporter::start(&target("s", &pair.server_ns, &pair.server_if));
+    let child = exporter_pid(&exp);
+    exp.proc.signal(Signal::SIGTERM);
+    let st = exp.proc.wait_timeout(Duration::from_secs(10)).expect("exits on SIGTERM");
+    assert!(st.success(), "{st}: {}", exp.log());
+    assert!(gone_or_zombie(child));
+    assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if), "");
+}
+
+#[test]
+fn before_linux_5_19_the_exporter_keeps_cap_bpf_and_nothing_else() {
+    if !common::privileged(&["ip"]) {
+        return;
+    }
+    // The decision is made from the kernel release; pretend to be Ubuntu 22.04's.
+    let pair = Pair::new();
+    let exp = Exporter::try_start_env(
+        &target("s", &pair.server_ns, &pair.server_if),
+        &[(privsep::KERNEL_RELEASE_ENV, "5.15.0-91-generic")],
+    )
+    .unwrap();
+    let child = exporter_pid(&exp);
+    let caps = ProcCaps::of(child).unwrap();
+    let bpf = 1u64 << caps::Capability::CAP_BPF.index();
+    assert_eq!((caps.eff, caps.prm, caps.inh, caps.amb), (bpf, bpf, 0, 0), "{caps:x?}");
+    assert!(caps.no_new_privs);
+    assert!(exp.log().contains("older than 5.19") && exp.log().contains("CAP_BPF kept"), "{}", exp.log());
+    assert!(exp.scrape().has("http_golden_exporter_attached", &[("target", "s")]));
+}
