@@ -364,7 +364,13 @@ static __always_inline bool seq_before(__u32 a, __u32 b)
 
 /* ---- aggregation ------------------------------------------------------- */
 
-static __always_inline void count_request(const struct hg_flow_key *fk, __u8 method)
+/*
+ * The series for this flow, method and status (0 for request counters),
+ * created from `zero` if new. NULL when the map is full: counted as a drop,
+ * and no existing series is ever evicted, so counters stay monotonic.
+ */
+static __always_inline void *series(void *map, const struct hg_flow_key *fk, __u8 method, __u16 status,
+				    const void *zero)
 {
 	struct hg_series_key sk = {
 		.ifindex = fk->ifindex,
@@ -372,54 +378,42 @@ static __always_inline void count_request(const struct hg_flow_key *fk, __u8 met
 		.port = fk->server_port,
 		.role = fk->role,
 		.method = method,
-		.status = 0,
+		.status = status,
 	};
-	__u64 *v = bpf_map_lookup_elem(&requests, &sk);
+	void *v = bpf_map_lookup_elem(map, &sk);
 
-	if (!v) {
-		__u64 zero = 0;
-		long err = bpf_map_update_elem(&requests, &sk, &zero, BPF_NOEXIST);
+	if (v)
+		return v;
+	long err = bpf_map_update_elem(map, &sk, zero, BPF_NOEXIST);
 
-		if (err && err != -17 /* EEXIST: another CPU won the race */) {
-			stat_inc(HG_STAT_SERIES_DROPPED);
-			return;
-		}
-		v = bpf_map_lookup_elem(&requests, &sk);
-		if (!v)
-			return;
+	if (err && err != -17 /* EEXIST: another CPU won the race */) {
+		stat_inc(HG_STAT_SERIES_DROPPED);
+		return NULL;
 	}
-	*v += 1;
+	return bpf_map_lookup_elem(map, &sk);
+}
+
+static __always_inline void count_request(const struct hg_flow_key *fk, __u8 method)
+{
+	__u64 zero = 0;
+	__u64 *v = series(&requests, fk, method, 0, &zero);
+
+	if (v)
+		*v += 1;
 }
 
 static __always_inline void observe(const struct hg_flow_key *fk, __u8 method, __u16 code,
 				    __u64 latency_ns)
 {
-	struct hg_series_key sk = {
-		.ifindex = fk->ifindex,
-		.target_id = fk->target_id,
-		.port = fk->server_port,
-		.role = fk->role,
-		.method = method,
-		.status = cfg_status_code ? code : code / 100,
-	};
-	struct hg_hist *h = bpf_map_lookup_elem(&latency, &sk);
+	__u32 zero_idx = 0;
+	struct hg_hist *zero = bpf_map_lookup_elem(&hist_zero, &zero_idx);
 
-	if (!h) {
-		__u32 zero_idx = 0;
-		struct hg_hist *zero = bpf_map_lookup_elem(&hist_zero, &zero_idx);
+	if (!zero)
+		return;
+	struct hg_hist *h = series(&latency, fk, method, cfg_status_code ? code : code / 100, zero);
 
-		if (!zero)
-			return;
-		long err = bpf_map_update_elem(&latency, &sk, zero, BPF_NOEXIST);
-
-		if (err && err != -17) {
-			stat_inc(HG_STAT_SERIES_DROPPED);
-			return;
-		}
-		h = bpf_map_lookup_elem(&latency, &sk);
-		if (!h)
-			return;
-	}
+	if (!h)
+		return;
 
 	__u32 slot = 0;
 

@@ -13,29 +13,6 @@ use common::{Exporter, Metrics, Pair, CLIENT_V4, SERVER_V4, SERVER_V6};
 
 const TOOLS: &[&str] = &["ip", "nginx", "curl", "wrk", "promtool"];
 
-fn config(pair: &Pair) -> String {
-    format!(
-        r#"
-[metrics]
-scrape_interval = "200ms"
-
-[[target]]
-name = "server"
-interfaces = ["{}"]
-netns = "{}"
-
-[[target]]
-name = "client"
-interfaces = ["{}"]
-netns = "{}"
-"#,
-        pair.server_if,
-        Pair::netns_path(&pair.server_ns),
-        pair.client_if,
-        Pair::netns_path(&pair.client_ns)
-    )
-}
-
 fn wrk(pair: &Pair, url: &str, connections: u32, seconds: u32) {
     let out = Pair::cmd(&pair.client_ns, "wrk")
         .args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), url])
@@ -62,7 +39,7 @@ fn scraped_counts_equal_what_clients_sent_in_both_views() {
     }
     let pair = Pair::new();
     let nginx = Nginx::start(&pair);
-    let exporter = Exporter::start(&config(&pair));
+    let exporter = Exporter::start(&pair.two_views("", None));
 
     let v4 = |p: &str| format!("http://{SERVER_V4}{p}");
     let v6 = |p: &str| format!("http://[{SERVER_V6}]{p}");
@@ -171,7 +148,7 @@ fn sigterm_detaches_everything(mode: &str, expect: &str) {
         return;
     }
     let pair = Pair::new();
-    let mut exporter = Exporter::start(&format!("[bpf]\nattach_mode = \"{mode}\"\n{}", config(&pair)));
+    let mut exporter = Exporter::start(&pair.two_views(&format!("[bpf]\nattach_mode = \"{mode}\""), None));
     for (ns, i) in [(&pair.server_ns, &pair.server_if), (&pair.client_ns, &pair.client_if)] {
         let shown = common::bpf_attached(ns, i);
         assert_eq!(shown.matches(expect).count(), 2, "{mode}: both directions attached on {i}: {shown}");

@@ -34,26 +34,7 @@ impl World {
 
     fn with_pair(pair: Pair, extra: &str, server_interfaces: Option<&str>) -> World {
         let nginx = Nginx::start(&pair);
-        let exporter = Exporter::start(&format!(
-            r#"
-[metrics]
-scrape_interval = "200ms"
-{extra}
-[[target]]
-name = "server"
-interfaces = [{}]
-netns = "{}"
-
-[[target]]
-name = "client"
-interfaces = ["{}"]
-netns = "{}"
-"#,
-            server_interfaces.map(str::to_string).unwrap_or_else(|| format!("\"{}\"", pair.server_if)),
-            Pair::netns_path(&pair.server_ns),
-            pair.client_if,
-            Pair::netns_path(&pair.client_ns)
-        ));
+        let exporter = Exporter::start(&pair.two_views(extra, server_interfaces));
         World { pair, nginx, exporter }
     }
 

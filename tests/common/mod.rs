@@ -116,6 +116,21 @@ impl Pair {
         format!("/run/netns/{ns}")
     }
 
+    /// Exporter config (without [web]) watching both ends: target "server" on
+    /// `server_interfaces` (a TOML list body; default the server's veth) and
+    /// target "client" on the client's veth. `extra` goes before the targets.
+    pub fn two_views(&self, extra: &str, server_interfaces: Option<&str>) -> String {
+        format!(
+            "[metrics]\nscrape_interval = \"200ms\"\n{extra}\n\
+             [[target]]\nname = \"server\"\ninterfaces = [{}]\nnetns = \"{}\"\n\n\
+             [[target]]\nname = \"client\"\ninterfaces = [\"{}\"]\nnetns = \"{}\"\n",
+            server_interfaces.map(str::to_string).unwrap_or_else(|| format!("\"{}\"", self.server_if)),
+            Pair::netns_path(&self.server_ns),
+            self.client_if,
+            Pair::netns_path(&self.client_ns)
+        )
+    }
+
     /// A command run inside a namespace.
     pub fn cmd(ns: &str, program: &str) -> Command {
         let mut c = Command::new("ip");
