@@ -738,6 +738,7 @@ backend nginx
             "samples": len(parse_metrics(http_get(self.metrics_url()))), "bytes": size,
             "scrape_ms_median": statistics.median(times), "scrape_ms_max": max(times),
             "scrape_ms_min": min(times), "ttfb_ms_median": statistics.median(ttfb),
+            "scrape_ms_all": [round(x, 2) for x in times],
             "cpu_ms_per_scrape": cpu_per_scrape_ms, "cpu_ms_per_scrape_net": cpu_per_scrape_net_ms,
             "scrape_window_s": scrape_wall_s,
             "rss_mib": mem["VmRSS"] / 1024, "hwm_mib": mem["VmHWM"] / 1024,
@@ -1114,6 +1115,12 @@ def chart(summary, runs, env, path):
     ax.set_ylabel("thousand requests/s (bar: median, dots: rounds)")
     ax.set_title("Throughput; label: ratio to baseline")
     ax.set_ylim(0, max(s["rps_max"] for s in tp) / 1e3 * 1.15)
+    base = next((s for s in tp if s["variant"] == "baseline"), None)
+    if base:
+        t = TARGETS["throughput_ratio"]
+        ax.axhline(base["rps"] / 1e3 * t, color="black", linestyle="--", linewidth=0.8)
+        ax.annotate(f"target: {t}× baseline", (len(tp) - 0.5, base["rps"] / 1e3 * t), textcoords="offset points",
+                    xytext=(-2, 3), ha="right", fontsize=8)
 
     ax = axes[1]
     ax.bar([i - w / 2 for i in x], [s["p50_us"] for s in tp], w, color=[colors[s["variant"]] for s in tp], alpha=0.5)
@@ -1133,9 +1140,16 @@ def chart(summary, runs, env, path):
         for i, s in enumerate(bs):
             top = max(s["bpf_ns_ingress"], s["bpf_ns_egress"])
             ax.annotate(f"{s['bpf_ns']:.0f} ns\n{s['bpf_vs_noop']:.2f}× no-op", (i, top), textcoords="offset points",
-                        xytext=(0, 4), ha="center", fontsize=8.5)
+                        xytext=(0, 4), ha="center", fontsize=8.5, zorder=4,
+                        bbox=dict(facecolor="white", edgecolor="none", alpha=0.85, pad=0.5))
         ax.set_xticks(xb, [short[s["variant"]] for s in bs], fontsize=8.5)
         ax.set_ylim(0, max(max(s["bpf_ns_ingress"], s["bpf_ns_egress"]) for s in bs) * 1.3)
+        noop = next((s for s in bs if s["variant"] == "noop"), None)
+        if noop:
+            t = TARGETS["bpf_cost_vs_noop"]
+            line = ax.axhline(noop["bpf_ns"] * t, color="black", linestyle="--", linewidth=0.8, zorder=1,
+                              label=f"target: {t:g}× no-op ({noop['bpf_ns'] * t:.0f} ns)")
+            ax.legend(handles=[line], loc="upper left", fontsize=8, frameon=False)
     ax.set_ylabel("ns per program run (kernel bpf_stats)")
     ax.set_title("BPF cost: ingress (light), egress (dark)")
 
