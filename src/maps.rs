@@ -268,7 +268,9 @@ fn read_stats(maps: &SharedMaps) -> Result<Stats> {
 /// refused part of the scan: callers must not mistake a partial read for a whole.
 fn for_each_batched(map: &libbpf_rs::MapHandle, per_cpu: bool, mut f: impl FnMut(&[u8], &[u8])) -> Result<()> {
     use std::os::fd::{AsFd, AsRawFd};
-    const BATCH: u32 = 4096;
+    // Small batches: the buffers are allocated per read, and a few syscalls
+    // per thousand series cost less than zeroing megabytes every read.
+    const BATCH: u32 = 256;
     let key_size = map.key_size() as usize;
     let value_size = if per_cpu {
         possible_cpus()? * (map.value_size() as usize).next_multiple_of(8)

@@ -99,6 +99,15 @@ impl Exposition {
     }
 
     pub fn record_read(&self, result: anyhow::Result<Snapshot>, took: Duration) -> anyhow::Result<()> {
+        // Encode before taking the write lock: with full maps this takes a
+        // while, and scrapes must not wait for it.
+        let encoded = match &result {
+            Ok(snap) => {
+                let names = self.state.read().unwrap_or_else(|p| p.into_inner()).names.clone();
+                Some(self.encode_http(snap, &names))
+            }
+            Err(_) => None,
+        };
         let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
         s.reads += 1;
         s.last_read = took;
@@ -110,7 +119,7 @@ impl Exposition {
                     s.evicted_unanswered = s.evicted_unanswered.max(f.evicted_unanswered);
                 }
                 s.snapshot = snap;
-                s.http_text = self.encode_http(&s);
+                s.http_text = encoded.unwrap_or_default();
                 Ok(())
             }
             Err(e) => {
@@ -140,10 +149,10 @@ impl Exposition {
 
     /// Build and encode the HTTP families one at a time: each may hold
     /// max_series series, and only one is in memory as protobufs at once.
-    fn encode_http(&self, s: &State) -> Bytes {
+    fn encode_http(&self, snap: &Snapshot, names: &Names) -> Bytes {
         let mut buf = Vec::new();
         for which in 0..HTTP_FAMILIES {
-            let f = self.http_family(s, which);
+            let f = self.http_family(snap, names, which);
             if f.get_metric().is_empty() {
                 continue;
             }
@@ -155,7 +164,7 @@ impl Exposition {
     }
 
     /// Server requests, server durations, client requests, client durations.
-    fn http_family(&self, s: &State, which: usize) -> MetricFamily {
+    fn http_family(&self, snap: &Snapshot, names: &Names, which: usize) -> MetricFamily {
         let (role, prefix, who) = if which < 2 {
             (Role::Server, "http_server", "received by a local server (seen on ingress)")
         } else {
@@ -167,8 +176,8 @@ impl Exposition {
                 &format!("HTTP/1 requests {who}, counted when the request line passes."),
                 MetricType::COUNTER,
             );
-            for (k, v) in s.snapshot.requests.iter().filter(|(k, _)| k.role == role) {
-                let mut m = proto::Metric::from_label(self.labels(&s.names, k, None));
+            for (k, v) in snap.requests.iter().filter(|(k, _)| k.role == role) {
+                let mut m = proto::Metric::from_label(self.labels(names, k, None));
                 let mut c = proto::Counter::default();
                 c.set_value(*v as f64);
                 m.set_counter(c);
@@ -188,8 +197,8 @@ impl Exposition {
             ),
             MetricType::HISTOGRAM,
         );
-        for (k, h) in s.snapshot.latency.iter().filter(|(k, _)| k.role == role) {
-            let mut m = proto::Metric::from_label(self.labels(&s.names, k, Some(status_name)));
+        for (k, h) in snap.latency.iter().filter(|(k, _)| k.role == role) {
+            let mut m = proto::Metric::from_label(self.labels(names, k, Some(status_name)));
             m.set_histogram(self.histogram(h));
             hist.mut_metric().push(m);
         }
