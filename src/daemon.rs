@@ -665,14 +665,17 @@ async fn read_loop(maps: Arc<SharedMaps>, exposition: Arc<Exposition>, nbuckets:
     tick.tick().await; // the first tick is immediate; serve() already read once
     loop {
         tick.tick().await;
-        let maps = maps.clone();
-        let read = tokio::task::spawn_blocking(move || metrics::timed(|| maps::read(&maps, nbuckets))).await;
-        match read {
-            Ok((snap, took)) => {
-                if let Err(e) = exposition.record_read(snap, took) {
-                    log::warn!("reading the BPF maps: {e:#}");
-                }
-            }
+        let (maps, exposition) = (maps.clone(), exposition.clone());
+        // Reading and encoding both run off the runtime's one thread, which
+        // must stay free to answer scrapes (an encode of full maps takes ~100 ms).
+        let done = tokio::task::spawn_blocking(move || {
+            let (snap, took) = metrics::timed(|| maps::read(&maps, nbuckets));
+            exposition.record_read(snap, took)
+        })
+        .await;
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => log::warn!("reading the BPF maps: {e:#}"),
             Err(e) => log::error!("map reader panicked: {e}"),
         }
     }
