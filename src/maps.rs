@@ -175,21 +175,21 @@ fn read_struct<T: Copy>(bytes: &[u8], what: &str) -> Result<T> {
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const T) })
 }
 
-fn sum_u64(per_cpu: &[Vec<u8>], what: &str) -> Result<u64> {
-    per_cpu.iter().try_fold(0u64, |acc, v| Ok(acc.wrapping_add(read_struct::<u64>(v, what)?)))
+/// Sum of one u64 per CPU, from whatever slices hold them.
+fn sum_u64<'a>(per_cpu: impl IntoIterator<Item = &'a [u8]>, what: &str) -> Result<u64> {
+    per_cpu.into_iter().try_fold(0u64, |acc, v| Ok(acc.wrapping_add(read_struct::<u64>(v, what)?)))
 }
 
 /// Read every map once. `nbuckets` is the configured number of bounds.
 pub fn read(maps: &SharedMaps, nbuckets: usize) -> Result<Snapshot> {
     let mut snap = Snapshot::default();
 
-    let slot = |per_cpu: &[u8], size: usize| -> Vec<Vec<u8>> {
-        per_cpu.chunks_exact(size.next_multiple_of(8)).map(|c| c[..size].to_vec()).collect()
-    };
     let mut err = None;
-    let req_size = maps.requests.value_size() as usize;
+    // Per-CPU values come in 8-byte-aligned slots, one per possible CPU.
+    let req_stride = (maps.requests.value_size() as usize).next_multiple_of(8);
     for_each_batched(&maps.requests, true, |key, per_cpu| {
-        let (Ok(raw), Ok(n)) = (read_struct::<hg_series_key>(key, "requests key"), sum_u64(&slot(per_cpu, req_size), "requests value")) else {
+        let n = sum_u64(per_cpu.chunks_exact(req_stride), "requests value");
+        let (Ok(raw), Ok(n)) = (read_struct::<hg_series_key>(key, "requests key"), n) else {
             err = Some(anyhow::anyhow!("malformed requests entry"));
             return;
         };
@@ -256,7 +256,7 @@ fn read_stats(maps: &SharedMaps) -> Result<Stats> {
     for (i, slot) in slots.iter_mut().enumerate() {
         let key = (i as u32).to_ne_bytes();
         if let Some(per_cpu) = maps.stats.lookup_percpu(&key, MapFlags::ANY).context("reading stats")? {
-            *slot = sum_u64(&per_cpu, "stats value")?;
+            *slot = sum_u64(per_cpu.iter().map(Vec::as_slice), "stats value")?;
         }
     }
     Ok(Stats::from_slots(&slots))
