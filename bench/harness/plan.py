@@ -1,0 +1,43 @@
+"""What the benchmark sets up and measures, shared by every other module: the
+addresses and ports of the two namespaces, the variants and their labels,
+the exporter variants' side and ports, the exporter's scrape interval and the
+targets the report judges the results against.
+"""
+
+SERVER_V4 = "198.18.0.1"
+CLIENT_V4 = "198.18.0.2"
+NGINX_PORT = 80
+STATUS_PORT = 8080
+HAPROXY_PORT = 81
+HAPROXY_PROM_PORT = 8404
+FILL_BASE_PORT = 20000
+
+VARIANTS = ["baseline", "noop", "exporter-server", "exporter-client", "haproxy"]
+LABELS = {
+    "baseline": "baseline (nothing attached)",
+    "noop": "no-op tc program (TCX)",
+    "exporter-server": "exporter, server side",
+    "exporter-client": "exporter, client side",
+    "haproxy": "HAProxy L7 proxy + Prometheus",
+    "exporter-parse-only": "exporter, server side, port 80 not watched (headers only)",
+}
+BPF_VARIANTS = ["noop", "exporter-server", "exporter-client", "exporter-parse-only"]
+# exporter variants: (side, ports to watch). "parse-only" watches a port no
+# traffic uses, so its programs parse every packet's Ethernet/IP/TCP headers
+# and check the port, but never read the payload, touch a flow or an
+# aggregate map: the difference to "exporter-server" is the cost of following
+# the HTTP streams and aggregating.
+EXPORTERS = {
+    "exporter-server": ("server", None),
+    "exporter-client": ("client", None),
+    "exporter-parse-only": ("server", [9]),
+}
+SCRAPE_INTERVAL_S = 1.0
+
+TARGETS = {
+    "throughput_ratio": 0.98,
+    "bpf_cost_vs_noop": 2.0,
+    "rss_mib": 25.0,
+    "metrics_10k_ms": 50.0,
+}
+
