@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use libbpf_cargo::SkeletonBuilder;
 
 const PROGRAMS: &[&str] = &["http_golden"];
-const HEADERS: &[&str] = &["bpf/http_golden.h"];
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
@@ -32,10 +31,9 @@ fn main() {
             ])
             .build_and_generate(out.join(format!("{name}.skel.rs")))
             .unwrap_or_else(|e| panic!("building {src} with {clang}: {e:#}"));
-        println!("cargo:rerun-if-changed={src}");
     }
-    for h in HEADERS {
-        println!("cargo:rerun-if-changed={h}");
-    }
+    // The programs and every header they include (bpf/http_golden.h, bpf/lib/):
+    // cargo scans a directory recursively.
+    println!("cargo:rerun-if-changed=bpf");
     println!("cargo:rerun-if-env-changed=BPF_CLANG");
 }

@@ -1,18 +1,25 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Everything that crosses the kernel/user boundary. src/maps.rs mirrors these
- * layouts; tests/bpf_parser.rs checks the sizes against the generated skeleton.
+ * Only what crosses the kernel/user boundary: the layouts of map keys and
+ * values and the numbers userspace reads. The generated skeleton carries all
+ * of it (from the object's BTF), and the Rust side (src/bpf/abi.rs) asserts on
+ * it at compile time. Kernel-only definitions live in bpf/lib/.
  */
 #ifndef HTTP_GOLDEN_H
 #define HTTP_GOLDEN_H
 
-/* Histogram bounds come from the config; one extra slot is the +Inf bucket. */
-#define HG_MAX_BUCKETS 30
-#define HG_HIST_SLOTS (HG_MAX_BUCKETS + 1)
-/* Requests a flow may have outstanding before a response (HTTP/1.1 pipelining). */
-#define HG_PIPELINE_DEPTH 4
-/* A target may restrict itself to this many server ports. */
-#define HG_MAX_PORTS 64
+/* Enum constants, not macros, so that they reach the BTF (see struct hg_abi). */
+enum hg_limit {
+	/* Histogram bounds come from the config; one extra slot is the +Inf bucket. */
+	HG_MAX_BUCKETS = 30,
+	HG_HIST_SLOTS = HG_MAX_BUCKETS + 1,
+	/* Requests a flow may have outstanding before a response (HTTP/1.1 pipelining). */
+	HG_PIPELINE_DEPTH = 4,
+	/* A target may restrict itself to this many server ports. */
+	HG_MAX_PORTS = 64,
+	/* Most bytes of a line cut by a segment's end kept for the next one (hg_stream.partial). */
+	HG_PARTIAL_MAX = 31,
+};
 
 enum hg_role {
 	HG_ROLE_SERVER = 0, /* request arrived on ingress: a local service answered it */
@@ -33,25 +40,25 @@ enum hg_method {
 
 /* Self-metric slots in the `stats` per-CPU array. */
 enum hg_stat {
-	HG_STAT_SERIES_DROPPED = 0,    /* an aggregate map was full: an observation was not recorded */
-	HG_STAT_UNANSWERED_RESET,      /* requests pending when a RST ended the connection */
-	HG_STAT_UNANSWERED_CLOSED,     /* requests pending when the server's FIN ended the connection */
-	HG_STAT_RESPONSE_NO_REQUEST,   /* a final status line with no request waiting for it */
-	HG_STAT_PIPELINE_OVERFLOW,     /* requests beyond HG_PIPELINE_DEPTH: counted, not timed */
-	HG_STAT_RETRANSMIT_IGNORED,    /* a data segment seen again (TCP sequence not new) */
-	HG_STAT_UPGRADED,              /* 101 Switching Protocols (or CONNECT 2xx): no longer parsed */
-	HG_STAT_TLS_SEEN,              /* a TLS ClientHello on a watched port */
-	HG_STAT_FLOW_INSERT_FAILED,    /* the flow map refused a new flow */
-	HG_STAT_FLOWS_CREATED,         /* flows inserted (userspace derives evictions from these) */
-	HG_STAT_FLOWS_ENDED,           /* flows deleted on FIN/RST */
-	HG_STAT_REQUESTS_TRACKED,      /* requests queued (or skipped) on a flow */
-	HG_STAT_REQUESTS_ANSWERED,     /* requests settled by a final status line */
+	HG_STAT_SERIES_DROPPED = 0,  /* an aggregate map was full: an observation was not recorded */
+	HG_STAT_UNANSWERED_RESET,    /* requests pending when a RST ended the connection */
+	HG_STAT_UNANSWERED_CLOSED,   /* requests pending when the server's FIN ended the connection */
+	HG_STAT_RESPONSE_NO_REQUEST, /* a final status line with no request waiting for it */
+	HG_STAT_PIPELINE_OVERFLOW,   /* requests beyond HG_PIPELINE_DEPTH: counted, not timed */
+	HG_STAT_RETRANSMIT_IGNORED,  /* a data segment seen again (TCP sequence not new) */
+	HG_STAT_UPGRADED,            /* 101 Switching Protocols (or CONNECT 2xx): no longer parsed */
+	HG_STAT_TLS_SEEN,            /* a TLS ClientHello on a watched port */
+	HG_STAT_FLOW_INSERT_FAILED,  /* the flow map refused a new flow */
+	HG_STAT_FLOWS_CREATED,       /* flows inserted (userspace derives evictions from these) */
+	HG_STAT_FLOWS_ENDED,         /* flows deleted on FIN/RST */
+	HG_STAT_REQUESTS_TRACKED,    /* requests queued (or skipped) on a flow */
+	HG_STAT_REQUESTS_ANSWERED,   /* requests settled by a final status line */
 	/* A stream lost its message boundaries and fell back to the turn-around rule, because of: */
-	HG_STAT_LOST_GAP,              /* bytes missing from the sequence (never seen by this hook) */
-	HG_STAT_LOST_NOT_A_MESSAGE,    /* bytes where a message should start that are not one */
-	HG_STAT_LOST_UNREADABLE,       /* a framing header whose value could not be read */
-	HG_STAT_LOST_BAD_CHUNK,        /* a malformed chunk-size line */
-	HG_STAT_LOST_TOO_COMPLEX,      /* a segment needing more parsing steps than allowed */
+	HG_STAT_LOST_GAP,           /* bytes missing from the sequence (never seen by this hook) */
+	HG_STAT_LOST_NOT_A_MESSAGE, /* bytes where a message should start that are not one */
+	HG_STAT_LOST_UNREADABLE,    /* a framing header whose value could not be read */
+	HG_STAT_LOST_BAD_CHUNK,     /* a malformed chunk-size line */
+	HG_STAT_LOST_TOO_COMPLEX,   /* a segment needing more parsing steps than allowed */
 	HG_STAT_MAX,
 };
 
@@ -72,55 +79,35 @@ struct hg_flow_key {
 	__u8 role;   /* enum hg_role */
 };
 
-/* Where the next message of one direction of a connection can begin. */
-enum hg_stream_state {
-	HG_ST_IDLE = 0,     /* a message starts at next_seq */
-	HG_ST_HEADERS,      /* inside a start line + header block */
-	HG_ST_BODY,         /* a Content-Length body, ending at end_seq */
-	HG_ST_CHUNK_SIZE,   /* reading a chunk-size line; `left` accumulates the size */
-	HG_ST_CHUNK_DATA,   /* chunk data and its CRLF, ending at end_seq */
-	HG_ST_TRAILERS,     /* after the last chunk, until the empty line */
-	HG_ST_UNTIL_CLOSE,  /* body delimited by the connection's end, or upgraded */
-	HG_ST_UNSYNCED,     /* boundaries lost: only segment starts are tried (turn-around rule) */
-};
-
-#define HG_SF_HAVE_SEQ (1 << 0)      /* next_seq is valid */
-#define HG_SF_LINE_START (1 << 1)    /* positioned at the start of a header line */
-#define HG_SF_LINE_START_CR (1 << 2) /* ... whose '\r' ended the previous segment */
-#define HG_SF_CHUNKED (1 << 3)       /* current message: Transfer-Encoding: chunked */
-#define HG_SF_HAS_CL (1 << 4)        /* current message: Content-Length seen (value in left) */
-#define HG_SF_NO_BODY (1 << 5)       /* HEAD response, 1xx, 204, 304: no body whatever the headers say */
-#define HG_SF_UNSURE (1 << 6)        /* a header name straddled a segment boundary unread */
-#define HG_SF_CHUNK_EXT (1 << 7)     /* in a chunk-size line, past the hex digits */
-
-#define HG_PARTIAL_MAX 31
-
 struct hg_stream {
 	__u64 left;     /* HEADERS: the Content-Length value; CHUNK_SIZE: the size so far */
 	__u32 end_seq;  /* BODY, CHUNK_DATA: sequence number just after the body (or chunk + CRLF) */
 	__u32 next_seq; /* TCP sequence of the first byte not yet processed */
-	__u8 state;     /* enum hg_stream_state */
-	__u8 flags;     /* HG_SF_* */
+	__u8 state;     /* enum hg_stream_state (lib/scan.h) */
+	__u8 flags;     /* HG_SF_* (lib/scan.h) */
 	__u8 method;    /* request stream: method of the message being parsed */
 	__u8 partial_len;
 	__u8 partial[HG_PARTIAL_MAX + 1]; /* a start line or header line cut short by the segment's end */
 };
 
-#define HG_FLOW_UPGRADED (1 << 0)
-/*
- * Ended by the server's FIN or a RST. Kept (not deleted) so that late
- * retransmissions are recognised as such; a SYN on the same 4-tuple, or the
- * LRU, removes it.
- */
-#define HG_FLOW_CLOSED (1 << 1)
+/* struct hg_flow.flags */
+enum hg_flow_flag {
+	HG_FLOW_UPGRADED = 1 << 0,
+	/*
+	 * Ended by the server's FIN or a RST. Kept (not deleted) so that late
+	 * retransmissions are recognised as such; a SYN on the same 4-tuple, or the
+	 * LRU, removes it.
+	 */
+	HG_FLOW_CLOSED = 1 << 1,
+};
 
 struct hg_flow {
 	__u64 req_ts[HG_PIPELINE_DEPTH]; /* bpf_ktime_get_ns() of each pending request line */
 	__u8 req_method[HG_PIPELINE_DEPTH];
-	__u8 head;    /* oldest pending request */
-	__u8 pending; /* requests waiting for a final status */
-	__u8 flags;
-	__u8 skipped; /* requests beyond the depth, answered before anything queued later */
+	__u8 head;             /* oldest pending request */
+	__u8 pending;          /* requests waiting for a final status */
+	__u8 flags;            /* enum hg_flow_flag */
+	__u8 skipped;          /* requests beyond the depth, answered before anything queued later */
 	struct hg_stream req;  /* client -> server */
 	struct hg_stream resp; /* server -> client */
 };
@@ -142,6 +129,19 @@ struct hg_hist {
 	__u64 slots[HG_HIST_SLOTS]; /* NOT cumulative: slot i counts bounds[i-1] < v <= bounds[i] */
 	__u64 sum_ns;
 	__u64 count;
+};
+
+/*
+ * Never read. http_golden.bpf.c declares one (hg_abi) so that these enums are
+ * part of the object's BTF: enums only used inside inline functions do not
+ * reach it, and the generated skeleton carries only what the BTF has.
+ */
+struct hg_abi {
+	enum hg_role role;
+	enum hg_method method;
+	enum hg_stat stat;
+	enum hg_flow_flag flow_flag;
+	enum hg_limit limit;
 };
 
 #endif

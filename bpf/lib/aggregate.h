@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * What userspace reads: the series for a flow, method and status (looked up,
+ * or created), request counters, latency histograms, and the self-metric
+ * counters. Needs the maps `requests`, `latency`, `stats` and `hist_zero` and
+ * the rodata cfg_status_code, cfg_nbuckets and cfg_bounds_ns, declared by the
+ * includer.
+ */
+#ifndef HG_LIB_AGGREGATE_H
+#define HG_LIB_AGGREGATE_H
+
+#include "http_golden.h"
+
+static __always_inline void hg_stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+
+	if (v)
+		*v += 1;
+}
+
+/*
+ * The series for this flow, method and status (0 for request counters),
+ * created from `zero` if new. NULL when the map is full: counted as a drop,
+ * and no existing series is ever evicted, so counters stay monotonic.
+ */
+static __always_inline void *hg_series(void *map, const struct hg_flow_key *fk, __u8 method, __u16 status,
+				       const void *zero)
+{
+	struct hg_series_key sk = {
+		.ifindex = fk->ifindex,
+		.target_id = fk->target_id,
+		.port = fk->server_port,
+		.role = fk->role,
+		.method = method,
+		.status = status,
+	};
+	void *v = bpf_map_lookup_elem(map, &sk);
+
+	if (v)
+		return v;
+	long err = bpf_map_update_elem(map, &sk, zero, BPF_NOEXIST);
+
+	if (err && err != -17 /* EEXIST: another CPU won the race */) {
+		hg_stat_inc(HG_STAT_SERIES_DROPPED);
+		return NULL;
+	}
+	return bpf_map_lookup_elem(map, &sk);
+}
+
+static __always_inline void hg_count_request(const struct hg_flow_key *fk, __u8 method)
+{
+	__u64 zero = 0;
+	__u64 *v = hg_series(&requests, fk, method, 0, &zero);
+
+	if (v)
+		*v += 1;
+}
+
+static __always_inline void hg_observe(const struct hg_flow_key *fk, __u8 method, __u16 code,
+				       __u64 latency_ns)
+{
+	__u32 zero_idx = 0;
+	struct hg_hist *zero = bpf_map_lookup_elem(&hist_zero, &zero_idx);
+
+	if (!zero)
+		return;
+	struct hg_hist *h = hg_series(&latency, fk, method, cfg_status_code ? code : code / 100, zero);
+
+	if (!h)
+		return;
+
+	__u32 slot = 0;
+
+	for (; slot < HG_MAX_BUCKETS; slot++) {
+		if (slot >= cfg_nbuckets || latency_ns <= cfg_bounds_ns[slot])
+			break;
+	}
+	if (slot < HG_HIST_SLOTS)
+		h->slots[slot] += 1;
+	h->sum_ns += latency_ns;
+	h->count += 1;
+}
+
+#endif

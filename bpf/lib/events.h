@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * What a start line does to its flow: a request is counted and queued for its
+ * response (HTTP/1.1 pipelining, HG_PIPELINE_DEPTH deep); a final status
+ * settles the oldest one and is observed in the latency histogram; 101, or a
+ * 2xx to CONNECT, stops the parsing of the flow. Needs what lib/aggregate.h
+ * needs.
+ */
+#ifndef HG_LIB_EVENTS_H
+#define HG_LIB_EVENTS_H
+
+#include "http_golden.h"
+#include "lib/aggregate.h"
+#include "lib/scan.h"
+
+static __always_inline void hg_on_request(struct hg_scan *c, __u8 method)
+{
+	struct hg_flow *f = c->f;
+
+	c->s->method = method;
+	hg_count_request(c->key, method);
+	hg_stat_inc(HG_STAT_REQUESTS_TRACKED);
+	/*
+	 * Once a request could not be queued, later ones must not be either, or
+	 * the FIFO would pair a response with the wrong request.
+	 */
+	if (f->pending >= HG_PIPELINE_DEPTH || f->skipped) {
+		if (f->skipped < 255)
+			f->skipped++;
+		hg_stat_inc(HG_STAT_PIPELINE_OVERFLOW);
+		return;
+	}
+	__u32 idx = (f->head + f->pending) % HG_PIPELINE_DEPTH;
+
+	f->req_ts[idx] = bpf_ktime_get_ns();
+	f->req_method[idx] = method;
+	f->pending++;
+}
+
+static __always_inline void hg_upgrade(struct hg_flow *f)
+{
+	f->flags |= HG_FLOW_UPGRADED;
+	f->req.state = HG_ST_UNTIL_CLOSE;
+	f->resp.state = HG_ST_UNTIL_CLOSE;
+	hg_stat_inc(HG_STAT_UPGRADED);
+}
+
+static __always_inline void hg_on_response(struct hg_scan *c, __u16 code)
+{
+	struct hg_flow *f = c->f;
+	__u64 now = bpf_ktime_get_ns();
+
+	/* 100 Continue, 102, 103 Early Hints: no body, and the final status is still to come. */
+	if (code < 200 && code != 101) {
+		c->s->flags |= HG_SF_NO_BODY;
+		return;
+	}
+	if (f->pending == 0) {
+		if (f->skipped) {
+			f->skipped--;
+			hg_stat_inc(HG_STAT_REQUESTS_ANSWERED);
+		} else {
+			hg_stat_inc(HG_STAT_RESPONSE_NO_REQUEST);
+		}
+		return;
+	}
+	__u32 idx = f->head % HG_PIPELINE_DEPTH;
+	__u64 start = f->req_ts[idx];
+	__u8 method = f->req_method[idx];
+
+	f->head = (f->head + 1) % HG_PIPELINE_DEPTH;
+	f->pending--;
+	hg_stat_inc(HG_STAT_REQUESTS_ANSWERED);
+	hg_observe(c->key, method, code, now > start ? now - start : 0);
+
+	if (method == HG_METHOD_HEAD || code == 204 || code == 304)
+		c->s->flags |= HG_SF_NO_BODY;
+	if (code == 101 || (method == HG_METHOD_CONNECT && code < 300))
+		hg_upgrade(f);
+}
+
+#endif

@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The flow table and a packet's way through it: find the flow a packet belongs
+ * to (on a watched server port), start tracking one at a request, feed the
+ * segment to its stream, and close the flow on FIN, RST or a new SYN. Needs
+ * the `flows` map and the rodata cfg_nports and cfg_ports (and what the
+ * headers below need), declared by the includer.
+ */
+#ifndef HG_LIB_FLOW_H
+#define HG_LIB_FLOW_H
+
+#include "http_golden.h"
+#include "lib/aggregate.h"
+#include "lib/classify.h"
+#include "lib/packet.h"
+#include "lib/stream.h"
+
+/* Whether the target watches this server port (cfg_nports == 0: every port). */
+static __always_inline bool hg_port_watched(__u16 port)
+{
+	if (cfg_nports == 0)
+		return true;
+	for (int i = 0; i < HG_MAX_PORTS; i++) {
+		if (i >= cfg_nports)
+			break;
+		if (cfg_ports[i] == port)
+			return true;
+	}
+	return false;
+}
+
+/* All zero; kept in .rodata because a struct hg_flow is too big for the stack budget. */
+const struct hg_flow hg_new_flow_template = {};
+
+/*
+ * A segment on a connection we do not track yet. A request (or the first
+ * bytes of one) starts tracking; anything else is only counted.
+ */
+static __always_inline struct hg_flow *hg_new_flow(struct __sk_buff *skb, const struct hg_packet *p,
+						   bool req_watched, bool resp_watched)
+{
+	struct hg_prefix pre = {};
+	__u64 n = p->payload_len < HG_PREFIX ? p->payload_len : HG_PREFIX;
+
+	barrier_var(n);
+	if (n < 1 || n > HG_PREFIX || bpf_skb_load_bytes(skb, p->payload_off, pre.b, n))
+		return NULL;
+	if (req_watched) {
+		int r = hg_classify(&pre, n, HG_DIR_REQ);
+
+		if (r != 0) {
+			if (bpf_map_update_elem(&flows, &p->req_key, &hg_new_flow_template, BPF_NOEXIST)) {
+				hg_stat_inc(HG_STAT_FLOW_INSERT_FAILED);
+				if (r > 0)
+					hg_count_request(&p->req_key, r);
+				return NULL;
+			}
+			hg_stat_inc(HG_STAT_FLOWS_CREATED);
+			return bpf_map_lookup_elem(&flows, &p->req_key);
+		}
+		if (hg_looks_like_tls_hello(pre.b, n)) {
+			hg_stat_inc(HG_STAT_TLS_SEEN);
+			return NULL;
+		}
+	}
+	if (resp_watched && hg_classify(&pre, n, HG_DIR_RESP) >= 200)
+		hg_stat_inc(HG_STAT_RESPONSE_NO_REQUEST);
+	return NULL;
+}
+
+/* The connection is over: pending requests will never be answered. */
+static __always_inline void hg_close_flow(const struct hg_flow_key *key, __u32 reason)
+{
+	struct hg_flow *f = bpf_map_lookup_elem(&flows, key);
+
+	if (!f || (f->flags & HG_FLOW_CLOSED))
+		return;
+	__u32 n = f->pending + f->skipped;
+
+	f->pending = 0;
+	f->skipped = 0;
+	f->flags |= HG_FLOW_CLOSED;
+	hg_stat_inc(HG_STAT_FLOWS_ENDED);
+	for (__u32 i = 0; i < HG_PIPELINE_DEPTH + 255 && i < n; i++)
+		hg_stat_inc(reason);
+}
+
+/*
+ * FIN from the server side ends the flow: anything still pending will never be
+ * answered. A client FIN is a half-close; the server may still answer.
+ * The key whose server is this packet's sender is resp_key. A SYN starts a
+ * new connection on a 4-tuple we may still remember.
+ */
+static __always_inline void hg_on_flags(const struct hg_packet *p)
+{
+	if (p->tcp_flags & HG_TCP_RST) {
+		hg_close_flow(&p->resp_key, HG_STAT_UNANSWERED_RESET);
+		hg_close_flow(&p->req_key, HG_STAT_UNANSWERED_RESET);
+	} else if (p->tcp_flags & HG_TCP_FIN) {
+		hg_close_flow(&p->resp_key, HG_STAT_UNANSWERED_CLOSED);
+	} else if ((p->tcp_flags & (HG_TCP_SYN | HG_TCP_ACK)) == HG_TCP_SYN) {
+		hg_close_flow(&p->req_key, HG_STAT_UNANSWERED_CLOSED);
+		bpf_map_delete_elem(&flows, &p->req_key);
+	}
+}
+
+/* One packet, in either program: its stream, then what its TCP flags end or start. */
+static __always_inline int hg_handle(struct __sk_buff *skb, bool ingress)
+{
+	struct hg_packet p = {};
+
+	if (!hg_parse_packet(skb, ingress, &p)) {
+		/* Headers beyond the linear area (rare): pull them in once and retry. */
+		if (skb->len <= skb->data_end - skb->data)
+			return TC_ACT_UNSPEC;
+		if (bpf_skb_pull_data(skb, skb->len < HG_MAX_HDR_LEN ? skb->len : HG_MAX_HDR_LEN))
+			return TC_ACT_UNSPEC;
+		if (!hg_parse_packet(skb, ingress, &p))
+			return TC_ACT_UNSPEC;
+	}
+
+	if (p.payload_len > 0) {
+		bool req_watched = hg_port_watched(p.req_key.server_port);
+		bool resp_watched = hg_port_watched(p.resp_key.server_port);
+		struct hg_flow *f = NULL;
+		__u8 dir = HG_DIR_REQ;
+
+		if (req_watched)
+			f = bpf_map_lookup_elem(&flows, &p.req_key);
+		if (!f && resp_watched) {
+			f = bpf_map_lookup_elem(&flows, &p.resp_key);
+			dir = HG_DIR_RESP;
+		}
+		if (!f && (req_watched || resp_watched)) {
+			f = hg_new_flow(skb, &p, req_watched, resp_watched);
+			dir = HG_DIR_REQ;
+		}
+		if (f)
+			hg_process_segment(skb, &p, f, dir);
+	}
+
+	if (p.tcp_flags & (HG_TCP_FIN | HG_TCP_SYN | HG_TCP_RST))
+		hg_on_flags(&p);
+	return TC_ACT_UNSPEC;
+}
+
+#endif

@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Windows of payload bytes and the line readers that work on them: what kind
+ * a header line is (Content-Length, Transfer-Encoding: chunked), where the
+ * next '\n' is, a chunk-size line, and a line joined across two segments.
+ * Defines struct hg_scratch, the value of the per-CPU `scratch` map, so it is
+ * included before that map is declared. Needs no map or config.
+ */
+#ifndef HG_LIB_LINES_H
+#define HG_LIB_LINES_H
+
+#include "http_golden.h"
+#include "lib/classify.h"
+
+/* Bytes of payload examined at once; a power of two (indexes are masked). */
+#define HG_WINDOW 64
+/* Header name lookahead: "transfer-encoding:" is 18 bytes, plus a value. */
+#define HG_NAME_LOOKAHEAD 32
+
+struct hg_window {
+	__u8 b[HG_WINDOW];
+};
+
+struct hg_scratch {
+	struct hg_window w;    /* the payload bytes being looked at */
+	struct hg_window line; /* a header line joined across two segments */
+};
+
+static __always_inline __u8 hg_lower(__u8 c)
+{
+	return (c >= 'A' && c <= 'Z') ? c + 32 : c;
+}
+
+static __always_inline int hg_hexval(__u8 ch)
+{
+	if (hg_is_digit(ch))
+		return ch - '0';
+	ch = hg_lower(ch);
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	return -1;
+}
+
+/* Case-insensitive match of a lower-case literal at w[off..]. */
+static __always_inline bool hg_name_at(const struct hg_window *w, __u32 off, const char *lit, __u32 len)
+{
+	for (__u32 i = 0; i < HG_NAME_LOOKAHEAD; i++) {
+		if (i >= len)
+			return true;
+		if (hg_lower(w->b[(off + i) & (HG_WINDOW - 1)]) != (__u8)lit[i])
+			return false;
+	}
+	return true;
+}
+
+#define HG_HDR_OTHER 0
+#define HG_HDR_LENGTH 1  /* Content-Length, value in *value */
+#define HG_HDR_CHUNKED 2 /* Transfer-Encoding naming chunked */
+#define HG_HDR_UNREAD 3  /* a framing header whose value we could not read */
+
+struct hg_header_value {
+	__u64 v;
+};
+
+/*
+ * Classify the header line starting at w[off], with avail bytes of it in the
+ * window. Global, so the verifier checks its loops once.
+ */
+__noinline int hg_header_kind(const struct hg_window *w, __u32 off, __u32 avail, struct hg_header_value *out)
+{
+	if (!w || !out || off >= HG_WINDOW)
+		return HG_HDR_OTHER;
+	if (avail >= 15 && hg_name_at(w, off, "content-length:", 15)) {
+		__u64 v = 0;
+		__u32 i = 15;
+		bool digits = false;
+
+		for (; i < HG_NAME_LOOKAHEAD; i++) {
+			if (i >= avail)
+				break;
+			__u8 ch = w->b[(off + i) & (HG_WINDOW - 1)];
+
+			if ((ch == ' ' || ch == '\t') && !digits)
+				continue;
+			if (!hg_is_digit(ch))
+				break;
+			v = v * 10 + (ch - '0');
+			digits = true;
+		}
+		/* The value must end inside what we can see, or it may go on. */
+		if (!digits || i >= avail)
+			return HG_HDR_UNREAD;
+		out->v = v;
+		return HG_HDR_LENGTH;
+	}
+	if (avail >= 18 && hg_name_at(w, off, "transfer-encoding:", 18)) {
+		/* "chunked" is the final coding whenever it is present. */
+		for (__u32 i = 18; i + 7 <= HG_NAME_LOOKAHEAD; i++) {
+			if (i + 7 > avail)
+				break;
+			if (hg_name_at(w, off + i, "chunked", 7))
+				return HG_HDR_CHUNKED;
+		}
+		/* A value longer than we look at may still name chunked. */
+		return avail > HG_NAME_LOOKAHEAD ? HG_HDR_UNREAD : HG_HDR_OTHER;
+	}
+	return HG_HDR_OTHER;
+}
+
+/* Offset of the first '\n' in w[off .. off+avail), or -1. */
+__noinline int hg_find_newline(const struct hg_window *w, __u32 off, __u32 avail)
+{
+	if (!w)
+		return -1;
+	for (__u32 i = 0; i < HG_WINDOW; i++) {
+		if (i >= avail)
+			break;
+		__u32 idx = (off + i) & (HG_WINDOW - 1);
+
+		barrier_var(idx); /* keep the mask: it is what bounds the index for the verifier */
+		if (w->b[idx] == '\n')
+			return i;
+	}
+	return -1;
+}
+
+struct hg_chunk_line {
+	__u64 size;
+	__u32 ext; /* past the hex digits: skipping extensions up to the line's end */
+};
+
+#define HG_CHUNK_LINE_BAD -2
+#define HG_CHUNK_LINE_MORE -1
+
+/*
+ * Feed w[off .. off+avail) to a chunk-size line in progress. Returns the
+ * bytes up to and including its '\n', HG_CHUNK_LINE_MORE when the line goes on,
+ * HG_CHUNK_LINE_BAD when it is not a chunk-size line.
+ */
+__noinline int hg_chunk_size_line(const struct hg_window *w, __u32 off, __u32 avail, struct hg_chunk_line *st)
+{
+	if (!w || !st)
+		return HG_CHUNK_LINE_BAD;
+	for (__u32 i = 0; i < HG_WINDOW; i++) {
+		if (i >= avail)
+			break;
+		__u32 idx = (off + i) & (HG_WINDOW - 1);
+
+		barrier_var(idx);
+		__u8 ch = w->b[idx];
+
+		if (ch == '\n')
+			return i + 1;
+		if (st->ext)
+			continue;
+		int v = hg_hexval(ch);
+
+		if (v >= 0) {
+			if (st->size >> 48)
+				return HG_CHUNK_LINE_BAD;
+			st->size = (st->size << 4) | v;
+		} else if (ch == ';' || ch == ' ' || ch == '\t' || ch == '\r') {
+			st->ext = 1;
+		} else {
+			return HG_CHUNK_LINE_BAD;
+		}
+	}
+	return HG_CHUNK_LINE_MORE;
+}
+
+/*
+ * dst = the kept start of a line (s->partial) followed by w[off..]: one
+ * contiguous view of a line that straddled two segments.
+ */
+__noinline int hg_join_line(struct hg_window *dst, const struct hg_stream *s, const struct hg_window *w,
+			    __u32 off)
+{
+	if (!dst || !s || !w)
+		return 0;
+	__u32 plen = s->partial_len;
+
+	if (plen > HG_PARTIAL_MAX)
+		plen = 0;
+	for (__u32 k = 0; k < HG_WINDOW; k++) {
+		__u8 kept = s->partial[k & HG_PARTIAL_MAX];
+		__u8 fresh = w->b[(off + k - plen) & (HG_WINDOW - 1)];
+
+		dst->b[k] = k < plen ? kept : fresh;
+	}
+	return plen;
+}
+
+/* Keep the first n bytes of dst (a line cut by the segment's end) for the next segment. */
+__noinline int hg_keep_line(struct hg_stream *s, const struct hg_window *src, __u32 n)
+{
+	if (!s || !src || n > HG_PARTIAL_MAX)
+		return 0;
+	for (__u32 k = 0; k < HG_PARTIAL_MAX; k++)
+		s->partial[k] = src->b[k];
+	s->partial_len = n;
+	return n;
+}
+
+#endif
