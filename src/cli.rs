@@ -83,14 +83,11 @@ impl Cli {
 }
 
 fn listen_address(s: &str) -> Result<String, String> {
-    crate::web::parse_listen_address(s).map(|_| s.to_string())
+    config::parse_listen_address(s).map(|_| s.to_string())
 }
 
 fn telemetry_path(s: &str) -> Result<String, String> {
-    if !s.starts_with('/') || s == "/" || s.contains(char::is_whitespace) {
-        return Err("must be an absolute path other than \"/\" without spaces".into());
-    }
-    Ok(s.to_string())
+    config::valid_telemetry_path(s).map(|_| s.to_string())
 }
 
 fn user(s: &str) -> Result<String, String> {

@@ -1,12 +1,19 @@
 //! http-golden-exporter: packet -> bpf/ parser -> maps -> collector -> exposition.
+//!
+//! Module map (docs/architecture.md has the whole picture):
+//! - `config`, `topology`: leaves. What the user asked for; what is attached.
+//! - `bpf`: the skeleton, its loader, the ABI shared with bpf/http_golden.h,
+//!   and reading the maps into typed snapshots.
+//! - `collector`: snapshots to Prometheus text; `web`: serves it.
+//! - `privileged`: attach/detach, network namespaces, dropping privileges.
+//! - `daemon`: start-up and fork, the attacher and exporter processes, their IPC.
+//! - `cli`: the command-line flags.
 
-pub mod attach;
 pub mod bpf;
 pub mod cli;
+pub mod collector;
 pub mod config;
 pub mod daemon;
-pub mod ipc;
-pub mod maps;
-pub mod metrics;
-pub mod privsep;
+pub mod privileged;
+pub mod topology;
 pub mod web;

@@ -8,10 +8,7 @@ use http_golden_exporter::daemon;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::new()
-        .parse_filters(&cli.log_level)
-        .format_target(false)
-        .init();
+    env_logger::Builder::new().parse_filters(&cli.log_level).format_target(false).init();
 
     let (path, explicit) = cli.config_path();
     let mut cfg = match Config::load(&path, explicit) {

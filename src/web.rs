@@ -2,10 +2,10 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::task::{Context as TaskContext, Poll};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -18,17 +18,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::metrics::Exposition;
-
-/// ":10114" (every address, as node_exporter), "127.0.0.1:10114", "[::1]:10114".
-pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
-    if let Some(port) = s.strip_prefix(':') {
-        let port: u16 = port.parse().map_err(|_| format!("listen address {s:?}: {port:?} is not a port"))?;
-        return Ok(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port));
-    }
-    s.parse::<SocketAddr>()
-        .map_err(|_| format!("listen address {s:?} is not \":PORT\", \"IPv4:PORT\" or \"[IPv6]:PORT\""))
-}
+use crate::collector::Exposition;
+use crate::config::parse_listen_address;
 
 pub struct Web {
     pub exposition: Arc<Exposition>,
@@ -126,14 +117,10 @@ fn handle(web: &Web, limit: &Semaphore, req: Request<Incoming>) -> Response<Chun
         return landing(&web.telemetry_path);
     }
     let Ok(_permit) = limit.try_acquire() else {
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many concurrent scrapes (web.max_requests); try again\n",
-        );
+        return text(StatusCode::SERVICE_UNAVAILABLE, "too many concurrent scrapes (web.max_requests); try again\n");
     };
     let mut r = Response::new(Chunks(web.exposition.render().into()));
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     r
 }
 
@@ -160,19 +147,4 @@ fn landing(metrics_path: &str) -> Response<Chunks> {
 
 fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn listen_addresses_in_node_exporter_forms() {
-        assert_eq!(parse_listen_address(":10114").unwrap(), "[::]:10114".parse().unwrap());
-        assert_eq!(parse_listen_address("127.0.0.1:1").unwrap(), "127.0.0.1:1".parse().unwrap());
-        assert_eq!(parse_listen_address("[::1]:80").unwrap(), "[::1]:80".parse().unwrap());
-        assert!(parse_listen_address(":http").is_err());
-        assert!(parse_listen_address("localhost").is_err());
-        assert!(parse_listen_address(":70000").is_err());
-    }
 }

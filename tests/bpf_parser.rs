@@ -9,8 +9,8 @@ use std::time::Duration;
 use common::packet::{self, Tcp, ACK, FIN, RST};
 use common::parser::{assert_clean, requests, responses, Parser};
 use http_golden_exporter::bpf::ProgramConfig;
+use http_golden_exporter::bpf::{Method, Role};
 use http_golden_exporter::config::{StatusLabel, DEFAULT_BUCKETS};
-use http_golden_exporter::maps::{Method, Role};
 
 fn client_v4() -> Tcp {
     Tcp::v4([198, 18, 0, 2], 40000, [198, 18, 0, 1], 80)

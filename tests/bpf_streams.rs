@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::packet::{Tcp, ACK, FIN};
 use common::parser::{assert_clean, requests, responses, Conn, Parser};
 use http_golden_exporter::bpf::{MapSizes, ProgramConfig};
+use http_golden_exporter::bpf::{Method, Role};
 use http_golden_exporter::config::{StatusLabel, DEFAULT_BUCKETS};
-use http_golden_exporter::maps::{Method, Role};
 
 fn conn() -> Conn {
     Conn::new(Tcp::v4([198, 18, 0, 2], 40000, [198, 18, 0, 1], 80))
@@ -55,7 +55,9 @@ fn an_idle_gap_between_exchanges_is_nobodys_latency() {
 fn several_requests_in_one_segment_and_their_responses_in_another() {
     let Some(p) = Parser::new() else { return };
     let mut c = conn();
-    p.ingress(&c.client(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nHEAD /b HTTP/1.1\r\nHost: x\r\n\r\nDELETE /c HTTP/1.1\r\nHost: x\r\n\r\n"));
+    p.ingress(&c.client(
+        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nHEAD /b HTTP/1.1\r\nHost: x\r\n\r\nDELETE /c HTTP/1.1\r\nHost: x\r\n\r\n",
+    ));
     let mut resp = ok("a");
     resp.extend(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\n");
     resp.extend(b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n");
@@ -138,7 +140,10 @@ fn head_204_and_304_have_no_body_whatever_their_headers_say() {
     for (req, resp) in [
         (&b"HEAD /big HTTP/1.1\r\n\r\n"[..], &b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n"[..]),
         (b"GET /none HTTP/1.1\r\n\r\n", b"HTTP/1.1 204 No Content\r\n\r\n"),
-        (b"GET /same HTTP/1.1\r\nIf-None-Match: \"x\"\r\n\r\n", b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 99\r\n\r\n"),
+        (
+            b"GET /same HTTP/1.1\r\nIf-None-Match: \"x\"\r\n\r\n",
+            b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 99\r\n\r\n",
+        ),
         (b"GET /next HTTP/1.1\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
     ] {
         p.ingress(&c.client(req));
@@ -199,7 +204,9 @@ fn a_large_upload_full_of_request_lines_is_not_requests() {
     let Some(p) = Parser::new() else { return };
     let mut c = conn();
     let total = 10 << 20;
-    p.ingress(&c.client(format!("POST /upload HTTP/1.1\r\nContent-Length: {total}\r\nExpect: 100-continue\r\n\r\n").as_bytes()));
+    p.ingress(&c.client(
+        format!("POST /upload HTTP/1.1\r\nContent-Length: {total}\r\nExpect: 100-continue\r\n\r\n").as_bytes(),
+    ));
     p.egress(&c.server(b"HTTP/1.1 100 Continue\r\n\r\n"));
     let seg = b"GET / HTTP/1.1\r\n".repeat(90); // 1440 bytes
     let mut sent = 0;
@@ -312,7 +319,12 @@ fn a_gap_over_a_message_boundary_falls_back_to_turn_around() {
 #[test]
 fn a_full_flow_table_forgets_old_flows_counts_them_and_never_makes_up_latency() {
     let Some(p) = Parser::sized(
-        ProgramConfig { target_id: 0, status_label: StatusLabel::Class, buckets_s: DEFAULT_BUCKETS.to_vec(), ports: vec![] },
+        ProgramConfig {
+            target_id: 0,
+            status_label: StatusLabel::Class,
+            buckets_s: DEFAULT_BUCKETS.to_vec(),
+            ports: vec![],
+        },
         MapSizes { flows: 64, max_series: 64 },
     ) else {
         return;

@@ -27,7 +27,8 @@ fn version_and_help_name_the_node_exporter_style_flags() {
     assert!(ok && out.contains(env!("CARGO_PKG_VERSION")), "{out}");
     let (ok, out, _) = exporter(&["--help"]);
     assert!(ok);
-    for flag in ["--config.file", "--web.listen-address", "--web.telemetry-path", "--check-config", "--bpf.attach-mode"] {
+    for flag in ["--config.file", "--web.listen-address", "--web.telemetry-path", "--check-config", "--bpf.attach-mode"]
+    {
         assert!(out.contains(flag), "--help lacks {flag}:\n{out}");
     }
 }
@@ -59,11 +60,9 @@ fn a_config_file_named_explicitly_must_exist() {
 
 #[test]
 fn bad_flag_values_are_rejected_before_anything_starts() {
-    for args in [
-        &["--web.listen-address", "nowhere"][..],
-        &["--web.telemetry-path", "metrics"],
-        &["--bpf.attach-mode", "xdp"],
-    ] {
+    for args in
+        [&["--web.listen-address", "nowhere"][..], &["--web.telemetry-path", "metrics"], &["--bpf.attach-mode", "xdp"]]
+    {
         let (ok, _, err) = exporter(args);
         assert!(!ok, "{args:?} accepted");
         assert!(err.contains(args[0]), "{args:?}: {err}");

@@ -93,14 +93,14 @@ fn scraped_counts_equal_what_clients_sent_in_both_views() {
     assert_eq!(m.sum("http_server_requests_total", &[("target", "client")]), 0.0);
 
     // The delayed endpoint: every observation above 0.25 s and at most 0.5 s.
-    assert!(SLOW_SECONDS > 0.25 && SLOW_SECONDS < 0.5);
+    const { assert!(SLOW_SECONDS > 0.25 && SLOW_SECONDS < 0.5) };
     for (target, prefix) in [("server", "http_server"), ("client", "http_client")] {
         let name = format!("{prefix}_request_duration_seconds_bucket");
         let at = |le: &str| m.sum(&name, &[("target", target), ("port", "8080"), ("le", le)]);
         assert_eq!(at("0.25"), 0.0, "{target}: nothing at or below 0.25 s");
         assert_eq!(at("0.5"), 3.0, "{target}: all three at or below 0.5 s");
         let sum = m.sum(&format!("{prefix}_request_duration_seconds_sum"), &[("target", target), ("port", "8080")]);
-        assert!(sum >= 3.0 * SLOW_SECONDS && sum < 3.0 * 0.5, "{target}: sum {sum}");
+        assert!((3.0 * SLOW_SECONDS..3.0 * 0.5).contains(&sum), "{target}: sum {sum}");
     }
 
     // Clean traffic: no accuracy counter moved, nothing dropped.
@@ -117,7 +117,10 @@ fn scraped_counts_equal_what_clients_sent_in_both_views() {
     for (t, i) in [("server", &pair.server_if), ("client", &pair.client_if)] {
         for dir in ["ingress", "egress"] {
             assert!(
-                m.has("http_golden_exporter_attached", &[("target", t), ("interface", i), ("direction", dir), ("mode", "tcx")]),
+                m.has(
+                    "http_golden_exporter_attached",
+                    &[("target", t), ("interface", i), ("direction", dir), ("mode", "tcx")]
+                ),
                 "attached gauge for {t} {dir}"
             );
         }
@@ -126,11 +129,8 @@ fn scraped_counts_equal_what_clients_sent_in_both_views() {
     // promtool (Debian package prometheus) must accept the exposition as is.
     let file = exporter.dir.path().join("scrape.prom");
     std::fs::write(&file, &m.text).unwrap();
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!("promtool check metrics < {}", file.display()))
-        .output()
-        .unwrap();
+    let out =
+        Command::new("sh").arg("-c").arg(format!("promtool check metrics < {}", file.display())).output().unwrap();
     assert!(
         out.status.success(),
         "promtool check metrics: {}{}",

@@ -183,7 +183,16 @@ fn expect_100_continue_early_hints_and_upgrade() {
     let file = dir.path().join("body");
     std::fs::write(&file, vec![b'z'; 10 << 20]).unwrap();
     // curl sends Expect: 100-continue for a body this large; nginx answers 100 first.
-    curl(&w, &["-H", "Expect: 100-continue", "--data-binary", &format!("@{}", file.display()), &format!("http://{SERVER_V4}/upload")]);
+    curl(
+        &w,
+        &[
+            "-H",
+            "Expect: 100-continue",
+            "--data-binary",
+            &format!("@{}", file.display()),
+            &format!("http://{SERVER_V4}/upload"),
+        ],
+    );
 
     scripted_server(&w, 9000, |conn| {
         let mut r = BufReader::new(conn.try_clone().unwrap());
@@ -194,7 +203,10 @@ fn expect_100_continue_early_hints_and_upgrade() {
                 pause();
                 conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").unwrap();
             } else if line.starts_with("GET /ws") {
-                conn.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n").unwrap();
+                conn.write_all(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+                )
+                .unwrap();
                 // Frames in both directions that look like HTTP are not HTTP any more.
                 let mut frame = [0u8; 18];
                 for _ in 0..3 {
@@ -333,7 +345,23 @@ fn drop_every_nth(ns: &str, dev: &str, nth: u32, dir: &TempDir) {
     common::run("ip", &["netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "clsact"]);
     common::run(
         "ip",
-        &["netns", "exec", ns, "tc", "filter", "add", "dev", dev, "ingress", "bpf", "da", "obj", obj.to_str().unwrap(), "sec", "tc"],
+        &[
+            "netns",
+            "exec",
+            ns,
+            "tc",
+            "filter",
+            "add",
+            "dev",
+            dev,
+            "ingress",
+            "bpf",
+            "da",
+            "obj",
+            obj.to_str().unwrap(),
+            "sec",
+            "tc",
+        ],
     );
 }
 
@@ -409,9 +437,9 @@ fn five_times_more_idle_connections_than_the_flow_table_holds() {
         idle.push(c);
     }
     w.expect(&[("GET", "requests", CONNS), ("GET", "2xx", CONNS)]);
-    let m = w.exporter.scrape_until(Duration::from_secs(10), |m| {
-        stat(m, "flows_evicted_total") + stat(m, "flows") == 2 * CONNS
-    });
+    let m = w
+        .exporter
+        .scrape_until(Duration::from_secs(10), |m| stat(m, "flows_evicted_total") + stat(m, "flows") == 2 * CONNS);
     let (evicted, live) = (stat(&m, "flows_evicted_total"), stat(&m, "flows"));
     assert!(live <= TABLE, "live {live}");
     assert_eq!(evicted + live, 2 * CONNS, "every flow is live or counted as evicted");
@@ -472,4 +500,3 @@ fn ipv4_options_and_ipv6_in_real_traffic() {
     let m = w.expect(&[("GET", "requests", 40), ("GET", "2xx", 20), ("GET", "4xx", 20)]);
     assert_no_anomalies(&m);
 }
-

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::nginx::{curl, Nginx};
 use common::{bpf_attached, Exporter, Metrics, Pair, SERVER_V4};
-use http_golden_exporter::privsep::{self, ProcCaps, ATTACHER_CAPS, ATTACHER_OPTIONAL_CAPS};
+use http_golden_exporter::privileged::privsep::{self, ProcCaps, ATTACHER_CAPS, ATTACHER_OPTIONAL_CAPS};
 use nix::sys::signal::Signal;
 
 fn target(name: &str, ns: &str, ifname: &str) -> String {
@@ -33,9 +33,7 @@ fn exporter_pid(exp: &Exporter) -> i32 {
 
 fn status_field(pid: i32, key: &str) -> String {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}:")).map(|v| v.trim().to_string()))
-        .unwrap_or_default()
+    text.lines().find_map(|l| l.strip_prefix(&format!("{key}:")).map(|v| v.trim().to_string())).unwrap_or_default()
 }
 
 /// What the fds of a process point at ("socket:[123]", "anon_inode:bpf-map", ...).
@@ -114,10 +112,7 @@ fn the_web_facing_process_has_no_capabilities_while_it_serves_correct_metrics() 
     assert!(caps.no_new_privs, "exporter {child} has no_new_privs");
     let account = privsep::resolve_user(None).unwrap();
     let uids = status_field(child, "Uid");
-    assert!(
-        uids.split_whitespace().all(|u| u == account.uid.to_string()),
-        "exporter runs as {account}: Uid {uids}"
-    );
+    assert!(uids.split_whitespace().all(|u| u == account.uid.to_string()), "exporter runs as {account}: Uid {uids}");
     if account.name == privsep::FALLBACK_USER {
         assert!(exp.log().contains("serving metrics as \"nobody\""), "the fallback is logged:\n{}", exp.log());
     }
@@ -214,7 +209,8 @@ fn sighup_attaches_new_targets_detaches_removed_ones_and_keeps_counters() {
 
 fn kill_attacher_leaves_nothing(mode: &str, expect_left: &str) {
     let pair = Pair::new();
-    let mut exp = Exporter::start(&format!("[bpf]\nattach_mode = \"{mode}\"\n{}", target("s", &pair.server_ns, &pair.server_if)));
+    let mut exp =
+        Exporter::start(&format!("[bpf]\nattach_mode = \"{mode}\"\n{}", target("s", &pair.server_ns, &pair.server_if)));
     let child = exporter_pid(&exp);
     assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if).matches("http_").count(), 2);
     exp.proc.signal(Signal::SIGKILL);
@@ -224,7 +220,8 @@ fn kill_attacher_leaves_nothing(mode: &str, expect_left: &str) {
     assert_eq!(left, expect_left, "{mode}: after SIGKILL");
     if mode == "tc" {
         // Legacy filters outlive the process: the next start replaces them, SIGTERM removes them.
-        let mut again = Exporter::start(&format!("[bpf]\nattach_mode = \"tc\"\n{}", target("s", &pair.server_ns, &pair.server_if)));
+        let mut again =
+            Exporter::start(&format!("[bpf]\nattach_mode = \"tc\"\n{}", target("s", &pair.server_ns, &pair.server_if)));
         assert!(again.log().contains("replacing our own tc filter"), "{}", again.log());
         assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if).matches("tc:http_").count(), 2);
         // Killed again: ExecStopPost's --cleanup removes exactly our filters.

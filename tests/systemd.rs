@@ -41,7 +41,9 @@ fn packages() -> &'static Packages {
     P.get_or_init(|| {
         let stdout = run_ok(Command::new(repo().join("packaging/build")).args(["--profile", "dev"]));
         let pick = |suffix: &str| {
-            PathBuf::from(stdout.lines().rev().find(|l| l.ends_with(suffix)).unwrap_or_else(|| panic!("no {suffix} in {stdout}")))
+            PathBuf::from(
+                stdout.lines().rev().find(|l| l.ends_with(suffix)).unwrap_or_else(|| panic!("no {suffix} in {stdout}")),
+            )
         };
         Packages { deb: pick(".deb"), rpm: pick(".rpm") }
     })
@@ -54,7 +56,8 @@ fn the_unit_is_rated_at_most_2_5_by_systemd_analyze_security() {
     if !common::privileged(&["systemd-analyze"]) {
         return;
     }
-    let o = Command::new("systemd-analyze").args(["security", "--offline=yes"]).arg(repo().join(UNIT)).output().unwrap();
+    let o =
+        Command::new("systemd-analyze").args(["security", "--offline=yes"]).arg(repo().join(UNIT)).output().unwrap();
     let text = out(&o);
     let line = text.lines().find(|l| l.contains("Overall exposure level")).unwrap_or_else(|| panic!("{text}"));
     let level: f64 = line.split(": ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().parse().unwrap();
@@ -343,7 +346,10 @@ fn the_deb_installs_and_runs_under_a_real_systemd() {
     }
     assert!(exp_status.contains("NoNewPrivs:\t1"), "{exp_status}");
     let main_status = st(&main);
-    assert!(main_status.contains("CapEff:\t000000c000201000"), "attacher: BPF PERFMON SYS_ADMIN NET_ADMIN:\n{main_status}");
+    assert!(
+        main_status.contains("CapEff:\t000000c000201000"),
+        "attacher: BPF PERFMON SYS_ADMIN NET_ADMIN:\n{main_status}"
+    );
     assert!(!main_status.contains("Uid:\t0"), "the attacher is not root:\n{main_status}");
 
     // Traffic through the test's veth, scraped from the host.

@@ -100,10 +100,9 @@ impl Pair {
         run("ip", &["link", "add", &p.server_if, "type", "veth", "peer", "name", &p.client_if]);
         run("ip", &["link", "set", &p.server_if, "netns", &p.server_ns]);
         run("ip", &["link", "set", &p.client_if, "netns", &p.client_ns]);
-        for (ns, ifname, v4, v6) in [
-            (&p.server_ns, &p.server_if, SERVER_V4, SERVER_V6),
-            (&p.client_ns, &p.client_if, CLIENT_V4, CLIENT_V6),
-        ] {
+        for (ns, ifname, v4, v6) in
+            [(&p.server_ns, &p.server_if, SERVER_V4, SERVER_V6), (&p.client_ns, &p.client_if, CLIENT_V4, CLIENT_V6)]
+        {
             run("ip", &["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", ifname]);
             run("ip", &["-n", ns, "addr", "add", &format!("{v6}/64"), "dev", ifname, "nodad"]);
             run("ip", &["-n", ns, "link", "set", ifname, "up"]);
@@ -365,7 +364,7 @@ fn split_labels(s: &str) -> Vec<&str> {
 pub fn bpf_attached(ns: &str, ifname: &str) -> String {
     let path = std::path::PathBuf::from(format!("/run/netns/{ns}"));
     let name = ifname.to_string();
-    let mut names = http_golden_exporter::attach::in_netns(Some(&path), move || {
+    let mut names = http_golden_exporter::privileged::netns::in_netns(Some(&path), move || {
         let Ok(ifindex) = nix::net::if_::if_nametoindex(name.as_str()) else { return Ok(Vec::new()) };
         let mut names = Vec::new();
         for at in [libbpf_sys::BPF_TCX_INGRESS, libbpf_sys::BPF_TCX_EGRESS] {

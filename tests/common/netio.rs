@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use http_golden_exporter::attach::in_netns;
+use http_golden_exporter::privileged::netns::in_netns;
 
 fn ns_path(ns: &str) -> PathBuf {
     PathBuf::from(format!("/run/netns/{ns}"))
@@ -66,7 +66,8 @@ pub fn read_response(r: &mut BufReader<TcpStream>, head: bool) -> u16 {
     loop {
         let mut line = String::new();
         r.read_line(&mut line).expect("status line");
-        let status: u16 = line.get(9..12).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("bad status line {line:?}"));
+        let status: u16 =
+            line.get(9..12).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("bad status line {line:?}"));
         let mut length = None;
         let mut chunked = false;
         loop {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use super::packet::Tcp;
 use http_golden_exporter::bpf::{self, Loader, MapSizes, ProgramConfig, Programs, SharedMaps};
+use http_golden_exporter::bpf::{maps, Method, Role, Snapshot};
 use http_golden_exporter::config::{StatusLabel, DEFAULT_BUCKETS};
-use http_golden_exporter::maps::{self, Method, Role, Snapshot};
 
 /// TC_ACT_UNSPEC: the programs only observe, whatever they see.
 const PASS: i32 = -1;
@@ -90,7 +90,6 @@ pub fn assert_clean(s: &Snapshot) {
         assert_eq!(v, 0, "{name} on clean traffic: {st:?}");
     }
 }
-
 
 /// One TCP connection, its two byte streams numbered as TCP would.
 pub struct Conn {

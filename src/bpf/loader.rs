@@ -12,15 +12,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapHandle, OpenObject, PrintLevel};
 
+use super::skel;
 use crate::config::{self, StatusLabel};
-
-#[allow(clippy::all, non_camel_case_types, dead_code, unused_imports)]
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/http_golden.skel.rs"));
-}
-
-/// Layouts shared with bpf/http_golden.h, as generated from its BTF.
-pub use skel::types::{hg_flow, hg_flow_key, hg_hist, hg_series_key};
 
 /// What one program instance is specialised for.
 #[derive(Debug, Clone)]
@@ -171,17 +164,11 @@ pub fn test_run(prog: BorrowedFd<'_>, packet: &[u8]) -> Result<i32> {
         ..Default::default()
     };
     // SAFETY: opts points at a live buffer of the stated size for the whole call.
+    // libbpf-rs offers test runs only on a skeleton's Program; ours outlive
+    // their skeleton as plain fds, so the raw call it wraps is used.
     let ret = unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_raw_fd(), &mut opts) };
     if ret != 0 {
         return Err(std::io::Error::last_os_error()).context("BPF_PROG_TEST_RUN");
     }
     Ok(opts.retval as i32)
-}
-
-/// Sanity check for readers of raw map bytes.
-pub(crate) fn check_len<T>(bytes: &[u8], what: &str) -> Result<()> {
-    if bytes.len() < std::mem::size_of::<T>() {
-        bail!("{what}: map returned {} bytes, expected {}", bytes.len(), std::mem::size_of::<T>());
-    }
-    Ok(())
 }

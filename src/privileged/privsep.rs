@@ -125,7 +125,8 @@ pub fn drop_to(account: &Account, keep_bpf: bool) -> Result<Kept> {
 
     let (ruid, euid) = (Uid::current(), Uid::effective());
     if ruid != account.uid || euid != account.uid {
-        let can_switch = euid.is_root() || caps::has_cap(None, CapSet::Effective, Capability::CAP_SETUID).unwrap_or(false);
+        let can_switch =
+            euid.is_root() || caps::has_cap(None, CapSet::Effective, Capability::CAP_SETUID).unwrap_or(false);
         if !can_switch {
             log::warn!("running as uid {euid} without CAP_SETUID: cannot switch to user {account}; staying uid {euid}");
         } else {

@@ -1,183 +1,17 @@
-//! Reading the aggregate maps into typed values. The only place that touches
-//! raw map bytes; everything above works on `Snapshot`.
+//! Reading the maps into a `Snapshot`, and deleting a target's series: the
+//! only code that handles map bytes (decoded through `abi::read_plain`).
 
 use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, MapFlags};
 
-use crate::bpf::{check_len, hg_flow, hg_hist, hg_series_key, SharedMaps};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Role {
-    Server,
-    Client,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Method {
-    Get,
-    Head,
-    Post,
-    Put,
-    Delete,
-    Connect,
-    Options,
-    Trace,
-    Patch,
-}
-
-impl Method {
-    /// Numbering of enum hg_method in bpf/http_golden.h.
-    fn from_raw(v: u8) -> Option<Method> {
-        use Method::*;
-        Some(match v {
-            1 => Get,
-            2 => Head,
-            3 => Post,
-            4 => Put,
-            5 => Delete,
-            6 => Connect,
-            7 => Options,
-            8 => Trace,
-            9 => Patch,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        use Method::*;
-        match self {
-            Get => "GET",
-            Head => "HEAD",
-            Post => "POST",
-            Put => "PUT",
-            Delete => "DELETE",
-            Connect => "CONNECT",
-            Options => "OPTIONS",
-            Trace => "TRACE",
-            Patch => "PATCH",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SeriesKey {
-    pub target_id: u16,
-    pub ifindex: u32,
-    pub role: Role,
-    pub port: u16,
-    pub method: Method,
-    /// Status class (2 for 2xx) or code (200), as the program was configured; 0 for requests.
-    pub status: u16,
-}
-
-impl SeriesKey {
-    fn from_raw(k: &hg_series_key) -> Option<SeriesKey> {
-        Some(SeriesKey {
-            target_id: k.target_id,
-            ifindex: k.ifindex,
-            role: if k.role == 0 { Role::Server } else { Role::Client },
-            port: k.port,
-            method: Method::from_raw(k.method)?,
-            status: k.status,
-        })
-    }
-}
-
-/// Per-bucket counts (not cumulative), the last one being +Inf.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Histogram {
-    pub buckets: Vec<u64>,
-    pub sum_ns: u64,
-    pub count: u64,
-}
-
-/// Counters of the `stats` map, in the order of enum hg_stat.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    pub series_dropped: u64,
-    pub unanswered_reset: u64,
-    pub unanswered_closed: u64,
-    pub response_no_request: u64,
-    pub pipeline_overflow: u64,
-    pub retransmit_ignored: u64,
-    pub upgraded: u64,
-    pub tls_seen: u64,
-    pub flow_insert_failed: u64,
-    pub flows_created: u64,
-    pub flows_ended: u64,
-    pub requests_tracked: u64,
-    pub requests_answered: u64,
-    /// Boundaries lost, by cause (see `FRAMING_LOST_REASONS`).
-    pub framing_lost: [u64; 5],
-}
-
-/// Label values for `Stats::framing_lost`, in the order of the HG_STAT_LOST_* slots.
-pub const FRAMING_LOST_REASONS: [&str; 5] = ["gap", "not_a_message", "unreadable_header", "bad_chunk", "too_complex"];
-
-impl Stats {
-    pub fn framing_lost_total(&self) -> u64 {
-        self.framing_lost.iter().sum()
-    }
-}
-
-/// HG_FLOW_CLOSED in bpf/http_golden.h.
-const FLOW_CLOSED: u8 = 1 << 1;
-
-/// HG_STAT_MAX in bpf/http_golden.h.
-pub const STAT_SLOTS: u32 = 18;
-
-impl Stats {
-    fn from_slots(v: &[u64; STAT_SLOTS as usize]) -> Stats {
-        Stats {
-            series_dropped: v[0],
-            unanswered_reset: v[1],
-            unanswered_closed: v[2],
-            response_no_request: v[3],
-            pipeline_overflow: v[4],
-            retransmit_ignored: v[5],
-            upgraded: v[6],
-            tls_seen: v[7],
-            flow_insert_failed: v[8],
-            flows_created: v[9],
-            flows_ended: v[10],
-            requests_tracked: v[11],
-            requests_answered: v[12],
-            framing_lost: [v[13], v[14], v[15], v[16], v[17]],
-        }
-    }
-}
-
-/// What the flow table holds right now, and what it must have lost.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Flows {
-    /// Connections tracked at the time of the read.
-    pub live: u64,
-    /// Requests waiting for a response on those connections.
-    pub pending: u64,
-    /// Flows the LRU map forgot to make room (lower bound at the time of the read).
-    pub evicted: u64,
-    /// Requests that were pending on flows the LRU map forgot (lower bound).
-    pub evicted_unanswered: u64,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
-    pub requests: Vec<(SeriesKey, u64)>,
-    pub latency: Vec<(SeriesKey, Histogram)>,
-    pub stats: Stats,
-    /// None when the flow table could not be scanned completely.
-    pub flows: Option<Flows>,
-}
-
-fn read_struct<T: Copy>(bytes: &[u8], what: &str) -> Result<T> {
-    check_len::<T>(bytes, what)?;
-    // SAFETY: length checked above; T is a plain-old-data mirror of a C struct.
-    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const T) })
-}
+use super::abi::{hg_flow, hg_hist, hg_series_key};
+use super::abi::{read_plain, FLOW_CLOSED, STAT_SLOTS};
+use super::snapshot::{Flows, Histogram, SeriesKey, Snapshot, Stats};
+use super::SharedMaps;
 
 /// Sum of one u64 per CPU, from whatever slices hold them.
 fn sum_u64<'a>(per_cpu: impl IntoIterator<Item = &'a [u8]>, what: &str) -> Result<u64> {
-    per_cpu.into_iter().try_fold(0u64, |acc, v| Ok(acc.wrapping_add(read_struct::<u64>(v, what)?)))
+    per_cpu.into_iter().try_fold(0u64, |acc, v| Ok(acc.wrapping_add(read_plain::<u64>(v, what)?)))
 }
 
 /// Read every map once. `nbuckets` is the configured number of bounds.
@@ -189,7 +23,7 @@ pub fn read(maps: &SharedMaps, nbuckets: usize) -> Result<Snapshot> {
     let req_stride = (maps.requests.value_size() as usize).next_multiple_of(8);
     for_each_batched(&maps.requests, true, |key, per_cpu| {
         let n = sum_u64(per_cpu.chunks_exact(req_stride), "requests value");
-        let (Ok(raw), Ok(n)) = (read_struct::<hg_series_key>(key, "requests key"), n) else {
+        let (Ok(raw), Ok(n)) = (read_plain::<hg_series_key>(key, "requests key"), n) else {
             err = Some(anyhow::anyhow!("malformed requests entry"));
             return;
         };
@@ -200,14 +34,14 @@ pub fn read(maps: &SharedMaps, nbuckets: usize) -> Result<Snapshot> {
     .context("reading requests")?;
     let hist_size = maps.latency.value_size() as usize;
     for_each_batched(&maps.latency, true, |key, per_cpu| {
-        let Ok(raw) = read_struct::<hg_series_key>(key, "latency key") else {
+        let Ok(raw) = read_plain::<hg_series_key>(key, "latency key") else {
             err = Some(anyhow::anyhow!("malformed latency key"));
             return;
         };
         let Some(k) = SeriesKey::from_raw(&raw) else { return };
         let mut h = Histogram { buckets: vec![0; nbuckets + 1], ..Default::default() };
         for cpu in per_cpu.chunks_exact(hist_size.next_multiple_of(8)) {
-            let Ok(v) = read_struct::<hg_hist>(&cpu[..hist_size], "latency value") else {
+            let Ok(v) = read_plain::<hg_hist>(&cpu[..hist_size], "latency value") else {
                 err = Some(anyhow::anyhow!("malformed latency value"));
                 return;
             };
@@ -247,12 +81,12 @@ pub fn read(maps: &SharedMaps, nbuckets: usize) -> Result<Snapshot> {
     snap.stats = after;
 
     snap.requests.sort_by_key(|(k, _)| *k);
-    snap.latency.sort_by(|a, b| a.0.cmp(&b.0));
+    snap.latency.sort_by_key(|(k, _)| *k);
     Ok(snap)
 }
 
 fn read_stats(maps: &SharedMaps) -> Result<Stats> {
-    let mut slots = [0u64; STAT_SLOTS as usize];
+    let mut slots = [0u64; STAT_SLOTS];
     for (i, slot) in slots.iter_mut().enumerate() {
         let key = (i as u32).to_ne_bytes();
         if let Some(per_cpu) = maps.stats.lookup_percpu(&key, MapFlags::ANY).context("reading stats")? {
@@ -273,7 +107,8 @@ fn for_each_batched(map: &libbpf_rs::MapHandle, per_cpu: bool, mut f: impl FnMut
     const BATCH: u32 = 256;
     let key_size = map.key_size() as usize;
     let value_size = if per_cpu {
-        possible_cpus()? * (map.value_size() as usize).next_multiple_of(8)
+        libbpf_rs::num_possible_cpus().context("counting possible CPUs")?
+            * (map.value_size() as usize).next_multiple_of(8)
     } else {
         map.value_size() as usize
     };
@@ -288,7 +123,9 @@ fn for_each_batched(map: &libbpf_rs::MapHandle, per_cpu: bool, mut f: impl FnMut
             sz: std::mem::size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
             ..Default::default()
         };
-        // SAFETY: every buffer is sized for BATCH elements of this map's key and value sizes.
+        // SAFETY: every buffer is sized for BATCH elements of this map's key and
+        // value sizes. libbpf-rs's lookup_batch refuses per-CPU maps, so the
+        // call it would make is made here.
         let ret = unsafe {
             libbpf_sys::bpf_map_lookup_batch(
                 map.as_fd().as_raw_fd(),
@@ -316,19 +153,12 @@ fn for_each_batched(map: &libbpf_rs::MapHandle, per_cpu: bool, mut f: impl FnMut
     }
 }
 
-fn possible_cpus() -> Result<usize> {
-    // SAFETY: no arguments; returns a count or a negative errno.
-    let n = unsafe { libbpf_sys::libbpf_num_possible_cpus() };
-    anyhow::ensure!(n > 0, "counting possible CPUs: {}", std::io::Error::from_raw_os_error(-n));
-    Ok(n as usize)
-}
-
 /// Live flows and their pending requests. None if the scan was refused
 /// part-way: a partial count would overstate evictions.
 fn scan_flows(maps: &SharedMaps) -> Option<(u64, u64)> {
     let (mut live, mut pending) = (0u64, 0u64);
     let mut ok = true;
-    for_each_batched(&maps.flows, false, |_, v| match read_struct::<hg_flow>(v, "flow value") {
+    for_each_batched(&maps.flows, false, |_, v| match read_plain::<hg_flow>(v, "flow value") {
         // Closed flows linger for late retransmissions; they are already counted as ended.
         Ok(f) if f.flags & FLOW_CLOSED == 0 => {
             live += 1;
@@ -339,4 +169,23 @@ fn scan_flows(maps: &SharedMaps) -> Option<(u64, u64)> {
     })
     .ok()?;
     ok.then_some((live, pending))
+}
+
+/// Delete a removed target's series from the aggregate maps; returns how many.
+pub fn forget_series(maps: &SharedMaps, target_id: u16) -> Result<usize> {
+    let mut n = 0;
+    for map in [&maps.requests, &maps.latency] {
+        let doomed: Vec<Vec<u8>> = map
+            .keys()
+            .filter(|k| read_plain::<hg_series_key>(k, "series key").is_ok_and(|k| k.target_id == target_id))
+            .collect();
+        for k in doomed {
+            match map.delete(&k) {
+                Ok(()) => n += 1,
+                Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(n)
 }

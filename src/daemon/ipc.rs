@@ -11,8 +11,7 @@ use anyhow::{bail, Context, Result};
 use nix::sys::socket::{self, sockopt, AddressFamily, MsgFlags, SockFlag, SockType};
 use serde::{Deserialize, Serialize};
 
-use crate::attach::{Direction, Mode};
-use crate::metrics::{Attached, Names};
+use crate::topology::Topology;
 
 /// Payload bytes per packet; the first byte of each packet says whether more follow.
 const CHUNK: usize = 16 * 1024;
@@ -32,79 +31,6 @@ pub enum Msg {
     Ready { series: u64 },
     /// Child to parent: result of a map read made for this ping.
     Pong { seq: u64, ok: bool, series: u64, error: String },
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Topology {
-    pub targets: Vec<TargetNames>,
-    pub attached: Vec<AttachedEntry>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TargetNames {
-    pub id: u16,
-    pub name: String,
-    pub interfaces: Vec<InterfaceName>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct InterfaceName {
-    pub ifindex: u32,
-    pub name: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AttachedEntry {
-    pub target: String,
-    pub interface: String,
-    pub direction: String,
-    pub mode: String,
-}
-
-impl AttachedEntry {
-    pub fn from_attached(a: &Attached) -> AttachedEntry {
-        AttachedEntry {
-            target: a.target.clone(),
-            interface: a.interface.clone(),
-            direction: a.direction.as_str().to_string(),
-            mode: a.mode.to_string(),
-        }
-    }
-}
-
-impl Topology {
-    pub fn names(&self) -> Names {
-        let mut n = Names::default();
-        for t in &self.targets {
-            n.add_target(t.id, &t.name);
-            for i in &t.interfaces {
-                n.add_interface(t.id, i.ifindex, &i.name);
-            }
-        }
-        n
-    }
-
-    pub fn attached(&self) -> Result<Vec<Attached>> {
-        self.attached
-            .iter()
-            .map(|a| {
-                Ok(Attached {
-                    target: a.target.clone(),
-                    interface: a.interface.clone(),
-                    direction: match a.direction.as_str() {
-                        "ingress" => Direction::Ingress,
-                        "egress" => Direction::Egress,
-                        d => bail!("unknown direction {d:?}"),
-                    },
-                    mode: match a.mode.as_str() {
-                        "tcx" => Mode::Tcx,
-                        "tc" => Mode::Tc,
-                        m => bail!("unknown mode {m:?}"),
-                    },
-                })
-            })
-            .collect()
-    }
 }
 
 pub struct Channel {
@@ -223,6 +149,7 @@ impl AsFd for Channel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topology::{Attached, Direction, InterfaceName, Mode, TargetNames};
 
     #[test]
     fn messages_round_trip_including_ones_larger_than_a_packet() {
@@ -235,11 +162,11 @@ mod tests {
                     interfaces: vec![InterfaceName { ifindex: 7, name: "eth0".into() }],
                 })
                 .collect(),
-            attached: vec![AttachedEntry {
+            attached: vec![Attached {
                 target: "t".into(),
                 interface: "eth0".into(),
-                direction: "ingress".into(),
-                mode: "tcx".into(),
+                direction: Direction::Ingress,
+                mode: Mode::Tcx,
             }],
         };
         // The reader runs concurrently: a message of many packets may exceed the socket buffer.
@@ -267,15 +194,18 @@ mod tests {
     fn topology_gives_names_and_attached() {
         let t = Topology {
             targets: vec![TargetNames { id: 2, name: "web".into(), interfaces: vec![] }],
-            attached: vec![AttachedEntry {
+            attached: vec![Attached {
                 target: "web".into(),
                 interface: "veth0".into(),
-                direction: "egress".into(),
-                mode: "tc".into(),
+                direction: Direction::Egress,
+                mode: Mode::Tc,
             }],
         };
-        let a = t.attached().unwrap();
-        assert_eq!(a[0].direction, Direction::Egress);
-        assert_eq!(a[0].mode, Mode::Tc);
+        let (a, mut b) = Channel::pair().unwrap();
+        a.send(&Msg::Topology(t.clone())).unwrap();
+        let Some(Msg::Topology(got)) = b.recv().unwrap() else { panic!("expected a topology") };
+        assert_eq!(got.attached[0].direction, Direction::Egress);
+        assert_eq!(got.attached[0].mode, Mode::Tc);
+        assert_eq!(got, t);
     }
 }

@@ -1,0 +1,108 @@
+//! What one read of the maps holds, as typed values: everything above the
+//! bpf module (the collector, the tests) works on these, never on map bytes.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    Server,
+    Client,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Connect,
+    Options,
+    Trace,
+    Patch,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        use Method::*;
+        match self {
+            Get => "GET",
+            Head => "HEAD",
+            Post => "POST",
+            Put => "PUT",
+            Delete => "DELETE",
+            Connect => "CONNECT",
+            Options => "OPTIONS",
+            Trace => "TRACE",
+            Patch => "PATCH",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesKey {
+    pub target_id: u16,
+    pub ifindex: u32,
+    pub role: Role,
+    pub port: u16,
+    pub method: Method,
+    /// Status class (2 for 2xx) or code (200), as the program was configured; 0 for requests.
+    pub status: u16,
+}
+
+/// Per-bucket counts (not cumulative), the last one being +Inf.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Histogram {
+    pub buckets: Vec<u64>,
+    pub sum_ns: u64,
+    pub count: u64,
+}
+
+/// Counters of the `stats` map, one per slot of enum hg_stat (decoded by name in abi.rs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub series_dropped: u64,
+    pub unanswered_reset: u64,
+    pub unanswered_closed: u64,
+    pub response_no_request: u64,
+    pub pipeline_overflow: u64,
+    pub retransmit_ignored: u64,
+    pub upgraded: u64,
+    pub tls_seen: u64,
+    pub flow_insert_failed: u64,
+    pub flows_created: u64,
+    pub flows_ended: u64,
+    pub requests_tracked: u64,
+    pub requests_answered: u64,
+    /// Boundaries lost, by cause (see `FRAMING_LOST_REASONS`).
+    pub framing_lost: [u64; FRAMING_LOST_REASONS.len()],
+}
+
+/// Label values for `Stats::framing_lost`, in the order of the HG_STAT_LOST_* slots.
+pub const FRAMING_LOST_REASONS: [&str; 5] = ["gap", "not_a_message", "unreadable_header", "bad_chunk", "too_complex"];
+
+impl Stats {
+    pub fn framing_lost_total(&self) -> u64 {
+        self.framing_lost.iter().sum()
+    }
+}
+
+/// What the flow table holds right now, and what it must have lost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flows {
+    /// Connections tracked at the time of the read.
+    pub live: u64,
+    /// Requests waiting for a response on those connections.
+    pub pending: u64,
+    /// Flows the LRU map forgot to make room (lower bound at the time of the read).
+    pub evicted: u64,
+    /// Requests that were pending on flows the LRU map forgot (lower bound).
+    pub evicted_unanswered: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub requests: Vec<(SeriesKey, u64)>,
+    pub latency: Vec<(SeriesKey, Histogram)>,
+    pub stats: Stats,
+    /// None when the flow table could not be scanned completely.
+    pub flows: Option<Flows>,
+}

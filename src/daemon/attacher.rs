@@ -1,0 +1,375 @@
+//! The attacher process: keeps the programs attached, answers SIGHUP by
+//! attaching new targets and detaching removed ones, feeds systemd (READY,
+//! STATUS, WATCHDOG, RELOADING, STOPPING) from the exporter's answers.
+
+use std::collections::HashSet;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use sd_notify::NotifyState;
+
+use super::child::{describe_exit, reap, stop_child};
+use super::ipc::{Channel, Msg};
+use super::Reloader;
+use crate::bpf::{maps, Loader, ProgramConfig, Programs, SharedMaps};
+use crate::config::{Config, Target};
+use crate::privileged::attach::{self, Hook};
+use crate::privileged::netns::{self, Interface};
+use crate::privileged::privsep;
+use crate::topology::{Attached, InterfaceName, TargetNames, Topology};
+
+/// How often the attacher asks the exporter for a map read when systemd has no watchdog.
+const DEFAULT_PING: Duration = Duration::from_secs(10);
+
+/// A target whose programs are loaded but not yet attached.
+pub(super) struct Prepared {
+    id: u16,
+    target: Target,
+    interfaces: Vec<Interface>,
+    progs: Programs,
+}
+
+/// A target whose programs are attached. Dropping it detaches them.
+struct Running {
+    id: u16,
+    target: Target,
+    interfaces: Vec<Interface>,
+    hooks: Vec<Hook>,
+}
+
+pub(super) fn prepare(loader: &mut Loader, cfg: &Config, target: &Target, id: u16) -> Result<Prepared> {
+    netns::check_netns(target)?;
+    let interfaces = netns::resolve(target)?;
+    let progs = loader
+        .load(&ProgramConfig {
+            target_id: id,
+            status_label: cfg.metrics.status_label,
+            buckets_s: cfg.metrics.buckets.clone(),
+            ports: target.ports.clone(),
+        })
+        .with_context(|| format!("target {:?}: loading the BPF programs", target.name))?;
+    Ok(Prepared { id, target: target.clone(), interfaces, progs })
+}
+
+fn attach_prepared(p: Prepared, cfg: &Config) -> Result<Running> {
+    // On error the hooks attached so far are dropped, which detaches them.
+    let hooks = attach::attach_target(&p.target, &p.interfaces, &p.progs, cfg.bpf.attach_mode)?;
+    // The links and filters hold the programs now; our program fds can go.
+    Ok(Running { id: p.id, target: p.target, interfaces: p.interfaces, hooks })
+}
+
+/// Everything the attacher owns.
+pub(super) struct Attacher {
+    cfg: Config,
+    loader: Loader,
+    maps: Arc<SharedMaps>,
+    targets: Vec<Running>,
+}
+
+impl Attacher {
+    /// Nothing attached yet: `main` attaches what `prepare` loaded.
+    pub(super) fn new(cfg: Config, loader: Loader, maps: Arc<SharedMaps>) -> Attacher {
+        Attacher { cfg, loader, maps, targets: Vec::new() }
+    }
+
+    fn programs(&self) -> usize {
+        self.targets.iter().map(|t| t.hooks.len()).sum()
+    }
+
+    fn topology(&self) -> Topology {
+        let mut topo = Topology::default();
+        for t in &self.targets {
+            topo.targets.push(TargetNames {
+                id: t.id,
+                name: t.target.name.clone(),
+                interfaces: t
+                    .interfaces
+                    .iter()
+                    .map(|i| InterfaceName { ifindex: i.ifindex, name: i.name.clone() })
+                    .collect(),
+            });
+            topo.attached.extend(t.hooks.iter().map(|h| Attached {
+                target: h.target.clone(),
+                interface: h.interface.clone(),
+                direction: h.direction,
+                mode: h.mode,
+            }));
+        }
+        topo
+    }
+
+    fn detach_all(&mut self) -> Result<usize> {
+        let mut n = 0;
+        let mut first_err = None;
+        for mut t in self.targets.drain(..) {
+            for mut h in t.hooks.drain(..) {
+                match h.detach() {
+                    Ok(()) => n += 1,
+                    Err(e) => {
+                        log::error!("{e:#}");
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        first_err.map_or(Ok(n), Err)
+    }
+
+    /// Apply a new configuration's targets: attach the new ones first (if one
+    /// fails, nothing changes), then detach the removed ones. Unchanged targets
+    /// are not touched, so their counters continue.
+    fn apply(&mut self, new: Config) -> Result<String> {
+        for key in restart_needed(&self.cfg, &new) {
+            log::warn!("reload: {key} changed; that takes effect only after a restart (keeping the running value)");
+        }
+        let mut used: HashSet<u16> = self.targets.iter().map(|t| t.id).collect();
+        let mut fresh = Vec::new();
+        for t in new.targets.iter().filter(|t| !self.targets.iter().any(|r| &r.target == *t)) {
+            let id = (0..=u16::MAX).find(|id| !used.contains(id)).context("no free target id")?;
+            used.insert(id);
+            let p = prepare(&mut self.loader, &self.cfg, t, id)?;
+            fresh.push(attach_prepared(p, &self.cfg)?);
+        }
+        let added = fresh.len();
+
+        let mut current = std::mem::take(&mut self.targets);
+        let mut next = Vec::with_capacity(new.targets.len());
+        for t in &new.targets {
+            if let Some(i) = current.iter().position(|r| &r.target == t) {
+                next.push(current.swap_remove(i));
+            } else if let Some(i) = fresh.iter().position(|r| &r.target == t) {
+                next.push(fresh.swap_remove(i));
+            }
+        }
+        let removed = current.len();
+        for mut r in current {
+            log::info!("reload: detaching target {:?}", r.target.name);
+            for mut h in r.hooks.drain(..) {
+                if let Err(e) = h.detach() {
+                    log::error!("{e:#}");
+                }
+            }
+            // Its series would otherwise hold map capacity, unlabelled, forever.
+            if let Err(e) = maps::forget_series(&self.maps, r.id) {
+                log::warn!("reload: removing the series of target {:?}: {e:#}", r.target.name);
+            }
+        }
+        let kept = next.len() - added;
+        self.targets = next;
+        self.cfg.targets = new.targets;
+        Ok(format!("reloaded: {kept} targets unchanged, {added} added, {removed} removed"))
+    }
+}
+
+/// Settings that size the maps, specialise the programs or belong to the
+/// exporter process: a reload logs that they need a restart.
+fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    let mut check = |changed: bool, key: &'static str| {
+        if changed {
+            v.push(key);
+        }
+    };
+    check(old.user != new.user, "user");
+    check(old.web.listen_address != new.web.listen_address, "web.listen_address");
+    check(old.web.telemetry_path != new.web.telemetry_path, "web.telemetry_path");
+    check(old.web.max_requests != new.web.max_requests, "web.max_requests");
+    check(old.metrics.scrape_interval != new.metrics.scrape_interval, "metrics.scrape_interval");
+    check(old.metrics.buckets != new.metrics.buckets, "metrics.buckets");
+    check(old.metrics.status_label != new.metrics.status_label, "metrics.status_label");
+    check(old.metrics.max_series != new.metrics.max_series, "metrics.max_series");
+    check(old.bpf.attach_mode != new.bpf.attach_mode, "bpf.attach_mode");
+    check(old.bpf.flow_table_size != new.bpf.flow_table_size, "bpf.flow_table_size");
+    v
+}
+
+fn notify(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        log::debug!("sd_notify: {e}");
+    }
+}
+
+/// Why the attacher's loop ended.
+enum Exit {
+    /// SIGTERM or SIGINT.
+    Stop,
+    /// The exporter died; it has been reaped.
+    ChildGone(String),
+}
+
+pub(super) fn main(
+    mut att: Attacher,
+    prepared: Vec<Prepared>,
+    mut ch: Channel,
+    child: Pid,
+    mask: &SigSet,
+    reload: Reloader,
+) -> Result<()> {
+    let result = (|| -> Result<Exit> {
+        privsep::narrow_attacher()?;
+        let sfd = SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).context("signalfd")?;
+        ch.set_send_timeout(Duration::from_secs(5))?;
+        notify(&[NotifyState::Status("attaching")]);
+        for p in prepared {
+            let r = attach_prepared(p, &att.cfg)?;
+            att.targets.push(r);
+        }
+        if let Err(e) = ch.send(&Msg::Topology(att.topology())) {
+            // It died before it could serve; its own message says why.
+            return Ok(Exit::ChildGone(format!("{} (sending it the topology: {e:#})", reap(child))));
+        }
+        event_loop(&mut att, &mut ch, child, &sfd, &reload)
+    })();
+
+    let child_reaped = matches!(result, Ok(Exit::ChildGone(_)));
+    if !child_reaped {
+        stop_child(&ch, child);
+    }
+    drop(ch);
+    let detached = att.detach_all();
+    match (result, detached) {
+        (Ok(Exit::Stop), Ok(n)) => {
+            log::info!("detached {n} programs; exiting");
+            Ok(())
+        }
+        (Ok(Exit::Stop), Err(e)) => Err(e),
+        (Ok(Exit::ChildGone(why)), _) => Err(anyhow!("{why}; detached every program")),
+        (Err(e), _) => Err(e),
+    }
+}
+
+fn event_loop(att: &mut Attacher, ch: &mut Channel, child: Pid, sfd: &SignalFd, reload: &Reloader) -> Result<Exit> {
+    let mut usec = 0u64;
+    let watchdog = sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec));
+    let ping_every = watchdog.map(|w| w / 2).unwrap_or(DEFAULT_PING);
+    let mut next_ping = Instant::now() + ping_every;
+    let mut ready = false;
+    let mut reload_pending = false;
+    let mut seq = 0u64;
+    let mut last_status = String::new();
+
+    loop {
+        let timeout = next_ping.saturating_duration_since(Instant::now());
+        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN), PollFd::new(ch.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e).context("poll"),
+        }
+        let has = |i: usize, f: PollFlags| fds[i].revents().is_some_and(|r| r.intersects(f));
+        let signalled = has(0, PollFlags::POLLIN);
+        let from_child = has(1, PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR);
+
+        let mut child_maybe_gone = false;
+        if signalled {
+            while let Some(si) = sfd.read_signal().context("reading the signalfd")? {
+                match Signal::try_from(si.ssi_signo as i32) {
+                    Ok(s @ (Signal::SIGTERM | Signal::SIGINT)) => {
+                        log::info!("{s}: shutting down");
+                        notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+                        return Ok(Exit::Stop);
+                    }
+                    Ok(Signal::SIGHUP) => reload_pending = true,
+                    Ok(Signal::SIGCHLD) => child_maybe_gone = true,
+                    _ => {}
+                }
+            }
+        }
+
+        if from_child {
+            match ch.recv()? {
+                None => return Ok(Exit::ChildGone(reap(child))),
+                Some(Msg::Ready { series }) => {
+                    ready = true;
+                    log::info!(
+                        "attached {} programs for {} targets; the exporter serves metrics on {}{}",
+                        att.programs(),
+                        att.targets.len(),
+                        att.cfg.web.listen_address,
+                        att.cfg.web.telemetry_path
+                    );
+                    last_status = status_line(att, series);
+                    notify(&[NotifyState::Ready, NotifyState::Status(&last_status)]);
+                    next_ping = Instant::now() + ping_every;
+                }
+                Some(Msg::Pong { ok: true, series, .. }) => {
+                    if watchdog.is_some() {
+                        notify(&[NotifyState::Watchdog]);
+                    }
+                    let status = status_line(att, series);
+                    if status != last_status {
+                        notify(&[NotifyState::Status(&status)]);
+                        last_status = status;
+                    }
+                }
+                Some(Msg::Pong { ok: false, error, .. }) => {
+                    // No WATCHDOG=1: if this persists, systemd restarts the service.
+                    log::warn!("the exporter cannot read the BPF maps: {error}");
+                    last_status = format!("map reads failing: {error}");
+                    notify(&[NotifyState::Status(&last_status)]);
+                }
+                Some(m) => log::warn!("unexpected message from the exporter: {m:?}"),
+            }
+        }
+
+        if child_maybe_gone {
+            if let Ok(st) = waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+                if st != WaitStatus::StillAlive {
+                    return Ok(Exit::ChildGone(describe_exit(st)));
+                }
+            }
+        }
+
+        if reload_pending && ready {
+            reload_pending = false;
+            do_reload(att, ch, reload)?;
+            last_status.clear();
+            next_ping = Instant::now(); // fresh STATUS= with the new series count
+        }
+
+        if Instant::now() >= next_ping {
+            if ready {
+                seq += 1;
+                if let Err(e) = ch.send(&Msg::Ping { seq }) {
+                    log::debug!("ping: {e:#}");
+                }
+            }
+            next_ping = Instant::now() + ping_every;
+        }
+    }
+}
+
+fn status_line(att: &Attacher, series: u64) -> String {
+    format!("{} targets, {} programs attached; {series} series", att.targets.len(), att.programs())
+}
+
+fn do_reload(att: &mut Attacher, ch: &Channel, reload: &Reloader) -> Result<()> {
+    log::info!("SIGHUP: reloading the configuration");
+    let mut states = vec![NotifyState::Reloading];
+    // For Type=notify-reload (systemd 253+); older systemd ignores it.
+    if let Ok(now) = NotifyState::monotonic_usec_now() {
+        states.push(now);
+    }
+    notify(&states);
+    let status = match reload().and_then(|new| att.apply(new)) {
+        Ok(summary) => {
+            log::info!("{summary}");
+            ch.send(&Msg::Topology(att.topology())).context("sending the topology to the exporter")?;
+            summary
+        }
+        Err(e) => {
+            log::error!("reload failed, keeping the running configuration: {e:#}");
+            format!("reload failed: {e}")
+        }
+    };
+    notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+    Ok(())
+}

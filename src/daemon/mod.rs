@@ -1,0 +1,109 @@
+//! Start-up, privilege separation, reload and shutdown.
+//!
+//! One process starts as root (or with the attacher's capabilities), binds the
+//! listen socket, loads every program (the verifier speaks before anything
+//! forks), and forks:
+//!
+//! - the parent, the **attacher**, closes the listen socket, attaches the
+//!   programs, and keeps them attached: it owns the TCX links and tc filters,
+//!   answers SIGHUP by attaching new targets and detaching removed ones, and
+//!   talks to systemd (READY, STATUS, WATCHDOG, RELOADING, STOPPING);
+//! - the child, the **exporter**, inherits only the listen socket and the map
+//!   fds, switches to an unprivileged user with empty capability sets and
+//!   no_new_privs, and only then serves HTTP and reads the maps.
+//!
+//! They talk over a socketpair (ipc.rs); either closing it ends the other.
+//! See docs/architecture.md.
+
+mod attacher;
+mod child;
+mod exporter;
+pub mod ipc;
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{SigSet, Signal};
+use nix::unistd::{fork, ForkResult};
+
+use crate::bpf::{Loader, MapSizes};
+use crate::config::Config;
+use crate::privileged::{attach, privsep};
+use crate::web;
+use ipc::Channel;
+
+/// Re-reads the configuration (file plus command-line overrides) on SIGHUP.
+pub type Reloader = Box<dyn Fn() -> Result<Config>>;
+
+/// `--cleanup`: remove the legacy tc filters of every configured target that
+/// a killed run left behind (systemd runs it as ExecStopPost).
+pub fn cleanup(cfg: &Config) -> Result<()> {
+    // Queries on interfaces without a clsact qdisc make libbpf complain; a
+    // real failure comes back as an error anyway.
+    libbpf_rs::set_print(None);
+    let mut failed = 0;
+    for t in &cfg.targets {
+        match attach::remove_stale_filters(t) {
+            Ok(removed) => {
+                for r in removed {
+                    log::info!("target {:?}: removed the tc filter a killed run left on {r}", t.name);
+                }
+            }
+            Err(e) => {
+                log::error!("target {:?}: {e:#}", t.name);
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("could not clean up {failed} targets");
+    }
+    Ok(())
+}
+
+pub fn run(cfg: Config, reload: Reloader) -> Result<()> {
+    let account = privsep::resolve_user(cfg.user.as_deref())?;
+    // Bind first: a port in use should fail before we touch the kernel.
+    let listener = web::bind(&cfg.web.listen_address)?;
+
+    // Load every program before forking, so the exporter inherits the maps and
+    // no verifier failure is left for after the fork.
+    let mut loader = Loader::new(MapSizes { flows: cfg.bpf.flow_table_size, max_series: cfg.metrics.max_series });
+    let mut prepared = Vec::new();
+    for (id, target) in cfg.targets.iter().enumerate() {
+        let id = u16::try_from(id).context("too many targets")?;
+        prepared.push(attacher::prepare(&mut loader, &cfg, target, id)?);
+    }
+    let maps = loader.maps().context("no target was loaded")?;
+    let keep_bpf = privsep::fd_reads_need_cap_bpf();
+
+    let (parent_end, child_end) = Channel::pair()?;
+    // Blocked before fork so that none is lost; the attacher reads them from a
+    // signalfd, the exporter unblocks them.
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD] {
+        mask.add(s);
+    }
+    mask.thread_block().context("blocking signals")?;
+    let threads = privsep::thread_count();
+    if threads != 1 {
+        bail!("internal error: {threads} threads before fork (credentials are per thread)");
+    }
+
+    // SAFETY: the process has a single thread (checked above), so the child
+    // inherits no lock held by another thread. There is no safe fork: the
+    // exporter must be a child that inherits the map fds and the listen socket.
+    match unsafe { fork() }.context("fork")? {
+        ForkResult::Child => {
+            drop(parent_end);
+            drop(prepared); // program fds: the exporter keeps only the maps
+            drop(loader);
+            let code = exporter::main(listener, maps, &cfg, child_end, &account, keep_bpf, &mask);
+            std::process::exit(code);
+        }
+        ForkResult::Parent { child } => {
+            drop(listener); // the attacher holds no network socket
+            drop(child_end);
+            let attacher = attacher::Attacher::new(cfg, loader, maps);
+            attacher::main(attacher, prepared, parent_end, child, &mask, reload)
+        }
+    }
+}

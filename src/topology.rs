@@ -1,0 +1,71 @@
+//! The vocabulary both processes share: which targets and interfaces exist,
+//! and what is attached where. A leaf: the attacher fills it in, the IPC
+//! carries it (serde), the collector turns it into labels.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        }
+    }
+}
+
+/// How a program is attached: what the kernel holds, not what was asked for
+/// (the config's `attach_mode = "auto"` becomes one of these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Tcx,
+    Tc,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Tcx => "tcx",
+            Mode::Tc => "tc",
+        })
+    }
+}
+
+/// One program on one interface in one direction.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Attached {
+    pub target: String,
+    pub interface: String,
+    pub direction: Direction,
+    pub mode: Mode,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InterfaceName {
+    pub ifindex: u32,
+    pub name: String,
+}
+
+/// A target's id (as the BPF keys carry it), its name, and its interfaces.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetNames {
+    pub id: u16,
+    pub name: String,
+    pub interfaces: Vec<InterfaceName>,
+}
+
+/// Everything attached now, and the names that label it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Topology {
+    pub targets: Vec<TargetNames>,
+    pub attached: Vec<Attached>,
+}
