@@ -37,6 +37,8 @@ struct State {
     flows_live: u64,
     flows_evicted: u64,
     evicted_unanswered: u64,
+    /// When the last read succeeded: the watchdog's measure of health.
+    last_good_read: Option<Instant>,
     /// The HTTP families of the last read, already encoded: a scrape then costs
     /// a copy-free send, not a rebuild of every series.
     http_text: Bytes,
@@ -103,6 +105,7 @@ impl Exposition {
                 }
                 s.snapshot = snap;
                 s.http_text = encoded.unwrap_or_default();
+                s.last_good_read = Some(Instant::now());
                 Ok(())
             }
             Err(e) => {
@@ -110,6 +113,11 @@ impl Exposition {
                 Err(e)
             }
         }
+    }
+
+    /// How long ago a map read last succeeded (None: never).
+    pub fn since_good_read(&self) -> Option<Duration> {
+        self.state().last_good_read.map(|t| t.elapsed())
     }
 
     /// Series currently held in the aggregate maps (requests + histograms).
@@ -244,7 +252,9 @@ mod tests {
             Duration::ZERO,
         )
         .unwrap();
+        let good = exp.since_good_read().expect("one good read");
         assert!(exp.record_read(Err(anyhow::anyhow!("boom")), Duration::ZERO).is_err());
+        assert!(exp.since_good_read().unwrap() >= good, "a failed read is not a good one");
         let t = text(&exp);
         assert!(t.contains("http_golden_exporter_map_read_errors_total 1"), "{t}");
         assert!(t.contains(r#"method="GET"} 3"#), "{t}");
