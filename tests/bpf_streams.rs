@@ -346,6 +346,12 @@ fn a_full_flow_table_forgets_old_flows_counts_them_and_never_makes_up_latency() 
     assert_eq!(flows.evicted, 300 - flows.live);
     assert_eq!(flows.evicted_unanswered, 300 - answered, "{flows:?}");
     assert!(flows.evicted >= 300 - 64, "{flows:?}");
+    // The kernel reports no eviction. What the evictions did is seen apart
+    // from the derived count: each response that found no request belongs to
+    // a distinct connection whose flow was forgotten. The derived count must
+    // cover at least those.
+    assert!(s.stats.response_no_request >= 300 - 64, "evictions happened and were seen: {:?}", s.stats);
+    assert!(flows.evicted >= s.stats.response_no_request, "{flows:?} {:?}", s.stats);
     // No made-up sample: every observation is from a request 50 ms old, none from another's.
     let (_, h) = s.latency.iter().find(|(k, _)| k.status == 2).unwrap();
     assert!(h.sum_ns >= answered * 50_000_000, "{h:?}");
@@ -362,4 +368,99 @@ fn server_fin_with_requests_pending_counts_them_unanswered() {
     assert_eq!(s.stats.unanswered_closed, 1);
     assert_eq!(s.flows.unwrap().live, 0);
     assert_eq!(s.flows.unwrap().evicted, 0);
+}
+
+/// Framing-loss counters in the order of FRAMING_LOST_REASONS:
+/// gap, not_a_message, unreadable_header, bad_chunk, too_complex.
+fn lost(s: &http_golden_exporter::bpf::Snapshot) -> [u64; 5] {
+    s.stats.framing_lost
+}
+
+#[test]
+fn bytes_where_a_request_should_start_that_are_not_one_lose_framing_as_not_a_message() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    p.ingress(&c.client(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"));
+    p.egress(&c.server(&ok("a")));
+    p.ingress(&c.client(b"HELLO there, this is no request\r\n\r\n"));
+    let s = p.snap();
+    assert_eq!(lost(&s), [0, 1, 0, 0, 0], "{:?}", s.stats);
+    assert_eq!(requests(&s, Role::Server, Method::Get), 1, "the stray bytes are not a request");
+    // The turn-around rule takes over: the next request still counts.
+    p.ingress(&c.client(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n"));
+    p.egress(&c.server(&ok("b")));
+    let s = p.snap();
+    assert_eq!(requests(&s, Role::Server, Method::Get), 2);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 2);
+}
+
+#[test]
+fn a_content_length_past_two_gib_is_an_unreadable_header() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    p.ingress(&c.client(b"GET /huge HTTP/1.1\r\nHost: x\r\n\r\n"));
+    p.egress(&c.server(b"HTTP/1.1 200 OK\r\nContent-Length: 3000000000\r\n\r\n"));
+    // Body bytes that look like a status line must not be taken for one.
+    p.egress(&c.server(b"HTTP/1.1 500 Oops\r\n\r\n"));
+    let s = p.snap();
+    assert_eq!(lost(&s), [0, 0, 1, 0, 0], "{:?}", s.stats);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 5), 0, "body bytes are not a response");
+}
+
+#[test]
+fn a_transfer_encoding_we_cannot_read_is_an_unreadable_header() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    p.ingress(&c.client(b"GET /te HTTP/1.1\r\nHost: x\r\n\r\n"));
+    p.egress(&c.server(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, deflate, chunked\r\n\r\n"));
+    let s = p.snap();
+    assert_eq!(lost(&s), [0, 0, 1, 0, 0], "{:?}", s.stats);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1);
+}
+
+#[test]
+fn a_malformed_chunk_size_is_a_bad_chunk() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    p.ingress(&c.client(b"GET /chunks HTTP/1.1\r\nHost: x\r\n\r\n"));
+    p.egress(&c.server(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nHTTP/1.1 500 No\r\n\r\n"));
+    let s = p.snap();
+    assert_eq!(lost(&s), [0, 0, 0, 1, 0], "{:?}", s.stats);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 5), 0, "bytes after a bad chunk are not a response");
+}
+
+#[test]
+fn a_segment_needing_more_steps_than_allowed_is_too_complex() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    p.ingress(&c.client(b"GET /many HTTP/1.1\r\nHost: x\r\n\r\n"));
+    // 450 one-byte chunks: a size line and a data step each, 900 steps > 512.
+    let mut resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    resp.extend(b"1\r\na\r\n".repeat(450));
+    p.egress(&c.server(&resp));
+    let s = p.snap();
+    assert_eq!(lost(&s), [0, 0, 0, 0, 1], "{:?}", s.stats);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1);
+}
+
+#[test]
+fn latency_of_a_split_start_line_starts_at_the_segment_that_completes_it() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    p.ingress(&c.client(b"GE"));
+    std::thread::sleep(Duration::from_millis(200));
+    let completed = std::time::Instant::now();
+    p.ingress(&c.client(b"T /split HTTP/1.1\r\nHost: x\r\n\r\n"));
+    p.egress(&c.server(&ok("s")));
+    let upper = completed.elapsed();
+    let s = p.snap();
+    let (_, h) = s.latency.iter().find(|(k, _)| k.status == 2).expect("one timed response");
+    assert_eq!(h.count, 1);
+    assert!(
+        Duration::from_nanos(h.sum_ns) <= upper,
+        "{} ns: timed from the completing segment, not from the first fragment 200 ms earlier",
+        h.sum_ns
+    );
 }
