@@ -104,6 +104,7 @@ fn every_standard_method_is_recognised() {
     for (i, (name, _)) in methods.iter().enumerate() {
         let mut req = client_v4().payload(format!("{name} / HTTP/1.1\r\n\r\n").as_bytes());
         req.sport = 41000 + i as u16;
+        p.handshake(&req);
         p.ingress(&req);
     }
     let s = p.snap();
@@ -114,6 +115,7 @@ fn every_standard_method_is_recognised() {
     for (i, line) in ["GETX / HTTP/1.1", "get / HTTP/1.1", "PRI * HTTP/2.0", "POS", "OPTIONS"].iter().enumerate() {
         let mut req = client_v4().payload(line.as_bytes());
         req.sport = 42000 + i as u16;
+        p.handshake(&req);
         p.ingress(&req);
     }
     assert_eq!(p.snap().requests.iter().map(|(_, v)| v).sum::<u64>(), 9);
@@ -142,7 +144,9 @@ fn latency_lands_in_the_right_bucket() {
 #[test]
 fn a_request_without_response_is_counted_but_not_timed() {
     let Some(p) = Parser::new() else { return };
-    p.ingress(&client_v4().payload(b"GET / HTTP/1.1\r\n\r\n"));
+    let req = client_v4().payload(b"GET / HTTP/1.1\r\n\r\n");
+    p.handshake(&req);
+    p.ingress(&req);
     let s = p.snap();
     assert_eq!(requests(&s, Role::Server, Method::Get), 1);
     assert!(s.latency.is_empty(), "no latency sample without a response: {s:?}");
@@ -256,9 +260,11 @@ fn interim_1xx_does_not_end_the_request_and_101_ends_parsing() {
 fn rst_and_server_fin_end_the_flow_and_count_unanswered() {
     let Some(p) = Parser::new() else { return };
     let a = client_v4().payload(b"GET /a HTTP/1.1\r\n\r\n");
+    p.handshake(&a);
     p.ingress(&a);
     p.ingress(&a.clone().seq(2000).flags(RST | ACK).payload(b""));
     let b = Tcp { sport: 40001, ..client_v4() }.payload(b"GET /b HTTP/1.1\r\n\r\n");
+    p.handshake(&b);
     p.ingress(&b);
     // A client half-close keeps the request alive; the server's FIN ends it.
     p.ingress(&b.clone().seq(2000).flags(FIN | ACK).payload(b""));
@@ -311,10 +317,13 @@ fn a_full_aggregate_map_drops_new_series_and_counts_them() {
     let Some(p) = Parser::new() else { return }; // max_series = 64
     for port in 1..=70u16 {
         let req = Tcp { dport: port, ..client_v4() }.payload(b"GET / HTTP/1.1\r\n\r\n");
+        p.handshake(&req);
         p.ingress(&req);
     }
     // An existing series keeps counting.
-    p.ingress(&Tcp { dport: 1, sport: 1234, ..client_v4() }.payload(b"GET / HTTP/1.1\r\n\r\n"));
+    let again = Tcp { dport: 1, sport: 1234, ..client_v4() }.payload(b"GET / HTTP/1.1\r\n\r\n");
+    p.handshake(&again);
+    p.ingress(&again);
     let s = p.snap();
     assert_eq!(s.requests.len(), 64);
     assert_eq!(s.stats.series_dropped, 6);

@@ -13,6 +13,8 @@ use crate::config;
 pub const STAT_SLOTS: usize = hg_stat::HG_STAT_MAX.0 as usize;
 /// A flow ended by FIN or RST, kept only to recognise late retransmissions.
 pub const FLOW_CLOSED: u8 = hg_flow_flag::HG_FLOW_CLOSED.0 as u8;
+/// A flow not yet shown to be a real connection: its requests are not counted yet.
+pub const FLOW_UNVERIFIED: u8 = hg_flow_flag::HG_FLOW_UNVERIFIED.0 as u8;
 /// The framing-loss slots, in the order of FRAMING_LOST_REASONS.
 const LOST_FIRST: usize = hg_stat::HG_STAT_LOST_GAP.0 as usize;
 
@@ -108,6 +110,8 @@ impl Stats {
             flows_ended: at(hg_stat::HG_STAT_FLOWS_ENDED),
             requests_tracked: at(hg_stat::HG_STAT_REQUESTS_TRACKED),
             requests_answered: at(hg_stat::HG_STAT_REQUESTS_ANSWERED),
+            unverified_flows: at(hg_stat::HG_STAT_UNVERIFIED_FLOWS),
+            unverified_confirmed: at(hg_stat::HG_STAT_UNVERIFIED_CONFIRMED),
             framing_lost,
         }
     }

@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, MapFlags};
 
 use super::abi::{hg_flow, hg_hist, hg_series_key};
-use super::abi::{read_plain, FLOW_CLOSED, STAT_SLOTS};
+use super::abi::{read_plain, FLOW_CLOSED, FLOW_UNVERIFIED, STAT_SLOTS};
 use super::snapshot::{Flows, Histogram, SeriesKey, Snapshot, Stats};
 use super::SharedMaps;
 
@@ -67,9 +67,10 @@ pub fn read(maps: &SharedMaps, nbuckets: usize) -> Result<Snapshot> {
     let after = read_stats(maps)?;
     // Without a complete scan there is no estimate this time; the exported
     // values stay as they were.
-    snap.flows = scan.map(|(live, pending)| Flows {
+    snap.flows = scan.map(|Scan { live, pending, unverified }| Flows {
         live,
         pending,
+        never_confirmed: before.unverified_flows.saturating_sub(after.unverified_confirmed).saturating_sub(unverified),
         evicted: before.flows_created.saturating_sub(after.flows_ended).saturating_sub(live),
         evicted_unanswered: before
             .requests_tracked
@@ -155,20 +156,34 @@ fn for_each_batched(map: &libbpf_rs::MapHandle, per_cpu: bool, mut f: impl FnMut
 
 /// Live flows and their pending requests. None if the scan was refused
 /// part-way: a partial count would overstate evictions.
-fn scan_flows(maps: &SharedMaps) -> Option<(u64, u64)> {
-    let (mut live, mut pending) = (0u64, 0u64);
+/// What one scan of the flow table found.
+#[derive(Default)]
+struct Scan {
+    live: u64,
+    /// Requests waiting on live flows shown to be real (those on other flows were never counted).
+    pending: u64,
+    /// Live flows not yet shown to be real connections.
+    unverified: u64,
+}
+
+fn scan_flows(maps: &SharedMaps) -> Option<Scan> {
+    let mut scan = Scan::default();
     let mut ok = true;
     for_each_batched(&maps.flows, false, |_, v| match read_plain::<hg_flow>(v, "flow value") {
         // Closed flows linger for late retransmissions; they are already counted as ended.
         Ok(f) if f.flags & FLOW_CLOSED == 0 => {
-            live += 1;
-            pending += u64::from(f.pending) + u64::from(f.skipped);
+            scan.live += 1;
+            if f.flags & FLOW_UNVERIFIED == 0 {
+                scan.pending += u64::from(f.pending) + u64::from(f.skipped);
+            } else {
+                scan.unverified += 1;
+            }
         }
         Ok(_) => {}
         Err(_) => ok = false,
     })
     .ok()?;
-    ok.then_some((live, pending))
+    ok.then_some(scan)
 }
 
 /// Delete a removed target's series from the aggregate maps; returns how many.

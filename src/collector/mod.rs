@@ -37,6 +37,7 @@ struct State {
     flows_live: u64,
     flows_evicted: u64,
     evicted_unanswered: u64,
+    never_confirmed: u64,
     /// When the last read succeeded: the watchdog's measure of health.
     last_good_read: Option<Instant>,
     /// The HTTP families of the last read, already encoded: a scrape then costs
@@ -102,6 +103,7 @@ impl Exposition {
                     s.flows_live = f.live;
                     s.flows_evicted = s.flows_evicted.max(f.evicted);
                     s.evicted_unanswered = s.evicted_unanswered.max(f.evicted_unanswered);
+                    s.never_confirmed = s.never_confirmed.max(f.never_confirmed);
                 }
                 s.snapshot = snap;
                 s.http_text = encoded.unwrap_or_default();
@@ -263,7 +265,9 @@ mod tests {
     #[test]
     fn evictions_are_counters_that_never_go_back() {
         let exp = exposition(StatusLabel::Class);
-        let flows = |evicted, evicted_unanswered| Some(Flows { live: 10, pending: 1, evicted, evicted_unanswered });
+        let flows = |evicted, evicted_unanswered| {
+            Some(Flows { live: 10, pending: 1, evicted, evicted_unanswered, never_confirmed: 0 })
+        };
         for (ev, un) in [(5, 2), (3, 1), (7, 2)] {
             exp.record_read(Ok(Snapshot { flows: flows(ev, un), ..Default::default() }), Duration::ZERO).unwrap();
         }
