@@ -17,6 +17,8 @@ enum hg_limit {
 	HG_PIPELINE_DEPTH = 4,
 	/* A target may restrict itself to this many server ports. */
 	HG_MAX_PORTS = 64,
+	/* Target ids are below this (the series budget is kept per target). */
+	HG_MAX_TARGETS = 1024,
 	/* Most bytes of a line cut by a segment's end kept for the next one (hg_stream.partial). */
 	HG_PARTIAL_MAX = 31,
 };

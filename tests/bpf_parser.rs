@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::packet::{self, Tcp, ACK, FIN, RST};
 use common::parser::{assert_clean, requests, responses, Parser};
-use http_golden_exporter::bpf::ProgramConfig;
+use http_golden_exporter::bpf::{MapSizes, ProgramConfig};
 use http_golden_exporter::bpf::{Method, Role};
 use http_golden_exporter::config::{seconds_to_ns, StatusLabel, DEFAULT_BUCKETS};
 
@@ -296,6 +296,7 @@ fn only_configured_ports_are_watched() {
         status_label: StatusLabel::Code,
         buckets_s: vec![0.1],
         ports: vec![8080],
+        series_budget: 0,
     }) else {
         return;
     };
@@ -356,4 +357,34 @@ fn the_same_request_on_loopback_counts_once_per_side() {
     assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1);
     assert_eq!(responses(&s, Role::Client, Method::Get, 2), 1);
     assert_clean(&s);
+}
+
+#[test]
+fn one_target_cannot_use_up_the_series_of_another() {
+    let cfg = |target_id| ProgramConfig {
+        target_id,
+        status_label: StatusLabel::Class,
+        buckets_s: DEFAULT_BUCKETS.to_vec(),
+        ports: vec![],
+        series_budget: 10,
+    };
+    let Some((a, b)) = Parser::two(cfg(0), cfg(1), MapSizes { flows: 1024, max_series: 64 }) else { return };
+    // Target 0 sees real requests on 70 ports: more than the whole map holds.
+    for port in 1..=70u16 {
+        let req = Tcp { dport: port, ..client_v4() }.payload(b"GET / HTTP/1.1\r\n\r\n");
+        a.handshake(&req);
+        a.ingress(&req);
+    }
+    let s = a.snap();
+    assert_eq!(s.requests.iter().filter(|(k, _)| k.target_id == 0).count(), 10, "its budget, no more");
+    assert_eq!(s.stats.series_dropped, 60);
+    // Target 1 still has room for its own.
+    let req = Tcp { dport: 8080, ..client_v4() }.payload(b"GET / HTTP/1.1\r\n\r\n");
+    b.handshake(&req);
+    b.ingress(&req);
+    b.egress(&req.reply().payload(b"HTTP/1.1 200 OK\r\n\r\n"));
+    let s = b.snap();
+    assert_eq!(s.requests.iter().filter(|(k, _)| k.target_id == 1).count(), 1);
+    assert_eq!(s.latency.iter().filter(|(k, _)| k.target_id == 1).count(), 1);
+    assert_eq!(s.stats.series_dropped, 60, "nothing of target 1 dropped");
 }

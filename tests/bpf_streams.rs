@@ -325,6 +325,7 @@ fn a_full_flow_table_forgets_old_flows_counts_them_and_never_makes_up_latency() 
             status_label: StatusLabel::Class,
             buckets_s: DEFAULT_BUCKETS.to_vec(),
             ports: vec![],
+            series_budget: 0,
         },
         MapSizes { flows: 64, max_series: 64 },
     ) else {

@@ -21,7 +21,7 @@ const LOST_FIRST: usize = hg_stat::HG_STAT_LOST_GAP.0 as usize;
 // The config validates against limits the BPF layout fixes.
 const _: () = assert!(config::MAX_BUCKETS == hg_limit::HG_MAX_BUCKETS.0 as usize);
 const _: () = assert!(config::MAX_PORTS == hg_limit::HG_MAX_PORTS.0 as usize);
-const _: () = assert!(config::MAX_TARGETS <= u16::MAX as usize + 1, "target_id is a u16 in the keys");
+const _: () = assert!(config::MAX_TARGETS == hg_limit::HG_MAX_TARGETS.0 as usize);
 // Histogram values: one slot per bound, +Inf, then sum and count.
 const _: () = assert!(
     std::mem::size_of::<hg_hist>() == (hg_limit::HG_HIST_SLOTS.0 as usize + 2) * 8

@@ -186,7 +186,8 @@ fn scan_flows(maps: &SharedMaps) -> Option<Scan> {
     ok.then_some(scan)
 }
 
-/// Delete a removed target's series from the aggregate maps; returns how many.
+/// Delete a removed target's series from the aggregate maps, and give its
+/// budget back; returns how many series went.
 pub fn forget_series(maps: &SharedMaps, target_id: u16) -> Result<usize> {
     let mut n = 0;
     for map in [&maps.requests, &maps.latency] {
@@ -201,6 +202,10 @@ pub fn forget_series(maps: &SharedMaps, target_id: u16) -> Result<usize> {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+    for which in 0..2u32 {
+        let slot = u32::from(target_id) * 2 + which;
+        maps.series_count.update(&slot.to_ne_bytes(), &0u64.to_ne_bytes(), MapFlags::ANY)?;
     }
     Ok(n)
 }

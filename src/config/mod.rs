@@ -76,6 +76,10 @@ pub struct Metrics {
     pub status_label: StatusLabel,
     #[serde(deserialize_with = "validate::max_series")]
     pub max_series: u32,
+    /// Series one target may hold in each map. None: max_series shared evenly
+    /// among the targets configured at start (see `Config::series_budget`).
+    #[serde(deserialize_with = "validate::max_series_per_target")]
+    pub max_series_per_target: Option<u32>,
 }
 
 impl Default for Metrics {
@@ -85,6 +89,7 @@ impl Default for Metrics {
             buckets: DEFAULT_BUCKETS.to_vec(),
             status_label: StatusLabel::Class,
             max_series: 10_000,
+            max_series_per_target: None,
         }
     }
 }
@@ -172,6 +177,13 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 impl Config {
+    /// Series each target may hold in each aggregate map, so that no target
+    /// (and no stranger choosing ports) can fill the maps for the others.
+    pub fn series_budget(&self) -> u32 {
+        let even = self.metrics.max_series.div_ceil(self.targets.len().max(1) as u32);
+        self.metrics.max_series_per_target.unwrap_or(even).min(self.metrics.max_series)
+    }
+
     pub fn parse(text: &str, origin: &Path) -> Result<Config, Error> {
         let mut cfg: Config =
             toml::from_str(text).map_err(|e| Error(format!("{}: {}", origin.display(), e.to_string().trim_end())))?;
@@ -229,6 +241,7 @@ mod tests {
             buckets = [0.1, 0.2]
             status_label = "code"
             max_series = 50
+            max_series_per_target = 20
             [bpf]
             attach_mode = "tc"
             flow_table_size = 1024
@@ -248,6 +261,7 @@ mod tests {
                 buckets: vec![0.1, 0.2],
                 status_label: StatusLabel::Code,
                 max_series: 50,
+                max_series_per_target: Some(20),
             },
             bpf: Bpf { attach_mode: AttachMode::Tc, flow_table_size: 1024 },
             targets: vec![Target {
@@ -265,7 +279,18 @@ mod tests {
         assert!(cfg.web.telemetry_path != d.web.telemetry_path && cfg.web.max_requests != d.web.max_requests);
         assert!(cfg.metrics.scrape_interval != d.metrics.scrape_interval && cfg.metrics.buckets != d.metrics.buckets);
         assert!(cfg.metrics.status_label != d.metrics.status_label && cfg.metrics.max_series != d.metrics.max_series);
+        assert!(cfg.metrics.max_series_per_target != d.metrics.max_series_per_target);
         assert!(cfg.bpf.attach_mode != d.bpf.attach_mode && cfg.bpf.flow_table_size != d.bpf.flow_table_size);
+    }
+
+    #[test]
+    fn the_series_budget_is_shared_evenly_unless_set() {
+        let two = "[[target]]\nname = \"a\"\ninterfaces = [\"x\"]\n[[target]]\nname = \"b\"\ninterfaces = [\"y\"]\n";
+        assert_eq!(parse("").unwrap().series_budget(), 10_000, "one target: all of it");
+        assert_eq!(parse(two).unwrap().series_budget(), 5_000);
+        assert_eq!(parse(&format!("[metrics]\nmax_series_per_target = 7000\n{two}")).unwrap().series_budget(), 7_000);
+        let capped = format!("[metrics]\nmax_series = 100\nmax_series_per_target = 7000\n{two}");
+        assert_eq!(parse(&capped).unwrap().series_budget(), 100, "never above max_series");
     }
 
     #[test]

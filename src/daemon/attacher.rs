@@ -44,7 +44,8 @@ struct Running {
     hooks: Vec<Hook>,
 }
 
-pub(super) fn prepare(loader: &mut Loader, cfg: &Config, target: &Target, id: u16) -> Result<Prepared> {
+/// `budget`: series per map for the target, fixed at start (`Config::series_budget`).
+pub(super) fn prepare(loader: &mut Loader, cfg: &Config, target: &Target, id: u16, budget: u32) -> Result<Prepared> {
     netns::check_netns(target)?;
     let interfaces = netns::resolve(target)?;
     let progs = loader
@@ -53,6 +54,7 @@ pub(super) fn prepare(loader: &mut Loader, cfg: &Config, target: &Target, id: u1
             status_label: cfg.metrics.status_label,
             buckets_s: cfg.metrics.buckets.clone(),
             ports: target.ports.clone(),
+            series_budget: budget,
         })
         .with_context(|| format!("target {:?}: loading the BPF programs", target.name))?;
     Ok(Prepared { id, target: target.clone(), interfaces, progs })
@@ -70,13 +72,16 @@ pub(super) struct Attacher {
     cfg: Config,
     loader: Loader,
     maps: Arc<SharedMaps>,
+    /// Series per map each target may hold, as computed at start.
+    budget: u32,
     targets: Vec<Running>,
 }
 
 impl Attacher {
     /// Nothing attached yet: `main` attaches what `prepare` loaded.
     pub(super) fn new(cfg: Config, loader: Loader, maps: Arc<SharedMaps>) -> Attacher {
-        Attacher { cfg, loader, maps, targets: Vec::new() }
+        let budget = cfg.series_budget();
+        Attacher { cfg, loader, maps, budget, targets: Vec::new() }
     }
 
     fn programs(&self) -> usize {
@@ -134,7 +139,7 @@ impl Attacher {
         for t in new.targets.iter().filter(|t| !self.targets.iter().any(|r| &r.target == *t)) {
             let id = (0..=u16::MAX).find(|id| !used.contains(id)).context("no free target id")?;
             used.insert(id);
-            let p = prepare(&mut self.loader, &self.cfg, t, id)?;
+            let p = prepare(&mut self.loader, &self.cfg, t, id, self.budget)?;
             fresh.push(attach_prepared(p, &self.cfg)?);
         }
         let added = fresh.len();
@@ -185,6 +190,7 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     check(old.metrics.buckets != new.metrics.buckets, "metrics.buckets");
     check(old.metrics.status_label != new.metrics.status_label, "metrics.status_label");
     check(old.metrics.max_series != new.metrics.max_series, "metrics.max_series");
+    check(old.metrics.max_series_per_target != new.metrics.max_series_per_target, "metrics.max_series_per_target");
     check(old.bpf.attach_mode != new.bpf.attach_mode, "bpf.attach_mode");
     check(old.bpf.flow_table_size != new.bpf.flow_table_size, "bpf.flow_table_size");
     v

@@ -70,7 +70,7 @@ pub fn run(cfg: Config, reload: Reloader) -> Result<()> {
     let mut prepared = Vec::new();
     for (id, target) in cfg.targets.iter().enumerate() {
         let id = u16::try_from(id).context("too many targets")?;
-        prepared.push(attacher::prepare(&mut loader, &cfg, target, id)?);
+        prepared.push(attacher::prepare(&mut loader, &cfg, target, id, cfg.series_budget())?);
     }
     let maps = loader.maps().context("no target was loaded")?;
     let keep_bpf = privsep::fd_reads_need_cap_bpf();

@@ -24,6 +24,7 @@ impl Parser {
             status_label: StatusLabel::Class,
             buckets_s: DEFAULT_BUCKETS.to_vec(),
             ports: vec![],
+            series_budget: 0,
         })
     }
 
@@ -38,6 +39,21 @@ impl Parser {
         let mut loader = Loader::new(sizes);
         let progs = loader.load(&cfg).expect("loading the parser");
         Some(Parser { progs, maps: loader.maps().unwrap(), nbuckets: cfg.buckets_s.len() })
+    }
+
+    /// Two targets' programs sharing one set of maps, as the daemon loads them.
+    pub fn two(a: ProgramConfig, b: ProgramConfig, sizes: MapSizes) -> Option<(Parser, Parser)> {
+        if !super::privileged(&[]) {
+            return None;
+        }
+        let mut loader = Loader::new(sizes);
+        let pa = loader.load(&a).expect("loading the first target");
+        let pb = loader.load(&b).expect("loading the second target");
+        let maps = loader.maps().unwrap();
+        Some((
+            Parser { progs: pa, maps: maps.clone(), nbuckets: a.buckets_s.len() },
+            Parser { progs: pb, maps, nbuckets: b.buckets_s.len() },
+        ))
     }
 
     /// The frame arrives (ingress) on the watched interface.
