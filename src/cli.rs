@@ -31,6 +31,12 @@ pub struct Cli {
     #[arg(long = "web.max-requests", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub max_requests: Option<u16>,
 
+    /// Prometheus exporter-toolkit web config (YAML) for TLS, basic auth and
+    /// response headers, re-read when it or its certificates change [default:
+    /// none (plain HTTP), or web.config_file]
+    #[arg(long = "web.config.file", value_name = "FILE", value_parser = web_config_file)]
+    pub web_config_file: Option<PathBuf>,
+
     /// How to attach the tc programs [default: auto, or bpf.attach_mode]
     #[arg(long = "bpf.attach-mode", value_name = "MODE", value_enum)]
     pub attach_mode: Option<AttachMode>,
@@ -73,6 +79,9 @@ impl Cli {
         if let Some(n) = self.max_requests {
             cfg.web.max_requests = n as usize;
         }
+        if let Some(f) = &self.web_config_file {
+            cfg.web.config_file = Some(f.clone());
+        }
         if let Some(m) = self.attach_mode {
             cfg.bpf.attach_mode = m;
         }
@@ -88,6 +97,10 @@ fn listen_address(s: &str) -> Result<String, String> {
 
 fn telemetry_path(s: &str) -> Result<String, String> {
     config::valid_telemetry_path(s).map(|_| s.to_string())
+}
+
+fn web_config_file(s: &str) -> Result<PathBuf, String> {
+    config::valid_web_config_file(s).map(|_| PathBuf::from(s))
 }
 
 fn user(s: &str) -> Result<String, String> {

@@ -20,6 +20,10 @@ fn main() -> ExitCode {
     };
     cli.apply(&mut cfg);
     if cli.check_config {
+        if let Err(e) = daemon::check_web_config(&cfg) {
+            eprintln!("http-golden-exporter: invalid configuration: {e:#}");
+            return ExitCode::FAILURE;
+        }
         println!("{}: configuration is valid ({} targets)", path.display(), cfg.targets.len());
         return ExitCode::SUCCESS;
     }

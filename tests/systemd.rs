@@ -86,6 +86,7 @@ fn the_packages_hold_the_files_and_lintian_finds_no_error() {
         "./usr/share/man/man8/http-golden-exporter.8.gz",
         "./usr/share/man/man5/http-golden-exporter.toml.5.gz",
         "./usr/share/doc/http-golden-exporter/README.md",
+        "./usr/share/doc/http-golden-exporter/web-config.example.yml",
         "./usr/share/doc/http-golden-exporter/copyright",
     ] {
         assert!(files.contains(f), "deb lacks {f}:\n{files}");
@@ -109,6 +110,7 @@ fn the_packages_hold_the_files_and_lintian_finds_no_error() {
         "/usr/share/man/man8/http-golden-exporter.8",
         "/usr/share/man/man5/http-golden-exporter.toml.5",
         "/usr/share/doc/http-golden-exporter/README.md",
+        "/usr/share/doc/http-golden-exporter/web-config.example.yml",
         "/usr/share/licenses/http-golden-exporter/LICENSE",
     ] {
         assert!(files.lines().any(|l| l == f), "rpm lacks {f}:\n{files}");

@@ -4,6 +4,7 @@
 //! encodes the HTTP families once (http.rs, labelled by labels.rs); a scrape
 //! sends that cached text and the exporter's own metrics (own.rs) as of now.
 
+mod gzip;
 mod http;
 mod labels;
 mod own;
@@ -21,6 +22,7 @@ use prometheus::Registry;
 use crate::bpf::Snapshot;
 use crate::config::StatusLabel;
 use crate::topology::{Attached, Topology};
+pub use gzip::HttpText;
 use http::HttpFamilies;
 pub use labels::Names;
 
@@ -40,9 +42,9 @@ struct State {
     never_confirmed: u64,
     /// When the last read succeeded: the watchdog's measure of health.
     last_good_read: Option<Instant>,
-    /// The HTTP families of the last read, already encoded: a scrape then costs
-    /// a copy-free send, not a rebuild of every series.
-    http_text: Bytes,
+    /// The HTTP families of the last read, already encoded (and gzipped once,
+    /// on demand): a scrape then costs a copy-free send, not a rebuild of every series.
+    http_text: Arc<HttpText>,
 }
 
 /// What the web server exposes; updated by the map reader.
@@ -106,7 +108,7 @@ impl Exposition {
                     s.never_confirmed = s.never_confirmed.max(f.never_confirmed);
                 }
                 s.snapshot = snap;
-                s.http_text = encoded.unwrap_or_default();
+                s.http_text = Arc::new(HttpText::new(encoded.unwrap_or_default()));
                 s.last_good_read = Some(Instant::now());
                 Ok(())
             }
@@ -131,10 +133,17 @@ impl Exposition {
     /// The text exposition: the HTTP families encoded at the last map read,
     /// then the exporter's own metrics as of now. Two chunks, sent as they are.
     pub fn render(&self) -> Vec<Bytes> {
+        let (http, own) = self.render_parts();
+        vec![http.plain.clone(), own]
+    }
+
+    /// The shared HTTP families of the last map read (plain, and gzip on
+    /// demand: see [`HttpText::gzip_with`]) and the self-metrics as of now.
+    pub fn render_parts(&self) -> (Arc<HttpText>, Bytes) {
         let http = self.state().http_text.clone();
         let mut own = Vec::new();
         text::encode(&self.registry.gather(), &mut own);
-        vec![http, Bytes::from(own)]
+        (http, Bytes::from(own))
     }
 }
 

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 mod validate;
 
-pub use validate::{parse_listen_address, seconds_to_ns, valid_telemetry_path, valid_user};
+pub use validate::{parse_listen_address, seconds_to_ns, valid_telemetry_path, valid_user, valid_web_config_file};
 
 pub const DEFAULT_PATH: &str = "/etc/http-golden-exporter/config.toml";
 pub const DEFAULT_BUCKETS: &[f64] =
@@ -48,14 +48,39 @@ pub struct Web {
     pub listen_address: String,
     #[serde(deserialize_with = "validate::telemetry_path")]
     pub telemetry_path: String,
-    /// Concurrent scrapes served at once; more get 503 (node_exporter's --web.max-requests).
+    /// Concurrent scrapes served at once, counted until the response is sent;
+    /// more get 503 (node_exporter's --web.max-requests).
     #[serde(deserialize_with = "validate::max_requests")]
     pub max_requests: usize,
+    /// exporter-toolkit web config (TLS, basic auth, headers); None: plain HTTP.
+    #[serde(deserialize_with = "validate::web_config_file")]
+    pub config_file: Option<PathBuf>,
+    /// Open connections at most; past it the longest-idle one is closed.
+    #[serde(deserialize_with = "validate::max_connections")]
+    pub max_connections: usize,
+    /// From accept (or the first byte of a keep-alive request) to the end of the request head.
+    #[serde(deserialize_with = "validate::web_timeout")]
+    pub read_header_timeout: Duration,
+    /// A keep-alive connection waiting for its next request is closed after this.
+    #[serde(deserialize_with = "validate::web_timeout")]
+    pub idle_timeout: Duration,
+    /// From the end of the request head to the last byte of the response.
+    #[serde(deserialize_with = "validate::web_timeout")]
+    pub write_timeout: Duration,
 }
 
 impl Default for Web {
     fn default() -> Self {
-        Web { listen_address: ":10114".into(), telemetry_path: "/metrics".into(), max_requests: 40 }
+        Web {
+            listen_address: ":10114".into(),
+            telemetry_path: "/metrics".into(),
+            max_requests: 40,
+            config_file: None,
+            max_connections: 1024,
+            read_header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(90),
+            write_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -236,6 +261,11 @@ mod tests {
             listen_address = "127.0.0.1:9999"
             telemetry_path = "/m"
             max_requests = 3
+            config_file = "/etc/hge/web.yml"
+            max_connections = 100
+            read_header_timeout = "2s"
+            idle_timeout = "1m"
+            write_timeout = "500ms"
             [metrics]
             scrape_interval = "200ms"
             buckets = [0.1, 0.2]
@@ -255,7 +285,16 @@ mod tests {
         .unwrap();
         let want = Config {
             user: Some("metrics".into()),
-            web: Web { listen_address: "127.0.0.1:9999".into(), telemetry_path: "/m".into(), max_requests: 3 },
+            web: Web {
+                listen_address: "127.0.0.1:9999".into(),
+                telemetry_path: "/m".into(),
+                max_requests: 3,
+                config_file: Some(PathBuf::from("/etc/hge/web.yml")),
+                max_connections: 100,
+                read_header_timeout: Duration::from_secs(2),
+                idle_timeout: Duration::from_secs(60),
+                write_timeout: Duration::from_millis(500),
+            },
             metrics: Metrics {
                 scrape_interval: Duration::from_millis(200),
                 buckets: vec![0.1, 0.2],
@@ -277,6 +316,9 @@ mod tests {
         let d = Config::default();
         assert!(cfg.user != d.user && cfg.web.listen_address != d.web.listen_address);
         assert!(cfg.web.telemetry_path != d.web.telemetry_path && cfg.web.max_requests != d.web.max_requests);
+        assert!(cfg.web.config_file != d.web.config_file && cfg.web.max_connections != d.web.max_connections);
+        assert!(cfg.web.read_header_timeout != d.web.read_header_timeout && cfg.web.idle_timeout != d.web.idle_timeout);
+        assert!(cfg.web.write_timeout != d.web.write_timeout);
         assert!(cfg.metrics.scrape_interval != d.metrics.scrape_interval && cfg.metrics.buckets != d.metrics.buckets);
         assert!(cfg.metrics.status_label != d.metrics.status_label && cfg.metrics.max_series != d.metrics.max_series);
         assert!(cfg.metrics.max_series_per_target != d.metrics.max_series_per_target);
@@ -311,6 +353,9 @@ mod tests {
             ("[metrics]\nmax_series = 0\n", "max_series"),
             ("[web]\nlisten_address = \"nowhere\"\n", "listen"),
             ("[web]\ntelemetry_path = \"metrics\"\n", "absolute"),
+            ("[web]\nconfig_file = \"\"\n", "config_file"),
+            ("[web]\nmax_connections = 1\n", "max_connections"),
+            ("[web]\nwrite_timeout = \"0s\"\n", "between 100ms"),
             ("[[target]]\nname = \"a\"\ninterfaces = []\n", "at least one"),
             ("[[target]]\nname = \"a\"\ninterfaces = [\"eth0\"]\nports = [0]\n", "port 0"),
             ("[[target]]\nname = \"a\"\ninterfaces = [\"eth0\"]\nports = [80, 80]\n", "twice"),

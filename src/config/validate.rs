@@ -39,6 +39,14 @@ pub fn valid_user(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The exporter-toolkit web config: any non-empty path (read by the exporter process).
+pub fn valid_web_config_file(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.contains('\0') {
+        return Err(format!("web.config_file must be a file path, got {s:?}"));
+    }
+    Ok(())
+}
+
 pub fn seconds_to_ns(s: f64) -> u64 {
     (s * 1e9).round() as u64
 }
@@ -77,6 +85,33 @@ pub(super) fn telemetry_path<'de, D: Deserializer<'de>>(d: D) -> Result<String, 
 
 pub(super) fn max_requests<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     bounded(d, "max_requests", 1..=10_000).map(|n| n as usize)
+}
+
+pub(super) fn max_connections<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    bounded(d, "max_connections", 16..=1_000_000).map(|n| n as usize)
+}
+
+pub(super) fn web_config_file<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::path::PathBuf>, D::Error> {
+    checked(d, valid_web_config_file).map(|s| Some(s.into()))
+}
+
+/// A web deadline: "10s", "500ms", between 100ms and 1h.
+pub(super) fn web_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    duration_between(d, Duration::from_millis(100), Duration::from_secs(3600))
+}
+
+fn duration_between<'de, D: Deserializer<'de>>(d: D, min: Duration, max: Duration) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    let v = humantime::parse_duration(&s)
+        .map_err(|e| invalid(format!("{s:?} is not a duration like \"5s\" or \"200ms\": {e}")))?;
+    if v < min || v > max {
+        return Err(invalid(format!(
+            "duration must be between {} and {}, got {s:?}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        )));
+    }
+    Ok(v)
 }
 
 pub(super) fn max_series<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {

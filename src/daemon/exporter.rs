@@ -68,6 +68,14 @@ fn serve(listener: std::net::TcpListener, maps: Arc<SharedMaps>, cfg: &Config, m
         None => return Ok(1),
         Some(m) => bail!("expected the topology, got {m:?}"),
     };
+    // Read as the unprivileged user: the file, certificates and keys must be readable by it.
+    let web_config = match &cfg.web.config_file {
+        Some(p) => Some(Arc::new(web::load_config(p).with_context(|| {
+            format!("the exporter (user {}) could not load its web config", nix::unistd::Uid::current())
+        })?)),
+        None => None,
+    };
+    raise_nofile(cfg.web.max_connections);
     let exposition = Exposition::new(cfg.metrics.buckets.clone(), cfg.metrics.status_label, cfg.metrics.max_series);
     exposition.set_topology(&topo);
     let nbuckets = cfg.metrics.buckets.len();
@@ -85,7 +93,17 @@ fn serve(listener: std::net::TcpListener, maps: Arc<SharedMaps>, cfg: &Config, m
             exposition: exposition.clone(),
             telemetry_path: cfg.web.telemetry_path.clone(),
             max_requests: cfg.web.max_requests,
+            limits: web::Limits {
+                max_connections: cfg.web.max_connections,
+                read_header_timeout: cfg.web.read_header_timeout,
+                idle_timeout: cfg.web.idle_timeout,
+                write_timeout: cfg.web.write_timeout,
+            },
+            config: web_config,
         });
+        if let Some(c) = &web.config {
+            log::info!("exporter: serving {} with the web config", if c.is_tls() { "HTTPS" } else { "HTTP" });
+        }
         tokio::spawn(web::serve(listener, web));
         tokio::spawn(read_loop(maps.clone(), exposition.clone(), nbuckets, cfg.metrics.scrape_interval));
         tokio::select! {
@@ -112,6 +130,22 @@ fn health(probe: Result<(), String>, since_good_read: Option<Duration>, stale_af
         None => Err("no map read has succeeded yet".into()),
         Some(age) if age > stale_after => Err(format!("no map read has succeeded for {:.1} s", age.as_secs_f64())),
         Some(_) => Ok(()),
+    }
+}
+
+/// Open connections need descriptors: raise the soft limit to the hard one (as
+/// Go does; under the unit LimitNOFILE= sets both, and setrlimit is filtered).
+fn raise_nofile(max_connections: usize) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return };
+    let soft = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() { hard } else { soft };
+    // The listen socket, the map fds, the IPC, the log, some slack.
+    let need = max_connections as u64 + 64;
+    if soft < need {
+        log::warn!(
+            "exporter: {soft} file descriptors allowed, but web.max_connections = {max_connections} needs about {need}; \
+             raise LimitNOFILE= (or ulimit -n), or lower web.max_connections"
+        );
     }
 }
 

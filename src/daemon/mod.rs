@@ -59,8 +59,18 @@ pub fn cleanup(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
+/// Load the web config once, as `--check-config` and start-up do: a bad file
+/// is one message and a non-zero exit before anything is touched.
+pub fn check_web_config(cfg: &Config) -> Result<()> {
+    if let Some(p) = &cfg.web.config_file {
+        web::load_config(p)?;
+    }
+    Ok(())
+}
+
 pub fn run(cfg: Config, reload: Reloader) -> Result<()> {
     let account = privsep::resolve_user(cfg.user.as_deref())?;
+    check_web_config(&cfg)?;
     // Bind first: a port in use should fail before we touch the kernel.
     let listener = web::bind(&cfg.web.listen_address)?;
 

@@ -281,10 +281,21 @@ impl Exporter {
 
     /// As try_start, with extra environment variables for the exporter.
     pub fn try_start_env(config: &str, env: &[(&str, &str)]) -> Result<Exporter, String> {
+        Self::launch("", config, env, |port| http_get(port, "/metrics").map(|(s, _)| s == 200).unwrap_or(false))
+    }
+
+    /// The exporter with `web_extra` lines in its [web] table (after listen_address),
+    /// ready when `ready(port)` holds (e.g. a scrape over TLS with credentials).
+    pub fn launch(
+        web_extra: &str,
+        config: &str,
+        env: &[(&str, &str)],
+        ready: impl Fn(u16) -> bool,
+    ) -> Result<Exporter, String> {
         let dir = TempDir::new("hgexp");
         let port = free_port();
         let path = dir.path().join("config.toml");
-        std::fs::write(&path, format!("[web]\nlisten_address = \"127.0.0.1:{port}\"\n{config}")).unwrap();
+        std::fs::write(&path, format!("[web]\nlisten_address = \"127.0.0.1:{port}\"\n{web_extra}\n{config}")).unwrap();
         let log = std::fs::File::create(dir.path().join("exporter.log")).unwrap();
         let mut cmd = Command::new(exporter_bin());
         cmd.arg("--config.file").arg(&path).stdout(log.try_clone().unwrap()).stderr(log);
@@ -299,14 +310,28 @@ impl Exporter {
                     std::fs::read_to_string(&exp_log).unwrap_or_default()
                 ));
             }
-            if http_get(port, "/metrics").map(|(s, _)| s == 200).unwrap_or(false) {
+            if ready(port) {
                 return Ok(Exporter { proc, port, dir });
             }
             if Instant::now() > deadline {
-                return Err("exporter did not serve /metrics within 20s".into());
+                return Err(format!(
+                    "exporter was not ready within 20s:\n{}",
+                    std::fs::read_to_string(&exp_log).unwrap_or_default()
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The pid of the exporter process (the attacher's child that serves HTTP).
+    pub fn child_pid(&self) -> Option<i32> {
+        let pid = self.proc.pid();
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
     }
 
     pub fn log(&self) -> String {
