@@ -547,3 +547,22 @@ fn a_blind_rst_outside_the_window_changes_nothing() {
     assert_eq!(s.stats.unanswered_reset, 1);
     assert_eq!(s.flows.unwrap().live, 0);
 }
+
+#[test]
+fn the_first_two_gib_of_an_untrusted_body_are_body_whoever_answered() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    p.egress(&c.syn_ack());
+    p.ingress(&c.client(b"POST /big HTTP/1.1\r\nContent-Length: 3000000000\r\n\r\n"));
+    // The server refuses early: nothing is pending any more.
+    p.egress(&c.server(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n"));
+    // The client goes on sending its body; parts of it look like requests.
+    p.ingress(&c.client(b"GET /evil HTTP/1.1\r\n\r\n"));
+    let far = c.base.clone().seq(c.client(b"").seq.wrapping_add(1_500_000_000));
+    p.ingress(&far.payload(b"DELETE /evil HTTP/1.1\r\n\r\n"));
+    let s = p.snap();
+    assert_eq!(requests(&s, Role::Server, Method::Post), 1);
+    assert_eq!(requests(&s, Role::Server, Method::Get), 0, "body bytes are not requests");
+    assert_eq!(requests(&s, Role::Server, Method::Delete), 0, "nor 1.5 GB into the body");
+    assert_eq!(lost(&s), [0, 0, 1, 0, 0], "the length could not be followed: {:?}", s.stats);
+}

@@ -21,6 +21,12 @@
 #define HG_MAX_STEPS 512
 
 /* Sequence numbers wrap: compare by signed distance. */
+/*
+ * Lengths from here on cannot be followed to their end in 32-bit sequence
+ * space: so much is skipped as body, then boundaries count as lost.
+ */
+#define HG_UNTRUSTED_BODY 0x7fffffffu
+
 static __always_inline bool hg_seq_before(__u32 a, __u32 b)
 {
 	return (__s32)(a - b) < 0;
@@ -96,13 +102,19 @@ static __always_inline void hg_headers_done(struct hg_scan *c)
 	} else if (fl & HG_SF_HAS_CL) {
 		if (s->left == 0) {
 			s->state = HG_ST_IDLE;
-		} else if (s->left < 0x7fffffff) {
+		} else if (s->left < HG_UNTRUSTED_BODY) {
 			/* An absolute end: reordered or racing segments inside the body cannot shift it. */
 			s->end_seq = c->seq + c->pos + (__u32)s->left;
 			s->state = HG_ST_BODY;
 		} else {
-			/* Beyond half the sequence space: not representable, so not followed. */
-			s->state = HG_ST_UNSYNCED;
+			/*
+			 * Beyond half the sequence space: its end is not representable.
+			 * Its first 2 GiB are body all the same (no message starts there,
+			 * whoever answered); then the turn-around rule. `left` stays
+			 * this large, which is how hg_step_body knows.
+			 */
+			s->end_seq = c->seq + c->pos + HG_UNTRUSTED_BODY;
+			s->state = HG_ST_BODY;
 			hg_stat_inc(HG_STAT_LOST_UNREADABLE);
 			return;
 		}
@@ -238,7 +250,10 @@ static __always_inline int hg_step_body(struct hg_scan *c)
 	if (to_end <= 0 || (__u32)to_end <= c->end - c->pos) {
 		if (to_end > 0)
 			c->pos += to_end;
-		s->state = s->state == HG_ST_CHUNK_DATA ? HG_ST_CHUNK_SIZE : HG_ST_IDLE;
+		if (s->state == HG_ST_CHUNK_DATA)
+			s->state = HG_ST_CHUNK_SIZE;
+		else /* the end of a body whose length we could not follow: boundaries are lost */
+			s->state = s->left >= HG_UNTRUSTED_BODY ? HG_ST_UNSYNCED : HG_ST_IDLE;
 		s->left = 0; /* the next chunk-size line accumulates from zero */
 		return 0;
 	}
@@ -279,11 +294,14 @@ static __always_inline int hg_step_chunk_size(struct hg_scan *c)
 	if (s->left == 0) {
 		s->state = HG_ST_TRAILERS;
 		s->flags |= HG_SF_LINE_START;
-	} else if (s->left < 0x7fffffff) {
+	} else if (s->left < HG_UNTRUSTED_BODY) {
 		s->state = HG_ST_CHUNK_DATA;
 		s->end_seq = c->seq + c->pos + (__u32)s->left + 2; /* and the CRLF after the data */
 	} else {
-		return hg_lose_sync(c);
+		/* As a Content-Length past 2 GiB: 2 GiB of body, then the turn-around rule. */
+		s->end_seq = c->seq + c->pos + HG_UNTRUSTED_BODY;
+		s->state = HG_ST_BODY;
+		hg_stat_inc(HG_STAT_LOST_BAD_CHUNK);
 	}
 	return 0;
 }
