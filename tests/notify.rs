@@ -56,19 +56,23 @@ fn count(msgs: &[String], line: &str) -> usize {
     msgs.iter().filter(|m| m.lines().any(|l| l == line)).count()
 }
 
-#[test]
-fn ready_status_watchdog_reload_and_stopping_are_notified() {
-    if !common::privileged(&["ip", "sh"]) {
-        return;
-    }
-    let pair = Pair::new();
+/// The exporter, run as systemd would (NOTIFY_SOCKET, WATCHDOG_USEC=0.4 s),
+/// watching the server side of `pair`; `extra` goes into its config file.
+struct Started {
+    dir: TempDir,
+    port: u16,
+    listener: Listener,
+    proc: Proc,
+}
+
+fn start(pair: &Pair, extra: &str, env: &[(&str, &str)]) -> Started {
     let dir = TempDir::new("hgnotify");
     let port = common::free_port();
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
         format!(
-            "[web]\nlisten_address = \"127.0.0.1:{port}\"\n[[target]]\nname = \"s\"\ninterfaces = [\"{}\"]\nnetns = \"{}\"\n",
+            "[web]\nlisten_address = \"127.0.0.1:{port}\"\n{extra}[[target]]\nname = \"s\"\ninterfaces = [\"{}\"]\nnetns = \"{}\"\n",
             pair.server_if,
             Pair::netns_path(&pair.server_ns)
         ),
@@ -85,9 +89,20 @@ fn ready_status_watchdog_reload_and_stopping_are_notified() {
         .arg(&config)
         .env("NOTIFY_SOCKET", &socket)
         .env("WATCHDOG_USEC", "400000")
+        .envs(env.iter().copied())
         .stdout(log.try_clone().unwrap())
         .stderr(log);
-    let mut proc = Proc::spawn(cmd, "exporter");
+    let proc = Proc::spawn(cmd, "exporter");
+    Started { dir, port, listener, proc }
+}
+
+#[test]
+fn ready_status_watchdog_reload_and_stopping_are_notified() {
+    if !common::privileged(&["ip", "sh"]) {
+        return;
+    }
+    let pair = Pair::new();
+    let Started { dir, port, listener, mut proc } = start(&pair, "", &[]);
     let read_log = || std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
 
     let m = listener.wait_for(Duration::from_secs(20), |m| count(m, "READY=1") == 1);
@@ -134,34 +149,9 @@ fn failing_map_reads_stop_the_watchdog_keep_alives() {
         return;
     }
     let pair = Pair::new();
-    let dir = TempDir::new("hgnotify");
-    let port = common::free_port();
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[web]\nlisten_address = \"127.0.0.1:{port}\"\n[metrics]\nscrape_interval = \"200ms\"\n\
-             [[target]]\nname = \"s\"\ninterfaces = [\"{}\"]\nnetns = \"{}\"\n",
-            pair.server_if,
-            Pair::netns_path(&pair.server_ns)
-        ),
-    )
-    .unwrap();
-    let socket = dir.path().join("notify.sock");
-    let listener = Listener::bind(&socket);
-    let log = std::fs::File::create(dir.path().join("log")).unwrap();
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg("WATCHDOG_PID=$$ exec \"$0\" --config.file \"$1\"")
-        .arg(common::exporter_bin())
-        .arg(&config)
-        .env("NOTIFY_SOCKET", &socket)
-        .env("WATCHDOG_USEC", "400000")
-        // Every periodic read fails; the first one (before READY=1) succeeds.
-        .env("HGE_TEST_FAIL_MAP_READS", "1")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
-    let mut proc = Proc::spawn(cmd, "exporter");
+    // Every periodic read fails; the first one (before READY=1) succeeds.
+    let env = [("HGE_TEST_FAIL_MAP_READS", "1")];
+    let Started { dir, port, listener, mut proc } = start(&pair, "[metrics]\nscrape_interval = \"200ms\"\n", &env);
     let read_log = || std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
 
     let m = listener.wait_for(Duration::from_secs(20), |m| count(m, "READY=1") == 1);
