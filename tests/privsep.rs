@@ -222,7 +222,7 @@ fn kill_attacher_leaves_nothing(mode: &str, expect_left: &str) {
         // Legacy filters outlive the process: the next start replaces them, SIGTERM removes them.
         let mut again =
             Exporter::start(&format!("[bpf]\nattach_mode = \"tc\"\n{}", target("s", &pair.server_ns, &pair.server_if)));
-        assert!(again.log().contains("replacing our own tc filter"), "{}", again.log());
+        assert!(again.log().contains("removed our own tc filter left by an earlier run"), "{}", again.log());
         assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if).matches("tc:http_").count(), 2);
         // Killed again: ExecStopPost's --cleanup removes exactly our filters.
         let config = again.dir.path().join("config.toml");

@@ -21,7 +21,7 @@ use super::Reloader;
 use crate::bpf::{maps, Loader, ProgramConfig, Programs, SharedMaps};
 use crate::config::{Config, Target};
 use crate::privileged::attach::{self, Hook};
-use crate::privileged::netns::{self, Interface};
+use crate::privileged::netns::{self, Interface, Netns};
 use crate::privileged::privsep;
 use crate::topology::{Attached, InterfaceName, TargetNames, Topology};
 
@@ -32,6 +32,8 @@ const DEFAULT_PING: Duration = Duration::from_secs(10);
 pub(super) struct Prepared {
     id: u16,
     target: Target,
+    /// Opened once; entered to resolve, attach and (tc filters) detach.
+    netns: Option<Arc<Netns>>,
     interfaces: Vec<Interface>,
     progs: Programs,
 }
@@ -45,8 +47,8 @@ struct Running {
 }
 
 pub(super) fn prepare(loader: &mut Loader, cfg: &Config, target: &Target, id: u16) -> Result<Prepared> {
-    netns::check_netns(target)?;
-    let interfaces = netns::resolve(target)?;
+    let netns = Netns::of(target)?.map(Arc::new);
+    let interfaces = netns::resolve(target, netns.as_deref())?;
     let progs = loader
         .load(&ProgramConfig {
             target_id: id,
@@ -55,12 +57,12 @@ pub(super) fn prepare(loader: &mut Loader, cfg: &Config, target: &Target, id: u1
             ports: target.ports.clone(),
         })
         .with_context(|| format!("target {:?}: loading the BPF programs", target.name))?;
-    Ok(Prepared { id, target: target.clone(), interfaces, progs })
+    Ok(Prepared { id, target: target.clone(), netns, interfaces, progs })
 }
 
 fn attach_prepared(p: Prepared, cfg: &Config) -> Result<Running> {
     // On error the hooks attached so far are dropped, which detaches them.
-    let hooks = attach::attach_target(&p.target, &p.interfaces, &p.progs, cfg.bpf.attach_mode)?;
+    let hooks = attach::attach_target(&p.target, p.netns.as_ref(), &p.interfaces, &p.progs, cfg.bpf.attach_mode)?;
     // The links and filters hold the programs now; our program fds can go.
     Ok(Running { id: p.id, target: p.target, interfaces: p.interfaces, hooks })
 }
@@ -217,6 +219,16 @@ pub(super) fn main(
         let sfd = SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).context("signalfd")?;
         ch.set_send_timeout(Duration::from_secs(5))?;
         notify(&[NotifyState::Status("attaching")]);
+        // Legacy tc filters a killed run left on these interfaces still run
+        // (into maps nobody reads): remove them before attaching ours.
+        for p in &prepared {
+            match attach::remove_our_filters(p.netns.as_deref(), Some(&p.interfaces)) {
+                Ok(removed) => removed.iter().for_each(|r| {
+                    log::info!("target {:?}: removed our own tc filter left by an earlier run on {r}", p.target.name)
+                }),
+                Err(e) => log::warn!("target {:?}: {e:#}", p.target.name),
+            }
+        }
         for p in prepared {
             let r = attach_prepared(p, &att.cfg)?;
             att.targets.push(r);
