@@ -15,8 +15,8 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use sd_notify::NotifyState;
 
-use super::child::{describe_exit, reap, stop_child};
-use super::ipc::{Channel, Msg};
+use super::child::{describe_exit, judge_pong, reap, stop_child, MESSAGE_DEADLINE};
+use super::ipc::{Channel, Msg, Step};
 use super::Reloader;
 use crate::bpf::{maps, Loader, ProgramConfig, Programs, SharedMaps};
 use crate::config::{Config, Target};
@@ -222,12 +222,7 @@ pub(super) fn main(
         // Legacy tc filters a killed run left on these interfaces still run
         // (into maps nobody reads): remove them before attaching ours.
         for p in &prepared {
-            match attach::remove_our_filters(p.netns.as_deref(), Some(&p.interfaces)) {
-                Ok(removed) => removed.iter().for_each(|r| {
-                    log::info!("target {:?}: removed our own tc filter left by an earlier run on {r}", p.target.name)
-                }),
-                Err(e) => log::warn!("target {:?}: {e:#}", p.target.name),
-            }
+            attach::remove_left_behind(&p.target.name, p.netns.as_deref(), &p.interfaces);
         }
         for p in prepared {
             let r = attach_prepared(p, &att.cfg)?;
@@ -265,10 +260,13 @@ fn event_loop(att: &mut Attacher, ch: &mut Channel, child: Pid, sfd: &SignalFd, 
     let mut ready = false;
     let mut reload_pending = false;
     let mut seq = 0u64;
+    // The ping whose answer feeds the watchdog; a newer ping replaces it.
+    let mut outstanding = None;
     let mut last_status = String::new();
 
     loop {
-        let timeout = next_ping.saturating_duration_since(Instant::now());
+        let wake = ch.partial_deadline(MESSAGE_DEADLINE).map_or(next_ping, |d| d.min(next_ping));
+        let timeout = wake.saturating_duration_since(Instant::now());
         let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
         let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN), PollFd::new(ch.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, timeout) {
@@ -296,10 +294,23 @@ fn event_loop(att: &mut Attacher, ch: &mut Channel, child: Pid, sfd: &SignalFd, 
             }
         }
 
-        if from_child {
-            match ch.recv()? {
-                None => return Ok(Exit::ChildGone(reap(child))),
-                Some(Msg::Ready { series }) => {
+        // Never a blocking read: a child that sends half a message must not
+        // hold up SIGTERM and SIGHUP (it gets MESSAGE_DEADLINE to finish it).
+        let mut reading = from_child;
+        while reading {
+            let step = match ch.recv_now() {
+                Ok(step) => step,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    reading = false;
+                    continue;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).context("a malformed message from the exporter"),
+            };
+            match step {
+                Step::Partial => {}
+                Step::Eof => return Ok(Exit::ChildGone(reap(child))),
+                Step::Msg(Msg::Ready { series }) if !ready => {
                     ready = true;
                     log::info!(
                         "attached {} programs for {} targets; the exporter serves metrics on {}{}",
@@ -312,24 +323,24 @@ fn event_loop(att: &mut Attacher, ch: &mut Channel, child: Pid, sfd: &SignalFd, 
                     notify(&[NotifyState::Ready, NotifyState::Status(&last_status)]);
                     next_ping = Instant::now() + ping_every;
                 }
-                Some(Msg::Pong { ok: true, series, .. }) => {
-                    if watchdog.is_some() {
+                Step::Msg(Msg::Pong { seq, ok, series, error }) => {
+                    let n = judge_pong(&mut outstanding, (seq, ok, series, &error), |s| status_line(att, s));
+                    if let Some(w) = &n.warning {
+                        log::warn!("{w}");
+                    }
+                    if n.watchdog && watchdog.is_some() {
                         notify(&[NotifyState::Watchdog]);
                     }
-                    let status = status_line(att, series);
-                    if status != last_status {
+                    if let Some(status) = n.status.filter(|s| *s != last_status) {
                         notify(&[NotifyState::Status(&status)]);
                         last_status = status;
                     }
                 }
-                Some(Msg::Pong { ok: false, error, .. }) => {
-                    // No WATCHDOG=1: if this persists, systemd restarts the service.
-                    log::warn!("the exporter cannot read the BPF maps: {error}");
-                    last_status = format!("map reads failing: {error}");
-                    notify(&[NotifyState::Status(&last_status)]);
-                }
-                Some(m) => log::warn!("unexpected message from the exporter: {m:?}"),
+                Step::Msg(m) => log::warn!("ignoring an unexpected {} message from the exporter", m.kind()),
             }
+        }
+        if ch.stalled(MESSAGE_DEADLINE) {
+            anyhow::bail!("the exporter sent part of a message and not the rest within {MESSAGE_DEADLINE:?}");
         }
 
         if child_maybe_gone {
@@ -350,6 +361,7 @@ fn event_loop(att: &mut Attacher, ch: &mut Channel, child: Pid, sfd: &SignalFd, 
         if Instant::now() >= next_ping {
             if ready {
                 seq += 1;
+                outstanding = Some(seq);
                 if let Err(e) = ch.send(&Msg::Ping { seq }) {
                     log::debug!("ping: {e:#}");
                 }

@@ -218,6 +218,19 @@ fn prog_name(id: u32) -> Option<String> {
     libbpf_rs::query::ProgInfoIter::default().find(|p| p.id == id).and_then(|p| p.name.into_string().ok())
 }
 
+/// At start-up: remove the filters of ours a killed run left on a target's
+/// interfaces (they still run, into maps nobody reads), and log each.
+pub fn remove_left_behind(target: &str, netns: Option<&Netns>, interfaces: &[Interface]) {
+    match remove_our_filters(netns, Some(interfaces)) {
+        Ok(removed) => {
+            for r in removed {
+                log::info!("target {target:?}: removed our own tc filter left by an earlier run on {r}");
+            }
+        }
+        Err(e) => log::warn!("target {target:?}: {e:#}"),
+    }
+}
+
 /// Remove every tc filter of ours (by priority, handle range and program
 /// name) from `interfaces` of the namespace (every interface when None):
 /// what a killed run left behind. TCX links need no such thing.
