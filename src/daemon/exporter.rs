@@ -5,11 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use libbpf_rs::{MapCore, MapFlags};
 use nix::sys::signal::{SigSet, Signal};
 
 use super::ipc::{Channel, Msg, Step};
-use crate::bpf::{maps, SharedMaps};
+use crate::bpf::{maps, ReadMaps};
 use crate::collector::{self, Exposition};
 use crate::config::Config;
 use crate::privileged::privsep::{self, Account, Kept};
@@ -17,7 +16,7 @@ use crate::web;
 
 pub fn main(
     listener: std::net::TcpListener,
-    maps: Arc<SharedMaps>,
+    maps: Arc<ReadMaps>,
     cfg: &Config,
     ch: Channel,
     account: &Account,
@@ -61,7 +60,7 @@ pub fn main(
     }
 }
 
-fn serve(listener: std::net::TcpListener, maps: Arc<SharedMaps>, cfg: &Config, mut ch: Channel) -> Result<i32> {
+fn serve(listener: std::net::TcpListener, maps: Arc<ReadMaps>, cfg: &Config, mut ch: Channel) -> Result<i32> {
     let topo = match ch.recv()? {
         Some(Msg::Topology(t)) => t,
         // The attacher failed before it had anything attached; it says why.
@@ -98,7 +97,7 @@ fn serve(listener: std::net::TcpListener, maps: Arc<SharedMaps>, cfg: &Config, m
 }
 
 /// Messages from the attacher: topology updates, pings, stop; EOF means it died.
-async fn control_loop(ch: Channel, exposition: Arc<Exposition>, maps: Arc<SharedMaps>) -> Result<i32> {
+async fn control_loop(ch: Channel, exposition: Arc<Exposition>, maps: Arc<ReadMaps>) -> Result<i32> {
     // SAFETY: the Channel owns its fd and keeps it open, unchanged, until the
     // AsyncFd drops it (tokio's safe constructor is deprecated for lacking this promise).
     let mut afd = unsafe { tokio::io::unix::AsyncFd::register(ch) }.map_err(|e| anyhow!("{e}"))?;
@@ -122,12 +121,12 @@ async fn control_loop(ch: Channel, exposition: Arc<Exposition>, maps: Arc<Shared
             }
             Step::Msg(Msg::Ping { seq }) => {
                 // A real bpf() read through the held fds, not just "the loop is alive".
-                let probe = maps.stats.lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY);
+                let probe = maps::probe(&maps);
                 let pong = Msg::Pong {
                     seq,
                     ok: probe.is_ok(),
                     series: exposition.series() as u64,
-                    error: probe.err().map(|e| e.to_string()).unwrap_or_default(),
+                    error: probe.err().map(|e| format!("{e:#}")).unwrap_or_default(),
                 };
                 if let Err(e) = afd.get_ref().send_now(&pong) {
                     log::debug!("exporter: pong: {e:#}");
@@ -139,7 +138,7 @@ async fn control_loop(ch: Channel, exposition: Arc<Exposition>, maps: Arc<Shared
     }
 }
 
-async fn read_loop(maps: Arc<SharedMaps>, exposition: Arc<Exposition>, nbuckets: usize, every: Duration) {
+async fn read_loop(maps: Arc<ReadMaps>, exposition: Arc<Exposition>, nbuckets: usize, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate; serve() already read once

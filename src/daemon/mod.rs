@@ -20,6 +20,8 @@ mod child;
 mod exporter;
 pub mod ipc;
 
+use std::sync::Arc;
+
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::{fork, ForkResult};
@@ -83,6 +85,8 @@ pub fn run(cfg: Config, reload: Reloader) -> Result<()> {
         prepared.push(attacher::prepare(&mut loader, &cfg, target, id)?);
     }
     let maps = loader.maps().context("no target was loaded")?;
+    // The exporter keeps only these: the maps it reads, each opened read-only.
+    let read_only = Arc::new(maps.read_only().context("opening the maps read-only for the exporter")?);
     let keep_bpf = privsep::fd_reads_need_cap_bpf();
 
     let (parent_end, child_end) = Channel::pair()?;
@@ -104,14 +108,17 @@ pub fn run(cfg: Config, reload: Reloader) -> Result<()> {
     match unsafe { fork() }.context("fork")? {
         ForkResult::Child => {
             drop(parent_end);
-            drop(prepared); // program fds: the exporter keeps only the maps
+            // Program fds and the read-write map fds: the exporter keeps only the read-only ones.
+            drop(prepared);
             drop(loader);
-            let code = exporter::main(listener, maps, &cfg, child_end, &account, keep_bpf, &mask);
+            drop(maps);
+            let code = exporter::main(listener, read_only, &cfg, child_end, &account, keep_bpf, &mask);
             std::process::exit(code);
         }
         ForkResult::Parent { child } => {
             drop(listener); // the attacher holds no network socket
             drop(child_end);
+            drop(read_only);
             let attacher = attacher::Attacher::new(cfg, loader, maps);
             attacher::main(attacher, prepared, parent_end, child, &mask, reload)
         }
