@@ -40,6 +40,7 @@ const volatile __u32 cfg_nbuckets = 0;
 const volatile __u64 cfg_bounds_ns[HG_MAX_BUCKETS] = {};
 const volatile __u32 cfg_nports = 0; /* 0: every port */
 const volatile __u16 cfg_ports[HG_MAX_PORTS] = {};
+const volatile __u32 cfg_series_budget = 0; /* series per aggregate map for this target; 0: no budget */
 
 /*
  * Never read. Makes the boundary enums part of the object's BTF, so the
@@ -53,6 +54,18 @@ const volatile struct hg_abi hg_abi = {};
  */
 #include "lib/classify.h"
 #include "lib/lines.h"
+
+/*
+ * Series each target holds in each aggregate map (key: target_id * 2, +1 for
+ * latency), so that no target fills the maps for the others. Userspace
+ * resets a removed target's counts when it deletes its series.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, HG_MAX_TARGETS * 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} series_count SEC(".maps");
 
 /* Sizes are overridden from the config before load. */
 struct {

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use common::packet::{self, Tcp, ACK, FIN, RST};
 use common::parser::{assert_clean, requests, responses, Parser};
-use http_golden_exporter::bpf::ProgramConfig;
+use http_golden_exporter::bpf::{MapSizes, ProgramConfig};
 use http_golden_exporter::bpf::{Method, Role};
-use http_golden_exporter::config::{StatusLabel, DEFAULT_BUCKETS};
+use http_golden_exporter::config::{seconds_to_ns, StatusLabel, DEFAULT_BUCKETS};
 
 fn client_v4() -> Tcp {
     Tcp::v4([198, 18, 0, 2], 40000, [198, 18, 0, 1], 80)
@@ -104,6 +104,7 @@ fn every_standard_method_is_recognised() {
     for (i, (name, _)) in methods.iter().enumerate() {
         let mut req = client_v4().payload(format!("{name} / HTTP/1.1\r\n\r\n").as_bytes());
         req.sport = 41000 + i as u16;
+        p.handshake(&req);
         p.ingress(&req);
     }
     let s = p.snap();
@@ -114,6 +115,7 @@ fn every_standard_method_is_recognised() {
     for (i, line) in ["GETX / HTTP/1.1", "get / HTTP/1.1", "PRI * HTTP/2.0", "POS", "OPTIONS"].iter().enumerate() {
         let mut req = client_v4().payload(line.as_bytes());
         req.sport = 42000 + i as u16;
+        p.handshake(&req);
         p.ingress(&req);
     }
     assert_eq!(p.snap().requests.iter().map(|(_, v)| v).sum::<u64>(), 9);
@@ -130,16 +132,21 @@ fn latency_lands_in_the_right_bucket() {
     let (_, h) = &s.latency[0];
     assert_eq!(h.count, 1);
     assert!(h.sum_ns >= 30_000_000 && h.sum_ns < 1_000_000_000, "sum {} ns", h.sum_ns);
-    // Bounds 0.025 (index 5) < 30ms <= 0.05 (index 6), unless the host stalled for 20 ms more.
-    let idx = h.buckets.iter().position(|n| *n == 1).unwrap();
-    assert!(DEFAULT_BUCKETS[idx] >= 0.05 && DEFAULT_BUCKETS[idx - 1] >= 0.025, "bucket {idx}: {h:?}");
-    assert_eq!(h.buckets.len(), DEFAULT_BUCKETS.len() + 1);
+    // One sample: its bucket is the first bound at or above its own value (the
+    // sum), and no other bucket holds anything. 30 ms lands in le=0.05 unless
+    // the host stalled; either way the bucket must agree with the sum.
+    let at = DEFAULT_BUCKETS.iter().position(|b| h.sum_ns <= seconds_to_ns(*b)).unwrap_or(DEFAULT_BUCKETS.len());
+    let mut want = vec![0; DEFAULT_BUCKETS.len() + 1];
+    want[at] = 1;
+    assert_eq!(h.buckets, want, "sum {} ns", h.sum_ns);
 }
 
 #[test]
 fn a_request_without_response_is_counted_but_not_timed() {
     let Some(p) = Parser::new() else { return };
-    p.ingress(&client_v4().payload(b"GET / HTTP/1.1\r\n\r\n"));
+    let req = client_v4().payload(b"GET / HTTP/1.1\r\n\r\n");
+    p.handshake(&req);
+    p.ingress(&req);
     let s = p.snap();
     assert_eq!(requests(&s, Role::Server, Method::Get), 1);
     assert!(s.latency.is_empty(), "no latency sample without a response: {s:?}");
@@ -253,9 +260,11 @@ fn interim_1xx_does_not_end_the_request_and_101_ends_parsing() {
 fn rst_and_server_fin_end_the_flow_and_count_unanswered() {
     let Some(p) = Parser::new() else { return };
     let a = client_v4().payload(b"GET /a HTTP/1.1\r\n\r\n");
+    p.handshake(&a);
     p.ingress(&a);
     p.ingress(&a.clone().seq(2000).flags(RST | ACK).payload(b""));
     let b = Tcp { sport: 40001, ..client_v4() }.payload(b"GET /b HTTP/1.1\r\n\r\n");
+    p.handshake(&b);
     p.ingress(&b);
     // A client half-close keeps the request alive; the server's FIN ends it.
     p.ingress(&b.clone().seq(2000).flags(FIN | ACK).payload(b""));
@@ -287,6 +296,7 @@ fn only_configured_ports_are_watched() {
         status_label: StatusLabel::Code,
         buckets_s: vec![0.1],
         ports: vec![8080],
+        series_budget: 0,
     }) else {
         return;
     };
@@ -308,10 +318,13 @@ fn a_full_aggregate_map_drops_new_series_and_counts_them() {
     let Some(p) = Parser::new() else { return }; // max_series = 64
     for port in 1..=70u16 {
         let req = Tcp { dport: port, ..client_v4() }.payload(b"GET / HTTP/1.1\r\n\r\n");
+        p.handshake(&req);
         p.ingress(&req);
     }
     // An existing series keeps counting.
-    p.ingress(&Tcp { dport: 1, sport: 1234, ..client_v4() }.payload(b"GET / HTTP/1.1\r\n\r\n"));
+    let again = Tcp { dport: 1, sport: 1234, ..client_v4() }.payload(b"GET / HTTP/1.1\r\n\r\n");
+    p.handshake(&again);
+    p.ingress(&again);
     let s = p.snap();
     assert_eq!(s.requests.len(), 64);
     assert_eq!(s.stats.series_dropped, 6);
@@ -344,4 +357,34 @@ fn the_same_request_on_loopback_counts_once_per_side() {
     assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1);
     assert_eq!(responses(&s, Role::Client, Method::Get, 2), 1);
     assert_clean(&s);
+}
+
+#[test]
+fn one_target_cannot_use_up_the_series_of_another() {
+    let cfg = |target_id| ProgramConfig {
+        target_id,
+        status_label: StatusLabel::Class,
+        buckets_s: DEFAULT_BUCKETS.to_vec(),
+        ports: vec![],
+        series_budget: 10,
+    };
+    let Some((a, b)) = Parser::two(cfg(0), cfg(1), MapSizes { flows: 1024, max_series: 64 }) else { return };
+    // Target 0 sees real requests on 70 ports: more than the whole map holds.
+    for port in 1..=70u16 {
+        let req = Tcp { dport: port, ..client_v4() }.payload(b"GET / HTTP/1.1\r\n\r\n");
+        a.handshake(&req);
+        a.ingress(&req);
+    }
+    let s = a.snap();
+    assert_eq!(s.requests.iter().filter(|(k, _)| k.target_id == 0).count(), 10, "its budget, no more");
+    assert_eq!(s.stats.series_dropped, 60);
+    // Target 1 still has room for its own.
+    let req = Tcp { dport: 8080, ..client_v4() }.payload(b"GET / HTTP/1.1\r\n\r\n");
+    b.handshake(&req);
+    b.ingress(&req);
+    b.egress(&req.reply().payload(b"HTTP/1.1 200 OK\r\n\r\n"));
+    let s = b.snap();
+    assert_eq!(s.requests.iter().filter(|(k, _)| k.target_id == 1).count(), 1);
+    assert_eq!(s.latency.iter().filter(|(k, _)| k.target_id == 1).count(), 1);
+    assert_eq!(s.stats.series_dropped, 60, "nothing of target 1 dropped");
 }

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::packet::{Tcp, ACK, FIN};
+use common::packet::{self, Tcp, ACK, FIN, RST};
 use common::parser::{assert_clean, requests, responses, Conn, Parser};
 use http_golden_exporter::bpf::{MapSizes, ProgramConfig};
 use http_golden_exporter::bpf::{Method, Role};
@@ -94,6 +94,7 @@ fn requests_sent_before_any_response_are_answered_in_order() {
 fn pipelining_beyond_the_depth_is_counted_never_mismatched() {
     let Some(p) = Parser::new() else { return };
     let mut c = conn();
+    p.egress(&c.syn_ack());
     let methods = ["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"];
     let mut burst = Vec::new();
     for m in methods {
@@ -324,6 +325,7 @@ fn a_full_flow_table_forgets_old_flows_counts_them_and_never_makes_up_latency() 
             status_label: StatusLabel::Class,
             buckets_s: DEFAULT_BUCKETS.to_vec(),
             ports: vec![],
+            series_budget: 0,
         },
         MapSizes { flows: 64, max_series: 64 },
     ) else {
@@ -331,6 +333,7 @@ fn a_full_flow_table_forgets_old_flows_counts_them_and_never_makes_up_latency() 
     };
     let mut conns: Vec<Conn> = (0..300u16).map(|i| Conn::new(Tcp { sport: 10000 + i, ..conn().base })).collect();
     for c in conns.iter_mut() {
+        p.egress(&c.syn_ack());
         p.ingress(&c.client(b"GET / HTTP/1.1\r\n\r\n"));
     }
     std::thread::sleep(Duration::from_millis(50));
@@ -346,6 +349,12 @@ fn a_full_flow_table_forgets_old_flows_counts_them_and_never_makes_up_latency() 
     assert_eq!(flows.evicted, 300 - flows.live);
     assert_eq!(flows.evicted_unanswered, 300 - answered, "{flows:?}");
     assert!(flows.evicted >= 300 - 64, "{flows:?}");
+    // The kernel reports no eviction. What the evictions did is seen apart
+    // from the derived count: each response that found no request belongs to
+    // a distinct connection whose flow was forgotten. The derived count must
+    // cover at least those.
+    assert!(s.stats.response_no_request >= 300 - 64, "evictions happened and were seen: {:?}", s.stats);
+    assert!(flows.evicted >= s.stats.response_no_request, "{flows:?} {:?}", s.stats);
     // No made-up sample: every observation is from a request 50 ms old, none from another's.
     let (_, h) = s.latency.iter().find(|(k, _)| k.status == 2).unwrap();
     assert!(h.sum_ns >= answered * 50_000_000, "{h:?}");
@@ -355,11 +364,186 @@ fn a_full_flow_table_forgets_old_flows_counts_them_and_never_makes_up_latency() 
 fn server_fin_with_requests_pending_counts_them_unanswered() {
     let Some(p) = Parser::new() else { return };
     let mut c = conn();
+    p.egress(&c.syn_ack());
     p.ingress(&c.client(b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"));
     p.egress(&c.server(&ok("1")));
-    p.egress(&c.base.reply().flags(FIN | ACK));
+    // The FIN where the server's stream is (a FIN anywhere else is ignored, as the kernel ignores it).
+    p.egress(&c.server(b"").flags(FIN | ACK));
     let s = p.snap();
     assert_eq!(s.stats.unanswered_closed, 1);
     assert_eq!(s.flows.unwrap().live, 0);
     assert_eq!(s.flows.unwrap().evicted, 0);
+}
+
+/// Framing-loss counters in the order of FRAMING_LOST_REASONS:
+/// gap, not_a_message, unreadable_header, bad_chunk, too_complex.
+fn lost(s: &http_golden_exporter::bpf::Snapshot) -> [u64; 5] {
+    s.stats.framing_lost
+}
+
+#[test]
+fn bytes_where_a_request_should_start_that_are_not_one_lose_framing_as_not_a_message() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    p.ingress(&c.client(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"));
+    p.egress(&c.server(&ok("a")));
+    p.ingress(&c.client(b"HELLO there, this is no request\r\n\r\n"));
+    let s = p.snap();
+    assert_eq!(lost(&s), [0, 1, 0, 0, 0], "{:?}", s.stats);
+    assert_eq!(requests(&s, Role::Server, Method::Get), 1, "the stray bytes are not a request");
+    // The turn-around rule takes over: the next request still counts.
+    p.ingress(&c.client(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n"));
+    p.egress(&c.server(&ok("b")));
+    let s = p.snap();
+    assert_eq!(requests(&s, Role::Server, Method::Get), 2);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 2);
+}
+
+#[test]
+fn a_content_length_past_two_gib_is_an_unreadable_header() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    p.ingress(&c.client(b"GET /huge HTTP/1.1\r\nHost: x\r\n\r\n"));
+    p.egress(&c.server(b"HTTP/1.1 200 OK\r\nContent-Length: 3000000000\r\n\r\n"));
+    // Body bytes that look like a status line must not be taken for one.
+    p.egress(&c.server(b"HTTP/1.1 500 Oops\r\n\r\n"));
+    let s = p.snap();
+    assert_eq!(lost(&s), [0, 0, 1, 0, 0], "{:?}", s.stats);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 5), 0, "body bytes are not a response");
+}
+
+#[test]
+fn a_transfer_encoding_we_cannot_read_is_an_unreadable_header() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    p.ingress(&c.client(b"GET /te HTTP/1.1\r\nHost: x\r\n\r\n"));
+    p.egress(&c.server(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, deflate, chunked\r\n\r\n"));
+    let s = p.snap();
+    assert_eq!(lost(&s), [0, 0, 1, 0, 0], "{:?}", s.stats);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1);
+}
+
+#[test]
+fn a_malformed_chunk_size_is_a_bad_chunk() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    p.ingress(&c.client(b"GET /chunks HTTP/1.1\r\nHost: x\r\n\r\n"));
+    p.egress(&c.server(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nHTTP/1.1 500 No\r\n\r\n"));
+    let s = p.snap();
+    assert_eq!(lost(&s), [0, 0, 0, 1, 0], "{:?}", s.stats);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 5), 0, "bytes after a bad chunk are not a response");
+}
+
+#[test]
+fn a_segment_needing_more_steps_than_allowed_is_too_complex() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    p.ingress(&c.client(b"GET /many HTTP/1.1\r\nHost: x\r\n\r\n"));
+    // 450 one-byte chunks: a size line and a data step each, 900 steps > 512.
+    let mut resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    resp.extend(b"1\r\na\r\n".repeat(450));
+    p.egress(&c.server(&resp));
+    let s = p.snap();
+    assert_eq!(lost(&s), [0, 0, 0, 0, 1], "{:?}", s.stats);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1);
+}
+
+#[test]
+fn latency_of_a_split_start_line_starts_at_the_segment_that_completes_it() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    p.ingress(&c.client(b"GE"));
+    std::thread::sleep(Duration::from_millis(200));
+    let completed = std::time::Instant::now();
+    p.ingress(&c.client(b"T /split HTTP/1.1\r\nHost: x\r\n\r\n"));
+    p.egress(&c.server(&ok("s")));
+    let upper = completed.elapsed();
+    let s = p.snap();
+    let (_, h) = s.latency.iter().find(|(k, _)| k.status == 2).expect("one timed response");
+    assert_eq!(h.count, 1);
+    assert!(
+        Duration::from_nanos(h.sum_ns) <= upper,
+        "{} ns: timed from the completing segment, not from the first fragment 200 ms earlier",
+        h.sum_ns
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Only real connections count (tc ingress sees packets before the firewall).
+
+#[test]
+fn spoofed_requests_to_any_port_create_no_series_and_no_counts() {
+    let Some(p) = Parser::new() else { return };
+    // No handshake, no answer: what a stranger can send from anywhere.
+    for port in 1..=5_000u16 {
+        let spoof = Tcp { sport: 10_000 + port, dport: port, ..conn().base }.payload(b"GET / HTTP/1.1\r\n\r\n");
+        p.ingress(&spoof);
+        // The kernel answers a segment for no connection with a RST.
+        p.egress(&spoof.reply().seq(1).flags(RST | ACK));
+    }
+    let s = p.snap();
+    assert!(s.requests.is_empty(), "{} series from spoofed segments", s.requests.len());
+    assert!(s.latency.is_empty());
+    assert_eq!(s.stats.series_dropped, 0);
+    assert_eq!((s.stats.unanswered_reset, s.stats.unanswered_closed), (0, 0), "never counted, so never unanswered");
+    assert_eq!(s.flows.unwrap().never_confirmed, 5_000, "{:?}", s.flows);
+}
+
+#[test]
+fn a_client_that_never_saw_the_syn_ack_is_not_believed() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    p.egress(&c.syn_ack());
+    // A stranger guessing: the right 4-tuple, a wrong acknowledgement.
+    let guess = c.client(b"GET /guess HTTP/1.1\r\n\r\n").ack(0x1234_5678);
+    p.ingress(&guess);
+    let s = p.snap();
+    assert_eq!(requests(&s, Role::Server, Method::Get), 0, "not counted on a guess");
+}
+
+#[test]
+fn a_connection_open_before_the_exporter_is_adopted_at_its_first_response() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn(); // no SYN-ACK: the handshake happened before we started
+    p.ingress(&c.client(b"GET /1 HTTP/1.1\r\n\r\n"));
+    assert_eq!(requests(&p.snap(), Role::Server, Method::Get), 0, "not yet shown real");
+    p.egress(&c.server(&ok("1")));
+    let s = p.snap();
+    assert_eq!(requests(&s, Role::Server, Method::Get), 1, "counted once the server answered");
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1, "and timed");
+    // From then on, as any connection.
+    p.ingress(&c.client(b"GET /2 HTTP/1.1\r\n\r\n"));
+    assert_eq!(requests(&p.snap(), Role::Server, Method::Get), 2);
+    assert_eq!(p.snap().flows.unwrap().never_confirmed, 0);
+}
+
+#[test]
+fn a_blind_rst_outside_the_window_changes_nothing() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    p.egress(&c.syn_ack());
+    for i in 0..3 {
+        p.ingress(&c.client(format!("GET /{i} HTTP/1.1\r\n\r\n").as_bytes()));
+        p.egress(&c.server(&ok("x")));
+    }
+    // Far from where either side's stream is: the kernel ignores these.
+    p.ingress(&c.base.clone().seq(0x1000_0000).flags(RST | ACK).payload(b""));
+    p.ingress(&c.base.clone().seq(0x1000_0000).flags(packet::SYN).payload(b""));
+    p.ingress(&c.base.clone().seq(0x1000_0000).flags(FIN | ACK).payload(b""));
+    p.egress(&c.base.reply().seq(0x1000_0000).flags(RST | ACK).payload(b""));
+    p.ingress(&c.client(b"GET /after HTTP/1.1\r\n\r\n"));
+    p.egress(&c.server(&ok("y")));
+    let s = p.snap();
+    assert_eq!(requests(&s, Role::Server, Method::Get), 4);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 4, "the flow lived on and times the 4th");
+    assert_eq!(s.stats.unanswered_reset, 0);
+    assert_eq!(s.flows.unwrap().live, 1);
+    // A RST where the client's stream is does end it.
+    p.ingress(&c.client(b"GET /last HTTP/1.1\r\n\r\n"));
+    p.ingress(&c.client(b"").flags(RST | ACK));
+    let s = p.snap();
+    assert_eq!(s.stats.unanswered_reset, 1);
+    assert_eq!(s.flows.unwrap().live, 0);
 }

@@ -31,6 +31,11 @@ impl Listener {
         Listener { got }
     }
 
+    /// When each WATCHDOG=1 arrived.
+    fn watchdog_times(&self) -> Vec<Instant> {
+        self.got.lock().unwrap().iter().filter(|(_, m)| m.lines().any(|l| l == "WATCHDOG=1")).map(|(t, _)| *t).collect()
+    }
+
     fn messages(&self) -> Vec<String> {
         self.got.lock().unwrap().iter().map(|(_, m)| m.clone()).collect()
     }
@@ -97,8 +102,17 @@ fn ready_status_watchdog_reload_and_stopping_are_notified() {
     assert!(m[..before_ready].iter().all(|m| !m.contains("WATCHDOG=1")), "no watchdog before ready: {m:?}");
 
     // WATCHDOG=1 every 0.2 s (half of 0.4 s), each after a real map read in the exporter.
-    let m = listener.wait_for(Duration::from_secs(5), |m| count(m, "WATCHDOG=1") >= 5);
-    assert!(count(&m, "WATCHDOG=1") >= 5, "{m:?}");
+    let m = listener.wait_for(Duration::from_secs(5), |m| count(m, "WATCHDOG=1") >= 8);
+    assert!(count(&m, "WATCHDOG=1") >= 8, "{m:?}");
+    let times = listener.watchdog_times();
+    let mut gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort();
+    let median = gaps[gaps.len() / 2];
+    assert!(
+        median >= Duration::from_millis(150) && median <= Duration::from_millis(260),
+        "keep-alives every ~200 ms (half of WATCHDOG_USEC): median gap {median:?} of {gaps:?}"
+    );
+    assert!(gaps.last().unwrap() < &Duration::from_millis(400), "never a gap the watchdog would fire on: {gaps:?}");
 
     proc.signal(Signal::SIGHUP);
     let m = listener.wait_for(Duration::from_secs(10), |m| count(m, "READY=1") == 2);
@@ -112,4 +126,67 @@ fn ready_status_watchdog_reload_and_stopping_are_notified() {
     let st = proc.wait_timeout(Duration::from_secs(10)).expect("exits on SIGTERM");
     assert!(st.success(), "{st}\n{}", read_log());
     assert_eq!(count(&listener.messages(), "STOPPING=1"), 1);
+}
+
+#[test]
+fn failing_map_reads_stop_the_watchdog_keep_alives() {
+    if !common::privileged(&["ip", "sh"]) {
+        return;
+    }
+    let pair = Pair::new();
+    let dir = TempDir::new("hgnotify");
+    let port = common::free_port();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[web]\nlisten_address = \"127.0.0.1:{port}\"\n[metrics]\nscrape_interval = \"200ms\"\n\
+             [[target]]\nname = \"s\"\ninterfaces = [\"{}\"]\nnetns = \"{}\"\n",
+            pair.server_if,
+            Pair::netns_path(&pair.server_ns)
+        ),
+    )
+    .unwrap();
+    let socket = dir.path().join("notify.sock");
+    let listener = Listener::bind(&socket);
+    let log = std::fs::File::create(dir.path().join("log")).unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("WATCHDOG_PID=$$ exec \"$0\" --config.file \"$1\"")
+        .arg(common::exporter_bin())
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &socket)
+        .env("WATCHDOG_USEC", "400000")
+        // Every periodic read fails; the first one (before READY=1) succeeds.
+        .env("HGE_TEST_FAIL_MAP_READS", "1")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    let mut proc = Proc::spawn(cmd, "exporter");
+    let read_log = || std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+
+    let m = listener.wait_for(Duration::from_secs(20), |m| count(m, "READY=1") == 1);
+    assert_eq!(count(&m, "READY=1"), 1, "READY=1 once: {m:?}\n{}", read_log());
+    // Three intervals (0.6 s) after the last good read the keep-alives stop, and STATUS= says why.
+    let m = listener.wait_for(Duration::from_secs(5), |m| m.iter().any(|m| m.contains("map reads failing")));
+    let failing = m.iter().position(|m| m.contains("map reads failing")).unwrap_or_else(|| {
+        panic!("no STATUS= about failing reads: {m:?}\n{}", read_log());
+    });
+    assert!(m[failing].contains("no map read has succeeded for"), "{}", m[failing]);
+    let stopped_at = Instant::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    let late = listener.watchdog_times().into_iter().filter(|t| *t > stopped_at).count();
+    assert_eq!(late, 0, "no WATCHDOG=1 while reads fail:\n{}", read_log());
+    // The endpoint still answers with the last values and counts the failures.
+    let (status, body) = http_get(port, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    let errors = body
+        .lines()
+        .find_map(|l| l.strip_prefix("http_golden_exporter_map_read_errors_total "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("map_read_errors_total is exported");
+    assert!(errors >= 3.0, "{body}");
+
+    proc.signal(Signal::SIGTERM);
+    let st = proc.wait_timeout(Duration::from_secs(10)).expect("exits on SIGTERM");
+    assert!(st.success(), "{st}\n{}", read_log());
 }

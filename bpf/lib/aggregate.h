@@ -2,9 +2,9 @@
 /*
  * What userspace reads: the series for a flow, method and status (looked up,
  * or created), request counters, latency histograms, and the self-metric
- * counters. Needs the maps `requests`, `latency`, `stats` and `hist_zero` and
- * the rodata cfg_status_code, cfg_nbuckets and cfg_bounds_ns, declared by the
- * includer.
+ * counters. Needs the maps `requests`, `latency`, `stats`, `hist_zero` and
+ * `series_count` and the rodata cfg_status_code, cfg_nbuckets, cfg_bounds_ns
+ * and cfg_series_budget, declared by the includer.
  */
 #ifndef HG_LIB_AGGREGATE_H
 #define HG_LIB_AGGREGATE_H
@@ -21,11 +21,12 @@ static __always_inline void hg_stat_inc(__u32 idx)
 
 /*
  * The series for this flow, method and status (0 for request counters),
- * created from `zero` if new. NULL when the map is full: counted as a drop,
+ * created from `zero` if new. NULL when the map is full, or this target has
+ * used its budget in it (`which`: 0 requests, 1 latency): counted as a drop,
  * and no existing series is ever evicted, so counters stay monotonic.
  */
-static __always_inline void *hg_series(void *map, const struct hg_flow_key *fk, __u8 method, __u16 status,
-				       const void *zero)
+static __always_inline void *hg_series(void *map, __u32 which, const struct hg_flow_key *fk, __u8 method,
+				       __u16 status, const void *zero)
 {
 	struct hg_series_key sk = {
 		.ifindex = fk->ifindex,
@@ -39,19 +40,28 @@ static __always_inline void *hg_series(void *map, const struct hg_flow_key *fk, 
 
 	if (v)
 		return v;
+	__u32 slot = fk->target_id * 2 + which;
+	__u64 *used = bpf_map_lookup_elem(&series_count, &slot);
+
+	if (cfg_series_budget && (!used || *used >= cfg_series_budget)) {
+		hg_stat_inc(HG_STAT_SERIES_DROPPED);
+		return NULL;
+	}
 	long err = bpf_map_update_elem(map, &sk, zero, BPF_NOEXIST);
 
 	if (err && err != -17 /* EEXIST: another CPU won the race */) {
 		hg_stat_inc(HG_STAT_SERIES_DROPPED);
 		return NULL;
 	}
+	if (!err && used)
+		__sync_fetch_and_add(used, 1);
 	return bpf_map_lookup_elem(map, &sk);
 }
 
 static __always_inline void hg_count_request(const struct hg_flow_key *fk, __u8 method)
 {
 	__u64 zero = 0;
-	__u64 *v = hg_series(&requests, fk, method, 0, &zero);
+	__u64 *v = hg_series(&requests, 0, fk, method, 0, &zero);
 
 	if (v)
 		*v += 1;
@@ -65,7 +75,7 @@ static __always_inline void hg_observe(const struct hg_flow_key *fk, __u8 method
 
 	if (!zero)
 		return;
-	struct hg_hist *h = hg_series(&latency, fk, method, cfg_status_code ? code : code / 100, zero);
+	struct hg_hist *h = hg_series(&latency, 1, fk, method, cfg_status_code ? code : code / 100, zero);
 
 	if (!h)
 		return;

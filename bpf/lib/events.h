@@ -13,13 +13,35 @@
 #include "lib/aggregate.h"
 #include "lib/scan.h"
 
+/*
+ * The connection is shown to be real: the requests held back until now are
+ * counted. Requests beyond the queue on an unverified flow are not (their
+ * methods were not kept). Global: verified once, not at every caller.
+ */
+__noinline int hg_verify(struct hg_flow *f, const struct hg_flow_key *key)
+{
+	if (!f || !key || !(f->flags & HG_FLOW_UNVERIFIED))
+		return 0;
+	f->flags &= ~HG_FLOW_UNVERIFIED;
+	hg_stat_inc(HG_STAT_UNVERIFIED_CONFIRMED);
+	for (__u32 i = 0; i < HG_PIPELINE_DEPTH; i++) {
+		if (i >= f->pending)
+			break;
+		hg_count_request(key, f->req_method[(f->head + i) % HG_PIPELINE_DEPTH]);
+		hg_stat_inc(HG_STAT_REQUESTS_TRACKED);
+	}
+	return 0;
+}
+
 static __always_inline void hg_on_request(struct hg_scan *c, __u8 method)
 {
 	struct hg_flow *f = c->f;
 
 	c->s->method = method;
-	hg_count_request(c->key, method);
-	hg_stat_inc(HG_STAT_REQUESTS_TRACKED);
+	if (!(f->flags & HG_FLOW_UNVERIFIED)) {
+		hg_count_request(c->key, method);
+		hg_stat_inc(HG_STAT_REQUESTS_TRACKED);
+	}
 	/*
 	 * Once a request could not be queued, later ones must not be either, or
 	 * the FIFO would pair a response with the wrong request.
@@ -50,6 +72,9 @@ static __always_inline void hg_on_response(struct hg_scan *c, __u16 code)
 	struct hg_flow *f = c->f;
 	__u64 now = bpf_ktime_get_ns();
 
+	/* A status line from the server side: whatever it says, the connection is real. */
+	if (f->flags & HG_FLOW_UNVERIFIED)
+		hg_verify(f, c->key);
 	/* 100 Continue, 102, 103 Early Hints: no body, and the final status is still to come. */
 	if (code < 200 && code != 101) {
 		c->s->flags |= HG_SF_NO_BODY;

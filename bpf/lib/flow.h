@@ -49,14 +49,24 @@ static __always_inline struct hg_flow *hg_new_flow(struct __sk_buff *skb, const 
 		int r = hg_classify(&pre, n, HG_DIR_REQ);
 
 		if (r != 0) {
+			/* A request leaving (egress) was sent by a local socket: real. One arriving may be
+			 * spoofed. */
+			bool arriving = p->req_key.role == HG_ROLE_SERVER;
+
 			if (bpf_map_update_elem(&flows, &p->req_key, &hg_new_flow_template, BPF_NOEXIST)) {
 				hg_stat_inc(HG_STAT_FLOW_INSERT_FAILED);
-				if (r > 0)
+				if (r > 0 && !arriving)
 					hg_count_request(&p->req_key, r);
 				return NULL;
 			}
 			hg_stat_inc(HG_STAT_FLOWS_CREATED);
-			return bpf_map_lookup_elem(&flows, &p->req_key);
+			struct hg_flow *f = bpf_map_lookup_elem(&flows, &p->req_key);
+
+			if (f && arriving) {
+				f->flags |= HG_FLOW_UNVERIFIED;
+				hg_stat_inc(HG_STAT_UNVERIFIED_FLOWS);
+			}
+			return f;
 		}
 		if (hg_looks_like_tls_hello(pre.b, n)) {
 			hg_stat_inc(HG_STAT_TLS_SEEN);
@@ -68,14 +78,37 @@ static __always_inline struct hg_flow *hg_new_flow(struct __sk_buff *skb, const 
 	return NULL;
 }
 
-/* The connection is over: pending requests will never be answered. */
-static __always_inline void hg_close_flow(const struct hg_flow_key *key, __u32 reason)
-{
-	struct hg_flow *f = bpf_map_lookup_elem(&flows, key);
+/* A RST or FIN may move this far past the last byte seen from its sender. */
+#define HG_SEQ_WINDOW (1 << 16)
 
+/*
+ * Whether a RST or FIN from this side of the flow falls where its sender's
+ * stream is. The kernel ignores one that does not (RFC 5961), and so must we:
+ * a stranger can send it. With nothing seen from that side yet, it is taken.
+ */
+static __always_inline bool hg_in_window(const struct hg_flow *f, const struct hg_packet *p, bool from_server)
+{
+	const struct hg_stream *s = from_server ? &f->resp : &f->req;
+	__u32 next;
+
+	if (s->flags & HG_SF_HAVE_SEQ)
+		next = s->next_seq;
+	else if (from_server && f->handshake_ack)
+		next = f->handshake_ack;
+	else
+		return true;
+	__u32 end = p->seq + p->payload_len;
+
+	return !hg_seq_before(end, next) && hg_seq_before(p->seq, next + HG_SEQ_WINDOW);
+}
+
+/* The connection is over: pending requests will never be answered. Global: verified once. */
+__noinline int hg_end_flow(struct hg_flow *f, __u32 reason)
+{
 	if (!f || (f->flags & HG_FLOW_CLOSED))
-		return;
-	__u32 n = f->pending + f->skipped;
+		return 0;
+	/* Requests on a flow never shown real were never counted, so none is unanswered. */
+	__u32 n = f->flags & HG_FLOW_UNVERIFIED ? 0 : f->pending + f->skipped;
 
 	f->pending = 0;
 	f->skipped = 0;
@@ -83,6 +116,60 @@ static __always_inline void hg_close_flow(const struct hg_flow_key *key, __u32 r
 	hg_stat_inc(HG_STAT_FLOWS_ENDED);
 	for (__u32 i = 0; i < HG_PIPELINE_DEPTH + 255 && i < n; i++)
 		hg_stat_inc(reason);
+	return 0;
+}
+
+/* A RST or FIN from one side (`from_server`: the key's server sent it), if it is in the window. */
+static __always_inline void hg_close_flow(const struct hg_packet *p, const struct hg_flow_key *key,
+					  bool from_server, __u32 reason)
+{
+	struct hg_flow *f = bpf_map_lookup_elem(&flows, key);
+
+	if (f && hg_in_window(f, p, from_server))
+		hg_end_flow(f, reason);
+}
+
+/*
+ * A local server's SYN-ACK (egress): a connection is being set up. Track it
+ * now, so that the client's acknowledgement of this ISN shows it real. A
+ * SYN-ACK is only sent for a new connection: a live flow on this 4-tuple is
+ * stale (its end was missed) and is replaced.
+ */
+static __always_inline void hg_on_syn_ack(const struct hg_packet *p)
+{
+	struct hg_flow *f = bpf_map_lookup_elem(&flows, &p->resp_key);
+
+	if (f) {
+		if ((f->flags & HG_FLOW_UNVERIFIED) && f->handshake_ack == p->seq + 1)
+			return; /* the same SYN-ACK again */
+		hg_end_flow(f, HG_STAT_UNANSWERED_CLOSED);
+	}
+	if (bpf_map_update_elem(&flows, &p->resp_key, &hg_new_flow_template, BPF_ANY)) {
+		hg_stat_inc(HG_STAT_FLOW_INSERT_FAILED);
+		return;
+	}
+	f = bpf_map_lookup_elem(&flows, &p->resp_key);
+	if (!f)
+		return;
+	f->flags = HG_FLOW_UNVERIFIED;
+	f->handshake_ack = p->seq + 1;
+	hg_stat_inc(HG_STAT_FLOWS_CREATED);
+	hg_stat_inc(HG_STAT_UNVERIFIED_FLOWS);
+}
+
+/*
+ * A client segment on a flow whose SYN-ACK we saw: acknowledging the server's
+ * ISN (or data the server has sent since) shows that the client received the
+ * SYN-ACK, which a stranger spoofing the client's address cannot.
+ */
+static __always_inline void hg_check_handshake(struct hg_flow *f, const struct hg_packet *p)
+{
+	if (!(f->flags & HG_FLOW_UNVERIFIED) || !f->handshake_ack || !(p->tcp_flags & HG_TCP_ACK))
+		return;
+	__u32 highest = f->resp.flags & HG_SF_HAVE_SEQ ? f->resp.next_seq : f->handshake_ack;
+
+	if (!hg_seq_before(p->ack_seq, f->handshake_ack) && !hg_seq_before(highest, p->ack_seq))
+		hg_verify(f, &p->req_key);
 }
 
 /*
@@ -94,13 +181,25 @@ static __always_inline void hg_close_flow(const struct hg_flow_key *key, __u32 r
 static __always_inline void hg_on_flags(const struct hg_packet *p)
 {
 	if (p->tcp_flags & HG_TCP_RST) {
-		hg_close_flow(&p->resp_key, HG_STAT_UNANSWERED_RESET);
-		hg_close_flow(&p->req_key, HG_STAT_UNANSWERED_RESET);
+		hg_close_flow(p, &p->resp_key, true, HG_STAT_UNANSWERED_RESET);
+		hg_close_flow(p, &p->req_key, false, HG_STAT_UNANSWERED_RESET);
 	} else if (p->tcp_flags & HG_TCP_FIN) {
-		hg_close_flow(&p->resp_key, HG_STAT_UNANSWERED_CLOSED);
+		hg_close_flow(p, &p->resp_key, true, HG_STAT_UNANSWERED_CLOSED);
 	} else if ((p->tcp_flags & (HG_TCP_SYN | HG_TCP_ACK)) == HG_TCP_SYN) {
-		hg_close_flow(&p->req_key, HG_STAT_UNANSWERED_CLOSED);
+		struct hg_flow *f = bpf_map_lookup_elem(&flows, &p->req_key);
+
+		/*
+		 * A local client's SYN (egress) starts a new connection on this
+		 * 4-tuple. One arriving on a live flow is ignored, as the kernel
+		 * ignores it (a stranger may send it); on a closed one it starts anew.
+		 */
+		if (!f || (p->req_key.role == HG_ROLE_SERVER && !(f->flags & HG_FLOW_CLOSED)))
+			return;
+		hg_end_flow(f, HG_STAT_UNANSWERED_CLOSED);
 		bpf_map_delete_elem(&flows, &p->req_key);
+	} else if ((p->tcp_flags & (HG_TCP_SYN | HG_TCP_ACK)) == (HG_TCP_SYN | HG_TCP_ACK) &&
+		   p->resp_key.role == HG_ROLE_SERVER && hg_port_watched(p->resp_key.server_port)) {
+		hg_on_syn_ack(p);
 	}
 }
 
@@ -125,8 +224,11 @@ static __always_inline int hg_handle(struct __sk_buff *skb, bool ingress)
 		struct hg_flow *f = NULL;
 		__u8 dir = HG_DIR_REQ;
 
-		if (req_watched)
+		if (req_watched) {
 			f = bpf_map_lookup_elem(&flows, &p.req_key);
+			if (f)
+				hg_check_handshake(f, &p);
+		}
 		if (!f && resp_watched) {
 			f = bpf_map_lookup_elem(&flows, &p.resp_key);
 			dir = HG_DIR_RESP;

@@ -23,6 +23,7 @@ struct hg_packet {
 	struct hg_flow_key req_key;  /* orientation if this payload is client -> server */
 	struct hg_flow_key resp_key; /* orientation if this payload is server -> client */
 	__u32 seq;
+	__u32 ack_seq;
 	__u32 payload_off;
 	__u32 payload_len;
 	__u8 tcp_flags; /* FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10 */
@@ -112,6 +113,7 @@ static __always_inline bool hg_parse_packet(struct __sk_buff *skb, bool ingress,
 	p->payload_off = l4 + doff;
 	p->payload_len = ip_payload - doff;
 	p->seq = bpf_ntohl(tcp->seq);
+	p->ack_seq = bpf_ntohl(tcp->ack_seq);
 	p->tcp_flags = (tcp->fin ? HG_TCP_FIN : 0) | (tcp->syn ? HG_TCP_SYN : 0) |
 		       (tcp->rst ? HG_TCP_RST : 0) | (tcp->ack ? HG_TCP_ACK : 0);
 

@@ -13,13 +13,15 @@ use crate::config;
 pub const STAT_SLOTS: usize = hg_stat::HG_STAT_MAX.0 as usize;
 /// A flow ended by FIN or RST, kept only to recognise late retransmissions.
 pub const FLOW_CLOSED: u8 = hg_flow_flag::HG_FLOW_CLOSED.0 as u8;
+/// A flow not yet shown to be a real connection: its requests are not counted yet.
+pub const FLOW_UNVERIFIED: u8 = hg_flow_flag::HG_FLOW_UNVERIFIED.0 as u8;
 /// The framing-loss slots, in the order of FRAMING_LOST_REASONS.
 const LOST_FIRST: usize = hg_stat::HG_STAT_LOST_GAP.0 as usize;
 
 // The config validates against limits the BPF layout fixes.
 const _: () = assert!(config::MAX_BUCKETS == hg_limit::HG_MAX_BUCKETS.0 as usize);
 const _: () = assert!(config::MAX_PORTS == hg_limit::HG_MAX_PORTS.0 as usize);
-const _: () = assert!(config::MAX_TARGETS <= u16::MAX as usize + 1, "target_id is a u16 in the keys");
+const _: () = assert!(config::MAX_TARGETS == hg_limit::HG_MAX_TARGETS.0 as usize);
 // Histogram values: one slot per bound, +Inf, then sum and count.
 const _: () = assert!(
     std::mem::size_of::<hg_hist>() == (hg_limit::HG_HIST_SLOTS.0 as usize + 2) * 8
@@ -108,6 +110,8 @@ impl Stats {
             flows_ended: at(hg_stat::HG_STAT_FLOWS_ENDED),
             requests_tracked: at(hg_stat::HG_STAT_REQUESTS_TRACKED),
             requests_answered: at(hg_stat::HG_STAT_REQUESTS_ANSWERED),
+            unverified_flows: at(hg_stat::HG_STAT_UNVERIFIED_FLOWS),
+            unverified_confirmed: at(hg_stat::HG_STAT_UNVERIFIED_CONFIRMED),
             framing_lost,
         }
     }

@@ -22,6 +22,8 @@ pub struct ProgramConfig {
     pub status_label: StatusLabel,
     pub buckets_s: Vec<f64>,
     pub ports: Vec<u16>,
+    /// Series this target may hold in each aggregate map; 0: no budget.
+    pub series_budget: u32,
 }
 
 /// Map sizes, fixed when the maps are created by the first load.
@@ -37,6 +39,8 @@ pub struct SharedMaps {
     pub requests: MapHandle,
     pub latency: MapHandle,
     pub stats: MapHandle,
+    /// Series each target holds (attacher only: reset when a target's series are deleted).
+    pub series_count: MapHandle,
     hist_zero: MapHandle,
 }
 
@@ -80,7 +84,7 @@ impl AsFd for MapFd {
     }
 }
 
-/// The maps the exporter reads, and nothing else (not the template map).
+/// The maps the exporter reads, and nothing else (not series_count nor the template map).
 pub struct ReadMaps {
     pub flows: MapFd,
     pub requests: MapFd,
@@ -191,6 +195,7 @@ impl Loader {
         for (slot, b) in ro.cfg_bounds_ns.iter_mut().zip(&cfg.buckets_s) {
             *slot = config::seconds_to_ns(*b);
         }
+        ro.cfg_series_budget = cfg.series_budget;
         ro.cfg_nports = cfg.ports.len() as u32;
         for (slot, p) in ro.cfg_ports.iter_mut().zip(&cfg.ports) {
             *slot = *p;
@@ -202,6 +207,7 @@ impl Loader {
                 open.maps.requests.reuse_fd(m.requests.as_fd())?;
                 open.maps.latency.reuse_fd(m.latency.as_fd())?;
                 open.maps.stats.reuse_fd(m.stats.as_fd())?;
+                open.maps.series_count.reuse_fd(m.series_count.as_fd())?;
                 open.maps.hist_zero.reuse_fd(m.hist_zero.as_fd())?;
             }
             None => {
@@ -218,6 +224,7 @@ impl Loader {
                 requests: MapHandle::try_from(&skel.maps.requests)?,
                 latency: MapHandle::try_from(&skel.maps.latency)?,
                 stats: MapHandle::try_from(&skel.maps.stats)?,
+                series_count: MapHandle::try_from(&skel.maps.series_count)?,
                 hist_zero: MapHandle::try_from(&skel.maps.hist_zero)?,
             }));
         }

@@ -2,10 +2,10 @@
 //! only code that handles map bytes (decoded through `abi::read_plain`).
 
 use anyhow::{Context, Result};
-use libbpf_rs::MapCore;
+use libbpf_rs::{MapCore, MapFlags};
 
 use super::abi::{hg_flow, hg_hist, hg_series_key};
-use super::abi::{read_plain, FLOW_CLOSED, STAT_SLOTS};
+use super::abi::{read_plain, FLOW_CLOSED, FLOW_UNVERIFIED, STAT_SLOTS};
 use super::snapshot::{Flows, Histogram, SeriesKey, Snapshot, Stats};
 use super::{MapFd, ReadMaps, SharedMaps};
 
@@ -67,9 +67,10 @@ pub fn read(maps: &ReadMaps, nbuckets: usize) -> Result<Snapshot> {
     let after = read_stats(maps)?;
     // Without a complete scan there is no estimate this time; the exported
     // values stay as they were.
-    snap.flows = scan.map(|(live, pending)| Flows {
+    snap.flows = scan.map(|Scan { live, pending, unverified }| Flows {
         live,
         pending,
+        never_confirmed: before.unverified_flows.saturating_sub(after.unverified_confirmed).saturating_sub(unverified),
         evicted: before.flows_created.saturating_sub(after.flows_ended).saturating_sub(live),
         evicted_unanswered: before
             .requests_tracked
@@ -165,23 +166,38 @@ fn for_each_batched(map: &MapFd, per_cpu: bool, mut f: impl FnMut(&[u8], &[u8]))
 
 /// Live flows and their pending requests. None if the scan was refused
 /// part-way: a partial count would overstate evictions.
-fn scan_flows(maps: &ReadMaps) -> Option<(u64, u64)> {
-    let (mut live, mut pending) = (0u64, 0u64);
+/// What one scan of the flow table found.
+#[derive(Default)]
+struct Scan {
+    live: u64,
+    /// Requests waiting on live flows shown to be real (those on other flows were never counted).
+    pending: u64,
+    /// Live flows not yet shown to be real connections.
+    unverified: u64,
+}
+
+fn scan_flows(maps: &ReadMaps) -> Option<Scan> {
+    let mut scan = Scan::default();
     let mut ok = true;
     for_each_batched(&maps.flows, false, |_, v| match read_plain::<hg_flow>(v, "flow value") {
         // Closed flows linger for late retransmissions; they are already counted as ended.
         Ok(f) if f.flags & FLOW_CLOSED == 0 => {
-            live += 1;
-            pending += u64::from(f.pending) + u64::from(f.skipped);
+            scan.live += 1;
+            if f.flags & FLOW_UNVERIFIED == 0 {
+                scan.pending += u64::from(f.pending) + u64::from(f.skipped);
+            } else {
+                scan.unverified += 1;
+            }
         }
         Ok(_) => {}
         Err(_) => ok = false,
     })
     .ok()?;
-    ok.then_some((live, pending))
+    ok.then_some(scan)
 }
 
-/// Delete a removed target's series from the aggregate maps; returns how many.
+/// Delete a removed target's series from the aggregate maps, and give its
+/// budget back; returns how many series went.
 pub fn forget_series(maps: &SharedMaps, target_id: u16) -> Result<usize> {
     let mut n = 0;
     for map in [&maps.requests, &maps.latency] {
@@ -196,6 +212,10 @@ pub fn forget_series(maps: &SharedMaps, target_id: u16) -> Result<usize> {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+    for which in 0..2u32 {
+        let slot = u32::from(target_id) * 2 + which;
+        maps.series_count.update(&slot.to_ne_bytes(), &0u64.to_ne_bytes(), MapFlags::ANY)?;
     }
     Ok(n)
 }

@@ -72,6 +72,8 @@ pub struct Stats {
     pub flows_ended: u64,
     pub requests_tracked: u64,
     pub requests_answered: u64,
+    pub unverified_flows: u64,
+    pub unverified_confirmed: u64,
     /// Boundaries lost, by cause (see `FRAMING_LOST_REASONS`).
     pub framing_lost: [u64; FRAMING_LOST_REASONS.len()],
 }
@@ -96,6 +98,9 @@ pub struct Flows {
     pub evicted: u64,
     /// Requests that were pending on flows the LRU map forgot (lower bound).
     pub evicted_unanswered: u64,
+    /// Flows never shown to be real connections (no acknowledged handshake,
+    /// no answer from the server) that are gone now (lower bound).
+    pub never_confirmed: u64,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -37,6 +37,9 @@ struct State {
     flows_live: u64,
     flows_evicted: u64,
     evicted_unanswered: u64,
+    never_confirmed: u64,
+    /// When the last read succeeded: the watchdog's measure of health.
+    last_good_read: Option<Instant>,
     /// The HTTP families of the last read, already encoded: a scrape then costs
     /// a copy-free send, not a rebuild of every series.
     http_text: Bytes,
@@ -100,9 +103,11 @@ impl Exposition {
                     s.flows_live = f.live;
                     s.flows_evicted = s.flows_evicted.max(f.evicted);
                     s.evicted_unanswered = s.evicted_unanswered.max(f.evicted_unanswered);
+                    s.never_confirmed = s.never_confirmed.max(f.never_confirmed);
                 }
                 s.snapshot = snap;
                 s.http_text = encoded.unwrap_or_default();
+                s.last_good_read = Some(Instant::now());
                 Ok(())
             }
             Err(e) => {
@@ -110,6 +115,11 @@ impl Exposition {
                 Err(e)
             }
         }
+    }
+
+    /// How long ago a map read last succeeded (None: never).
+    pub fn since_good_read(&self) -> Option<Duration> {
+        self.state().last_good_read.map(|t| t.elapsed())
     }
 
     /// Series currently held in the aggregate maps (requests + histograms).
@@ -244,7 +254,9 @@ mod tests {
             Duration::ZERO,
         )
         .unwrap();
+        let good = exp.since_good_read().expect("one good read");
         assert!(exp.record_read(Err(anyhow::anyhow!("boom")), Duration::ZERO).is_err());
+        assert!(exp.since_good_read().unwrap() >= good, "a failed read is not a good one");
         let t = text(&exp);
         assert!(t.contains("http_golden_exporter_map_read_errors_total 1"), "{t}");
         assert!(t.contains(r#"method="GET"} 3"#), "{t}");
@@ -253,7 +265,9 @@ mod tests {
     #[test]
     fn evictions_are_counters_that_never_go_back() {
         let exp = exposition(StatusLabel::Class);
-        let flows = |evicted, evicted_unanswered| Some(Flows { live: 10, pending: 1, evicted, evicted_unanswered });
+        let flows = |evicted, evicted_unanswered| {
+            Some(Flows { live: 10, pending: 1, evicted, evicted_unanswered, never_confirmed: 0 })
+        };
         for (ev, un) in [(5, 2), (3, 1), (7, 2)] {
             exp.record_read(Ok(Snapshot { flows: flows(ev, un), ..Default::default() }), Duration::ZERO).unwrap();
         }

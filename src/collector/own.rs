@@ -59,6 +59,11 @@ const EVICTED: Desc = Desc::counter(
     "http_golden_exporter_flows_evicted_total",
     "Connections the full flow table forgot to make room for new ones (derived; a lower bound).",
 );
+const NEVER_CONFIRMED: Desc = Desc::counter(
+    "http_golden_exporter_flows_never_confirmed_total",
+    "Tracked connections that ended or were forgotten without being shown real (no acknowledged handshake, no \
+     answer from the server): spoofed segments, mostly. Their requests were not counted (derived; a lower bound).",
+);
 const FRAMING_LOST: Desc = Desc::counter(
     "http_golden_exporter_framing_lost_total",
     "Times a stream lost track of message boundaries and fell back to the request/response turn-around, by cause.",
@@ -116,6 +121,7 @@ pub(super) fn families(s: &State) -> Vec<MetricFamily> {
         UPGRADED.single(st.upgraded as f64),
         TLS.single(st.tls_seen as f64),
         EVICTED.single(s.flows_evicted as f64),
+        NEVER_CONFIRMED.single(s.never_confirmed as f64),
         FRAMING_LOST.with(by_reason(FRAMING_LOST_REASONS.into_iter().zip(st.framing_lost))),
         INSERT_FAILED.single(st.flow_insert_failed as f64),
         READS.single(s.reads as f64),

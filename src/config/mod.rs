@@ -76,6 +76,10 @@ pub struct Metrics {
     pub status_label: StatusLabel,
     #[serde(deserialize_with = "validate::max_series")]
     pub max_series: u32,
+    /// Series one target may hold in each map. None: max_series shared evenly
+    /// among the targets configured at start (see `Config::series_budget`).
+    #[serde(deserialize_with = "validate::max_series_per_target")]
+    pub max_series_per_target: Option<u32>,
 }
 
 impl Default for Metrics {
@@ -85,6 +89,7 @@ impl Default for Metrics {
             buckets: DEFAULT_BUCKETS.to_vec(),
             status_label: StatusLabel::Class,
             max_series: 10_000,
+            max_series_per_target: None,
         }
     }
 }
@@ -172,6 +177,13 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 impl Config {
+    /// Series each target may hold in each aggregate map, so that no target
+    /// (and no stranger choosing ports) can fill the maps for the others.
+    pub fn series_budget(&self) -> u32 {
+        let even = self.metrics.max_series.div_ceil(self.targets.len().max(1) as u32);
+        self.metrics.max_series_per_target.unwrap_or(even).min(self.metrics.max_series)
+    }
+
     pub fn parse(text: &str, origin: &Path) -> Result<Config, Error> {
         let mut cfg: Config =
             toml::from_str(text).map_err(|e| Error(format!("{}: {}", origin.display(), e.to_string().trim_end())))?;
@@ -209,16 +221,14 @@ mod tests {
     }
 
     #[test]
-    fn the_example_config_parses() {
+    fn the_example_config_shows_exactly_the_defaults() {
+        // It says "the values shown are the defaults": hold it to that.
         let text = include_str!("../../config.example.toml");
-        let cfg = parse(text).unwrap();
-        assert_eq!(cfg.web.listen_address, ":10114");
-        assert_eq!(cfg.metrics.buckets, DEFAULT_BUCKETS);
-        assert!(!cfg.targets.is_empty());
+        assert_eq!(parse(text).unwrap(), Config::default());
     }
 
     #[test]
-    fn full_config_round_trips_every_key() {
+    fn every_key_of_a_full_config_is_read() {
         let cfg = parse(
             r#"
             user = "metrics"
@@ -231,6 +241,7 @@ mod tests {
             buckets = [0.1, 0.2]
             status_label = "code"
             max_series = 50
+            max_series_per_target = 20
             [bpf]
             attach_mode = "tc"
             flow_table_size = 1024
@@ -242,14 +253,44 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(cfg.user.as_deref(), Some("metrics"));
-        assert_eq!(cfg.web.listen_address, "127.0.0.1:9999");
-        assert_eq!(cfg.web.max_requests, 3);
-        assert_eq!(cfg.metrics.scrape_interval, Duration::from_millis(200));
-        assert_eq!(cfg.metrics.status_label, StatusLabel::Code);
-        assert_eq!(cfg.bpf.attach_mode, AttachMode::Tc);
-        assert_eq!(cfg.targets[0].netns.as_deref(), Some(Path::new("/run/netns/web")));
-        assert_eq!(cfg.targets[0].ports, vec![80, 8080]);
+        let want = Config {
+            user: Some("metrics".into()),
+            web: Web { listen_address: "127.0.0.1:9999".into(), telemetry_path: "/m".into(), max_requests: 3 },
+            metrics: Metrics {
+                scrape_interval: Duration::from_millis(200),
+                buckets: vec![0.1, 0.2],
+                status_label: StatusLabel::Code,
+                max_series: 50,
+                max_series_per_target: Some(20),
+            },
+            bpf: Bpf { attach_mode: AttachMode::Tc, flow_table_size: 1024 },
+            targets: vec![Target {
+                name: "web".into(),
+                interfaces: vec!["veth*".into(), "eth0".into()],
+                netns: Some(PathBuf::from("/run/netns/web")),
+                ports: vec![80, 8080],
+                up_non_loopback: false,
+            }],
+        };
+        assert_eq!(cfg, want);
+        // None of the values above is a default, so no key can pass by being ignored.
+        let d = Config::default();
+        assert!(cfg.user != d.user && cfg.web.listen_address != d.web.listen_address);
+        assert!(cfg.web.telemetry_path != d.web.telemetry_path && cfg.web.max_requests != d.web.max_requests);
+        assert!(cfg.metrics.scrape_interval != d.metrics.scrape_interval && cfg.metrics.buckets != d.metrics.buckets);
+        assert!(cfg.metrics.status_label != d.metrics.status_label && cfg.metrics.max_series != d.metrics.max_series);
+        assert!(cfg.metrics.max_series_per_target != d.metrics.max_series_per_target);
+        assert!(cfg.bpf.attach_mode != d.bpf.attach_mode && cfg.bpf.flow_table_size != d.bpf.flow_table_size);
+    }
+
+    #[test]
+    fn the_series_budget_is_shared_evenly_unless_set() {
+        let two = "[[target]]\nname = \"a\"\ninterfaces = [\"x\"]\n[[target]]\nname = \"b\"\ninterfaces = [\"y\"]\n";
+        assert_eq!(parse("").unwrap().series_budget(), 10_000, "one target: all of it");
+        assert_eq!(parse(two).unwrap().series_budget(), 5_000);
+        assert_eq!(parse(&format!("[metrics]\nmax_series_per_target = 7000\n{two}")).unwrap().series_budget(), 7_000);
+        let capped = format!("[metrics]\nmax_series = 100\nmax_series_per_target = 7000\n{two}");
+        assert_eq!(parse(&capped).unwrap().series_budget(), 100, "never above max_series");
     }
 
     #[test]

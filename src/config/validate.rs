@@ -84,6 +84,10 @@ pub(super) fn max_series<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Erro
     bounded(d, "max_series", 1..=1_000_000).map(|n| n as u32)
 }
 
+pub(super) fn max_series_per_target<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    bounded(d, "max_series_per_target", 1..=1_000_000).map(|n| Some(n as u32))
+}
+
 pub(super) fn flow_table_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     bounded(d, "flow_table_size", 64..=16_777_216).map(|n| n as u32)
 }

@@ -46,7 +46,8 @@ struct Running {
     hooks: Vec<Hook>,
 }
 
-pub(super) fn prepare(loader: &mut Loader, cfg: &Config, target: &Target, id: u16) -> Result<Prepared> {
+/// `budget`: series per map for the target, fixed at start (`Config::series_budget`).
+pub(super) fn prepare(loader: &mut Loader, cfg: &Config, target: &Target, id: u16, budget: u32) -> Result<Prepared> {
     let netns = Netns::of(target)?.map(Arc::new);
     let interfaces = netns::resolve(target, netns.as_deref())?;
     let progs = loader
@@ -55,6 +56,7 @@ pub(super) fn prepare(loader: &mut Loader, cfg: &Config, target: &Target, id: u1
             status_label: cfg.metrics.status_label,
             buckets_s: cfg.metrics.buckets.clone(),
             ports: target.ports.clone(),
+            series_budget: budget,
         })
         .with_context(|| format!("target {:?}: loading the BPF programs", target.name))?;
     Ok(Prepared { id, target: target.clone(), netns, interfaces, progs })
@@ -72,13 +74,16 @@ pub(super) struct Attacher {
     cfg: Config,
     loader: Loader,
     maps: Arc<SharedMaps>,
+    /// Series per map each target may hold, as computed at start.
+    budget: u32,
     targets: Vec<Running>,
 }
 
 impl Attacher {
     /// Nothing attached yet: `main` attaches what `prepare` loaded.
     pub(super) fn new(cfg: Config, loader: Loader, maps: Arc<SharedMaps>) -> Attacher {
-        Attacher { cfg, loader, maps, targets: Vec::new() }
+        let budget = cfg.series_budget();
+        Attacher { cfg, loader, maps, budget, targets: Vec::new() }
     }
 
     fn programs(&self) -> usize {
@@ -136,7 +141,7 @@ impl Attacher {
         for t in new.targets.iter().filter(|t| !self.targets.iter().any(|r| &r.target == *t)) {
             let id = (0..=u16::MAX).find(|id| !used.contains(id)).context("no free target id")?;
             used.insert(id);
-            let p = prepare(&mut self.loader, &self.cfg, t, id)?;
+            let p = prepare(&mut self.loader, &self.cfg, t, id, self.budget)?;
             fresh.push(attach_prepared(p, &self.cfg)?);
         }
         let added = fresh.len();
@@ -187,6 +192,7 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     check(old.metrics.buckets != new.metrics.buckets, "metrics.buckets");
     check(old.metrics.status_label != new.metrics.status_label, "metrics.status_label");
     check(old.metrics.max_series != new.metrics.max_series, "metrics.max_series");
+    check(old.metrics.max_series_per_target != new.metrics.max_series_per_target, "metrics.max_series_per_target");
     check(old.bpf.attach_mode != new.bpf.attach_mode, "bpf.attach_mode");
     check(old.bpf.flow_table_size != new.bpf.flow_table_size, "bpf.flow_table_size");
     v
@@ -219,11 +225,8 @@ pub(super) fn main(
         let sfd = SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).context("signalfd")?;
         ch.set_send_timeout(Duration::from_secs(5))?;
         notify(&[NotifyState::Status("attaching")]);
-        // Legacy tc filters a killed run left on these interfaces still run
-        // (into maps nobody reads): remove them before attaching ours.
-        for p in &prepared {
-            attach::remove_left_behind(&p.target.name, p.netns.as_deref(), &p.interfaces);
-        }
+        // Legacy tc filters a killed run left still run (into maps nobody reads).
+        prepared.iter().for_each(|p| attach::remove_left_behind(&p.target.name, p.netns.as_deref(), &p.interfaces));
         for p in prepared {
             let r = attach_prepared(p, &att.cfg)?;
             att.targets.push(r);
@@ -296,17 +299,9 @@ fn event_loop(att: &mut Attacher, ch: &mut Channel, child: Pid, sfd: &SignalFd, 
 
         // Never a blocking read: a child that sends half a message must not
         // hold up SIGTERM and SIGHUP (it gets MESSAGE_DEADLINE to finish it).
-        let mut reading = from_child;
-        while reading {
-            let step = match ch.recv_now() {
-                Ok(step) => step,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    reading = false;
-                    continue;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e).context("a malformed message from the exporter"),
-            };
+        while let Some(step) =
+            if from_child { ch.try_recv().context("a malformed message from the exporter")? } else { None }
+        {
             match step {
                 Step::Partial => {}
                 Step::Eof => return Ok(Exit::ChildGone(reap(child))),

@@ -88,7 +88,7 @@ fn serve(listener: std::net::TcpListener, maps: Arc<ReadMaps>, cfg: &Config, mut
         tokio::spawn(web::serve(listener, web));
         tokio::spawn(read_loop(maps.clone(), exposition.clone(), nbuckets, cfg.metrics.scrape_interval));
         tokio::select! {
-            r = control_loop(ch, exposition.clone(), maps.clone()) => r,
+            r = control_loop(ch, exposition.clone(), maps.clone(), cfg.metrics.scrape_interval * STALE_READS) => r,
             r = wait_for_shutdown() => r.map(|()| 0),
         }
     });
@@ -96,8 +96,31 @@ fn serve(listener: std::net::TcpListener, maps: Arc<ReadMaps>, cfg: &Config, mut
     code
 }
 
+/// For tests of the watchdog: every periodic map read after the first fails.
+pub const FAIL_READS_ENV: &str = "HGE_TEST_FAIL_MAP_READS";
+
+/// Reads older than this many scrape intervals make the exporter unhealthy.
+const STALE_READS: u32 = 3;
+
+/// Whether the exporter is healthy enough for a watchdog keep-alive: a bpf()
+/// lookup through the held fds works now, and the periodic reads have
+/// succeeded recently (a read loop that fails or hangs is not healthy).
+fn health(probe: Result<(), String>, since_good_read: Option<Duration>, stale_after: Duration) -> Result<(), String> {
+    probe?;
+    match since_good_read {
+        None => Err("no map read has succeeded yet".into()),
+        Some(age) if age > stale_after => Err(format!("no map read has succeeded for {:.1} s", age.as_secs_f64())),
+        Some(_) => Ok(()),
+    }
+}
+
 /// Messages from the attacher: topology updates, pings, stop; EOF means it died.
-async fn control_loop(ch: Channel, exposition: Arc<Exposition>, maps: Arc<ReadMaps>) -> Result<i32> {
+async fn control_loop(
+    ch: Channel,
+    exposition: Arc<Exposition>,
+    maps: Arc<ReadMaps>,
+    stale_after: Duration,
+) -> Result<i32> {
     // SAFETY: the Channel owns its fd and keeps it open, unchanged, until the
     // AsyncFd drops it (tokio's safe constructor is deprecated for lacking this promise).
     let mut afd = unsafe { tokio::io::unix::AsyncFd::register(ch) }.map_err(|e| anyhow!("{e}"))?;
@@ -121,12 +144,13 @@ async fn control_loop(ch: Channel, exposition: Arc<Exposition>, maps: Arc<ReadMa
             }
             Step::Msg(Msg::Ping { seq }) => {
                 // A real bpf() read through the held fds, not just "the loop is alive".
-                let probe = maps::probe(&maps);
+                let probe = maps::probe(&maps).map_err(|e| format!("{e:#}"));
+                let health = health(probe, exposition.since_good_read(), stale_after);
                 let pong = Msg::Pong {
                     seq,
-                    ok: probe.is_ok(),
+                    ok: health.is_ok(),
                     series: exposition.series() as u64,
-                    error: probe.err().map(|e| format!("{e:#}")).unwrap_or_default(),
+                    error: health.err().unwrap_or_default(),
                 };
                 if let Err(e) = afd.get_ref().send_now(&pong) {
                     log::debug!("exporter: pong: {e:#}");
@@ -139,6 +163,7 @@ async fn control_loop(ch: Channel, exposition: Arc<Exposition>, maps: Arc<ReadMa
 }
 
 async fn read_loop(maps: Arc<ReadMaps>, exposition: Arc<Exposition>, nbuckets: usize, every: Duration) {
+    let fail = std::env::var_os(FAIL_READS_ENV).is_some();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate; serve() already read once
@@ -148,7 +173,10 @@ async fn read_loop(maps: Arc<ReadMaps>, exposition: Arc<Exposition>, nbuckets: u
         // Reading and encoding both run off the runtime's one thread, which
         // must stay free to answer scrapes (an encode of full maps takes ~100 ms).
         let done = tokio::task::spawn_blocking(move || {
-            let (snap, took) = collector::timed(|| maps::read(&maps, nbuckets));
+            let (snap, took) = collector::timed(|| match fail {
+                true => Err(anyhow!("failing on purpose ({FAIL_READS_ENV} is set)")),
+                false => maps::read(&maps, nbuckets),
+            });
             exposition.record_read(snap, took)
         })
         .await;
@@ -169,4 +197,18 @@ async fn wait_for_shutdown() -> Result<()> {
         _ = int.recv() => log::info!("exporter: SIGINT: shutting down"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watchdog_is_fed_only_while_reads_are_fresh_and_the_maps_answer() {
+        let stale = Duration::from_secs(15);
+        assert_eq!(health(Ok(()), Some(Duration::from_secs(1)), stale), Ok(()));
+        assert!(health(Ok(()), Some(Duration::from_secs(16)), stale).unwrap_err().contains("16.0 s"));
+        assert!(health(Ok(()), None, stale).is_err());
+        assert_eq!(health(Err("EPERM".into()), Some(Duration::ZERO), stale), Err("EPERM".into()));
+    }
 }

@@ -148,6 +148,18 @@ impl Channel {
         self.recv_with(MsgFlags::MSG_DONTWAIT)
     }
 
+    /// `recv_now`, with None when nothing is waiting (and EINTR retried).
+    pub fn try_recv(&mut self) -> io::Result<Option<Step>> {
+        loop {
+            match self.recv_now() {
+                Ok(step) => return Ok(Some(step)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     fn recv_with(&mut self, flags: MsgFlags) -> io::Result<Step> {
         let invalid = |this: &mut Channel, msg: String| {
             this.partial = Vec::new();

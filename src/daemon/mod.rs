@@ -82,7 +82,7 @@ pub fn run(cfg: Config, reload: Reloader) -> Result<()> {
     let mut prepared = Vec::new();
     for (id, target) in cfg.targets.iter().enumerate() {
         let id = u16::try_from(id).context("too many targets")?;
-        prepared.push(attacher::prepare(&mut loader, &cfg, target, id)?);
+        prepared.push(attacher::prepare(&mut loader, &cfg, target, id, cfg.series_budget())?);
     }
     let maps = loader.maps().context("no target was loaded")?;
     // The exporter keeps only these: the maps it reads, each opened read-only.

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 /// Privileged tests run when we are root. Outside CI they may skip; in CI
 /// (CI=true) a missing privilege or tool is a failure, never a silent pass.
 pub fn privileged(tools: &[&str]) -> bool {
-    let in_ci = std::env::var("CI").map(|v| v == "true").unwrap_or(false);
+    let in_ci = in_ci();
     let mut missing = Vec::new();
     if !nix::unistd::Uid::effective().is_root() {
         missing.push("root".to_string());
@@ -38,6 +38,49 @@ pub fn privileged(tools: &[&str]) -> bool {
     }
     eprintln!("SKIPPED: {msg}; run as root (see README) to exercise it");
     false
+}
+
+/// Raise this process's soft RLIMIT_NOFILE to `want` (or to the hard limit
+/// if that is lower) and return the new soft limit. Debian's default soft
+/// limit is 1,024; tests that hold thousands of sockets call this first.
+pub fn raise_nofile(want: u64) -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    let new = want.min(hard).max(soft);
+    setrlimit(Resource::RLIMIT_NOFILE, new, hard).expect("setrlimit RLIMIT_NOFILE");
+    new
+}
+
+/// Any CI variable but "", "false" and "0" means CI (CI=1 and CI=yes included).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "false" | "0"))
+}
+
+/// The kernel release as (major, minor).
+pub fn kernel_version() -> (u32, u32) {
+    let uts = nix::sys::utsname::uname().expect("uname");
+    let release = uts.release().to_string_lossy().into_owned();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok());
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+/// TCX links exist from Linux 6.6 on; `attach_mode = "auto"` uses them there, tc filters before.
+pub fn kernel_has_tcx() -> bool {
+    kernel_version() >= (6, 6)
+}
+
+/// What `attach_mode = "auto"` attaches on this kernel, as `bpf_attached` names it.
+pub fn auto_mode() -> &'static str {
+    if kernel_has_tcx() {
+        "tcx"
+    } else {
+        "tc"
+    }
+}
+
+/// Our two programs as `bpf_attached` lists them in `mode`: "tcx:http_..." or "tc:http_...".
+pub fn ours(mode: &str) -> String {
+    format!("{mode}:http_")
 }
 
 pub fn which(tool: &str) -> Option<PathBuf> {
@@ -381,7 +424,7 @@ pub fn bpf_attached(ns: &str, ifname: &str) -> String {
                 // SAFETY: the kernel wrote the count through this union member.
                 let n = unsafe { opts.__bindgen_anon_1.count } as usize;
                 for id in &ids[..n.min(ids.len())] {
-                    names.push(prog_name(*id));
+                    names.push(format!("tcx:{}", prog_name(*id)));
                 }
             }
         }

@@ -30,6 +30,7 @@ impl Nginx {
             r#"
 load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;
 worker_processes 1;
+worker_rlimit_nofile 40000;
 user root;
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
@@ -98,8 +99,28 @@ http {{
         self.dir.path().join("access.log")
     }
 
-    /// Requests nginx logged, by status class ("2xx") and by first path segment.
+    /// nginx writes a request's log line after its response, so a client can
+    /// finish before the line exists. Wait until the log has been quiet for a
+    /// while (at most 5 s), so that every answered request is in it.
+    fn settle(&self) {
+        let quiet = std::time::Duration::from_millis(150);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let size = || std::fs::metadata(self.access_log()).map(|m| m.len()).unwrap_or(0);
+        let mut last = size();
+        while std::time::Instant::now() < deadline {
+            std::thread::sleep(quiet);
+            let now = size();
+            if now == last {
+                return;
+            }
+            last = now;
+        }
+    }
+
+    /// Requests in the access log with a status of this class ('2' for 2xx)
+    /// and a path with this prefix, once the log has settled.
     pub fn count(&self, class: char, path_prefix: &str) -> u64 {
+        self.settle();
         std::fs::read_to_string(self.access_log())
             .unwrap()
             .lines()

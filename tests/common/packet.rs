@@ -16,6 +16,8 @@ pub struct Tcp {
     pub sport: u16,
     pub dport: u16,
     pub seq: u32,
+    /// What this segment acknowledges; 1 unless set (see `Parser::handshake`).
+    pub ack: u32,
     pub flags: u8,
     pub vlan: Option<u16>,
     /// IPv4 options, a multiple of 4 bytes (IHL > 5).
@@ -33,6 +35,7 @@ impl Tcp {
             sport,
             dport,
             seq: 1000,
+            ack: 1,
             flags: ACK | PSH,
             vlan: None,
             ip_options: Vec::new(),
@@ -56,6 +59,11 @@ impl Tcp {
 
     pub fn seq(mut self, seq: u32) -> Tcp {
         self.seq = seq;
+        self
+    }
+
+    pub fn ack(mut self, ack: u32) -> Tcp {
+        self.ack = ack;
         self
     }
 
@@ -88,6 +96,7 @@ impl Tcp {
             sport: self.dport,
             dport: self.sport,
             seq: 50_000,
+            ack: 1,
             flags: ACK | PSH,
             payload: Vec::new(),
             truncate: None,
@@ -100,7 +109,7 @@ impl Tcp {
         tcp.extend(self.sport.to_be_bytes());
         tcp.extend(self.dport.to_be_bytes());
         tcp.extend(self.seq.to_be_bytes());
-        tcp.extend(1u32.to_be_bytes()); // ack
+        tcp.extend(self.ack.to_be_bytes());
         tcp.push(5 << 4); // data offset: 20 bytes
         tcp.push(self.flags);
         tcp.extend(65535u16.to_be_bytes()); // window

@@ -3,7 +3,7 @@
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
-use super::packet::Tcp;
+use super::packet::{Tcp, ACK, SYN};
 use http_golden_exporter::bpf::{self, Loader, MapSizes, ProgramConfig, Programs, SharedMaps};
 use http_golden_exporter::bpf::{maps, Method, Role, Snapshot};
 use http_golden_exporter::config::{StatusLabel, DEFAULT_BUCKETS};
@@ -24,6 +24,7 @@ impl Parser {
             status_label: StatusLabel::Class,
             buckets_s: DEFAULT_BUCKETS.to_vec(),
             ports: vec![],
+            series_budget: 0,
         })
     }
 
@@ -40,6 +41,21 @@ impl Parser {
         Some(Parser { progs, maps: loader.maps().unwrap(), nbuckets: cfg.buckets_s.len() })
     }
 
+    /// Two targets' programs sharing one set of maps, as the daemon loads them.
+    pub fn two(a: ProgramConfig, b: ProgramConfig, sizes: MapSizes) -> Option<(Parser, Parser)> {
+        if !super::privileged(&[]) {
+            return None;
+        }
+        let mut loader = Loader::new(sizes);
+        let pa = loader.load(&a).expect("loading the first target");
+        let pb = loader.load(&b).expect("loading the second target");
+        let maps = loader.maps().unwrap();
+        Some((
+            Parser { progs: pa, maps: maps.clone(), nbuckets: a.buckets_s.len() },
+            Parser { progs: pb, maps, nbuckets: b.buckets_s.len() },
+        ))
+    }
+
     /// The frame arrives (ingress) on the watched interface.
     pub fn ingress(&self, p: &Tcp) {
         assert_eq!(bpf::test_run(self.progs.ingress.as_fd(), &p.frame()).unwrap(), PASS);
@@ -48,6 +64,13 @@ impl Parser {
     /// The frame leaves (egress) through the watched interface.
     pub fn egress(&self, p: &Tcp) {
         assert_eq!(bpf::test_run(self.progs.egress.as_fd(), &p.frame()).unwrap(), PASS);
+    }
+
+    /// The server's SYN-ACK (egress) for the connection of this client segment,
+    /// with ISN 0: the client's segments, which acknowledge 1 unless told
+    /// otherwise, then show the connection real, as after a real handshake.
+    pub fn handshake(&self, client: &Tcp) {
+        self.egress(&client.reply().flags(SYN | ACK).seq(0).payload(b""));
     }
 
     pub fn raw_ingress(&self, frame: &[u8]) {
@@ -100,8 +123,16 @@ pub struct Conn {
 
 impl Conn {
     pub fn new(base: Tcp) -> Conn {
-        // Near the wrap point, so sequence arithmetic is exercised too.
-        Conn { req_seq: 0xffff_f000, resp_seq: 0x7fff_fff0, base }
+        // Near the wrap point, so sequence arithmetic is exercised too. The
+        // client acknowledges the server's first byte, as after a handshake.
+        let resp_seq = 0x7fff_fff0;
+        Conn { req_seq: 0xffff_f000, resp_seq, base: base.ack(resp_seq) }
+    }
+
+    /// The server's SYN-ACK that starts this connection (send it with `egress`):
+    /// after it, the client's segments show the connection real.
+    pub fn syn_ack(&self) -> Tcp {
+        self.base.reply().flags(SYN | ACK).seq(self.resp_seq.wrapping_sub(1)).ack(self.req_seq)
     }
 
     /// The next client -> server segment.
