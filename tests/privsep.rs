@@ -242,7 +242,7 @@ fn kill_attacher_leaves_nothing(mode: &str, expect_left: &str) {
         // Legacy filters outlive the process: the next start replaces them, SIGTERM removes them.
         let mut again =
             Exporter::start(&format!("[bpf]\nattach_mode = \"tc\"\n{}", target("s", &pair.server_ns, &pair.server_if)));
-        assert!(again.log().contains("replacing our own tc filter"), "{}", again.log());
+        assert!(again.log().contains("removed our own tc filter left by an earlier run"), "{}", again.log());
         assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if).matches("tc:http_").count(), 2);
         // Killed again: ExecStopPost's --cleanup removes exactly our filters.
         let config = again.dir.path().join("config.toml");
@@ -331,4 +331,85 @@ fn before_linux_5_19_the_exporter_keeps_cap_bpf_and_nothing_else() {
     assert!(caps.no_new_privs);
     assert!(exp.log().contains("older than 5.19") && exp.log().contains("CAP_BPF kept"), "{}", exp.log());
     assert!(exp.scrape().has("http_golden_exporter_attached", &[("target", "s")]));
+}
+
+/// fdinfo of each BPF map fd a process holds: (fd, `flags:` in octal, `map_id:`).
+fn map_fds(pid: i32) -> Vec<(i32, u32, u32)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+        if std::fs::read_link(e.path()).is_ok_and(|t| t.display().to_string() == "anon_inode:bpf-map") {
+            let fd: i32 = e.file_name().to_str().unwrap().parse().unwrap();
+            let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap();
+            let field = |k: &str| info.lines().find_map(|l| l.strip_prefix(k)).map(str::trim).unwrap_or("").to_string();
+            let flags = u32::from_str_radix(&field("flags:"), 8).unwrap();
+            out.push((fd, flags, field("map_id:").parse().unwrap()));
+        }
+    }
+    out
+}
+
+fn map_name(id: u32) -> String {
+    let map = libbpf_rs::MapHandle::from_map_id(id).unwrap();
+    libbpf_rs::MapCore::name(&map).to_string_lossy().into_owned()
+}
+
+#[test]
+fn the_exporter_holds_only_the_maps_it_reads_each_read_only() {
+    if !common::privileged(&["ip"]) {
+        return;
+    }
+    let pair = Pair::new();
+    let exp = Exporter::start(&target("s", &pair.server_ns, &pair.server_if));
+    let child = exporter_pid(&exp);
+    let fds = map_fds(child);
+    let mut names: Vec<String> = fds.iter().map(|(_, _, id)| map_name(*id)).collect();
+    names.sort();
+    assert_eq!(names, ["flows", "latency", "requests", "stats"], "exactly the maps it reads: {fds:?}");
+    for (fd, flags, id) in &fds {
+        assert_eq!(flags & libc::O_ACCMODE as u32, libc::O_RDONLY as u32, "fd {fd} (map {id}) flags {flags:o}");
+    }
+
+    // Through its fd, the kernel refuses an update (and still allows a lookup).
+    let stats = fds.iter().find(|(_, _, id)| map_name(*id) == "stats").unwrap();
+    // SAFETY: plain syscalls; the fds they return are closed below.
+    let (pidfd, fd) = unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, child, 0) as i32;
+        assert!(pidfd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+        let fd = libc::syscall(libc::SYS_pidfd_getfd, pidfd, stats.0, 0) as i32;
+        assert!(fd >= 0, "pidfd_getfd: {}", std::io::Error::last_os_error());
+        (pidfd, fd)
+    };
+    let key = 0u32;
+    let mut value = vec![0u64; libbpf_rs::num_possible_cpus().unwrap()];
+    // SAFETY: key and value are sized for the stats map (u32 key, one u64 per possible CPU).
+    let (update, lookup) = unsafe {
+        let u = libbpf_sys::bpf_map_update_elem(fd, (&key as *const u32).cast(), value.as_ptr().cast(), 0);
+        let l = libbpf_sys::bpf_map_lookup_elem(fd, (&key as *const u32).cast(), value.as_mut_ptr().cast());
+        libc::close(fd);
+        libc::close(pidfd);
+        (u, l)
+    };
+    assert_eq!(update, -libc::EPERM, "an update through the exporter's fd is refused");
+    assert_eq!(lookup, 0, "a lookup through it works");
+}
+
+#[test]
+fn the_exporter_refuses_to_serve_as_root() {
+    if !common::privileged(&["ip"]) {
+        return;
+    }
+    let pair = Pair::new();
+    let dir = common::TempDir::new("hgroot");
+    let config = dir.path().join("config.toml");
+    let body = format!("user = \"root\"\n[web]\nlisten_address = \"127.0.0.1:{}\"\n", common::free_port());
+    std::fs::write(&config, format!("{body}{}", target("s", &pair.server_ns, &pair.server_if))).unwrap();
+    let mut cmd = std::process::Command::new(common::exporter_bin());
+    cmd.arg("--config.file").arg(&config).stdout(std::process::Stdio::null());
+    cmd.stderr(std::fs::File::create(dir.path().join("log")).unwrap());
+    let mut p = common::Proc::spawn(cmd, "exporter");
+    let st = p.wait_timeout(Duration::from_secs(10));
+    let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+    assert!(st.is_some_and(|s| !s.success()), "it exits with an error ({st:?}):\n{log}");
+    assert!(log.contains("uid 0") && log.contains("root"), "a clear error:\n{log}");
+    assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if), "", "nothing attached");
 }

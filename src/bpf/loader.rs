@@ -5,12 +5,12 @@
 //! load and reused by the others, so one collector reads everything.
 
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{MapHandle, OpenObject, PrintLevel};
+use libbpf_rs::{MapCore, MapHandle, OpenObject, PrintLevel};
 
 use super::skel;
 use crate::config::{self, StatusLabel};
@@ -42,6 +42,80 @@ pub struct SharedMaps {
     /// Series each target holds (attacher only: reset when a target's series are deleted).
     pub series_count: MapHandle,
     hist_zero: MapHandle,
+}
+
+/// One map as a reader holds it: an fd and the sizes that shape its bytes.
+pub struct MapFd {
+    fd: OwnedFd,
+    pub key_size: u32,
+    pub value_size: u32,
+}
+
+impl MapFd {
+    fn new(fd: OwnedFd) -> Result<MapFd> {
+        let info = libbpf_rs::MapInfo::new(fd.as_fd()).context("reading a map's info")?.info;
+        Ok(MapFd { fd, key_size: info.key_size, value_size: info.value_size })
+    }
+
+    /// A new fd on the map with id `id`, opened read-only (BPF_F_RDONLY):
+    /// lookups work through it, updates and deletes fail with EPERM.
+    /// BPF_MAP_GET_FD_BY_ID needs CAP_SYS_ADMIN.
+    fn open_read_only(id: u32) -> Result<MapFd> {
+        let opts = libbpf_sys::bpf_get_fd_by_id_opts {
+            sz: std::mem::size_of::<libbpf_sys::bpf_get_fd_by_id_opts>() as _,
+            open_flags: libbpf_sys::BPF_F_RDONLY,
+            ..Default::default()
+        };
+        // SAFETY: opts lives across the call. libbpf-rs's MapHandle::from_map_id
+        // takes no open flags and no MapHandle constructor takes an fd, so the
+        // read-only fd is asked for here.
+        let fd = unsafe { libbpf_sys::bpf_map_get_fd_by_id_opts(id, &opts) };
+        if fd < 0 {
+            return Err(std::io::Error::from_raw_os_error(-fd)).context("opening a map read-only (BPF_F_RDONLY)");
+        }
+        // SAFETY: the kernel just handed us this fd and nothing else owns it.
+        MapFd::new(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+}
+
+impl AsFd for MapFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// The maps the exporter reads, and nothing else (not series_count nor the template map).
+pub struct ReadMaps {
+    pub flows: MapFd,
+    pub requests: MapFd,
+    pub latency: MapFd,
+    pub stats: MapFd,
+}
+
+impl SharedMaps {
+    /// New fds on the maps the exporter reads, each opened read-only: what the
+    /// exporter keeps across the fork.
+    pub fn read_only(&self) -> Result<ReadMaps> {
+        let ro = |m: &MapHandle| MapFd::open_read_only(m.info()?.info.id);
+        Ok(ReadMaps {
+            flows: ro(&self.flows)?,
+            requests: ro(&self.requests)?,
+            latency: ro(&self.latency)?,
+            stats: ro(&self.stats)?,
+        })
+    }
+
+    /// The same maps through duplicates of our own (read-write) fds, for
+    /// reading in-process (tests).
+    pub fn reader(&self) -> Result<ReadMaps> {
+        let dup = |m: &MapHandle| MapFd::new(m.as_fd().try_clone_to_owned()?);
+        Ok(ReadMaps {
+            flows: dup(&self.flows)?,
+            requests: dup(&self.requests)?,
+            latency: dup(&self.latency)?,
+            stats: dup(&self.stats)?,
+        })
+    }
 }
 
 /// A loaded instance: the two programs, kept alive by these fds alone.

@@ -7,7 +7,7 @@ use libbpf_rs::{MapCore, MapFlags};
 use super::abi::{hg_flow, hg_hist, hg_series_key};
 use super::abi::{read_plain, FLOW_CLOSED, FLOW_UNVERIFIED, STAT_SLOTS};
 use super::snapshot::{Flows, Histogram, SeriesKey, Snapshot, Stats};
-use super::SharedMaps;
+use super::{MapFd, ReadMaps, SharedMaps};
 
 /// Sum of one u64 per CPU, from whatever slices hold them.
 fn sum_u64<'a>(per_cpu: impl IntoIterator<Item = &'a [u8]>, what: &str) -> Result<u64> {
@@ -15,12 +15,12 @@ fn sum_u64<'a>(per_cpu: impl IntoIterator<Item = &'a [u8]>, what: &str) -> Resul
 }
 
 /// Read every map once. `nbuckets` is the configured number of bounds.
-pub fn read(maps: &SharedMaps, nbuckets: usize) -> Result<Snapshot> {
+pub fn read(maps: &ReadMaps, nbuckets: usize) -> Result<Snapshot> {
     let mut snap = Snapshot::default();
 
     let mut err = None;
     // Per-CPU values come in 8-byte-aligned slots, one per possible CPU.
-    let req_stride = (maps.requests.value_size() as usize).next_multiple_of(8);
+    let req_stride = (maps.requests.value_size as usize).next_multiple_of(8);
     for_each_batched(&maps.requests, true, |key, per_cpu| {
         let n = sum_u64(per_cpu.chunks_exact(req_stride), "requests value");
         let (Ok(raw), Ok(n)) = (read_plain::<hg_series_key>(key, "requests key"), n) else {
@@ -32,7 +32,7 @@ pub fn read(maps: &SharedMaps, nbuckets: usize) -> Result<Snapshot> {
         }
     })
     .context("reading requests")?;
-    let hist_size = maps.latency.value_size() as usize;
+    let hist_size = maps.latency.value_size as usize;
     for_each_batched(&maps.latency, true, |key, per_cpu| {
         let Ok(raw) = read_plain::<hg_series_key>(key, "latency key") else {
             err = Some(anyhow::anyhow!("malformed latency key"));
@@ -86,32 +86,42 @@ pub fn read(maps: &SharedMaps, nbuckets: usize) -> Result<Snapshot> {
     Ok(snap)
 }
 
-fn read_stats(maps: &SharedMaps) -> Result<Stats> {
+fn read_stats(maps: &ReadMaps) -> Result<Stats> {
     let mut slots = [0u64; STAT_SLOTS];
-    for (i, slot) in slots.iter_mut().enumerate() {
-        let key = (i as u32).to_ne_bytes();
-        if let Some(per_cpu) = maps.stats.lookup_percpu(&key, MapFlags::ANY).context("reading stats")? {
-            *slot = sum_u64(per_cpu.iter().map(Vec::as_slice), "stats value")?;
+    let mut err = None;
+    for_each_batched(&maps.stats, true, |key, per_cpu| {
+        let i = <[u8; 4]>::try_from(key).map(|k| u32::from_ne_bytes(k) as usize);
+        let i = i.map_err(|_| anyhow::anyhow!("stats key of {} bytes", key.len()));
+        match (i, sum_u64(per_cpu.chunks_exact(8), "stats value")) {
+            (Ok(i), Ok(n)) if i < STAT_SLOTS => slots[i] = n,
+            (Ok(_), Ok(_)) => {}
+            (Err(e), _) | (_, Err(e)) => err = Some(e),
         }
-    }
-    Ok(Stats::from_slots(&slots))
+    })
+    .context("reading stats")?;
+    err.map_or(Ok(Stats::from_slots(&slots)), Err)
+}
+
+/// A real bpf() read through the held fds (the watchdog's question).
+pub fn probe(maps: &ReadMaps) -> Result<()> {
+    read_stats(maps).map(|_| ())
 }
 
 /// Every element of a hash map, in batches of BATCH (one syscall each instead
 /// of two per element). `f` gets the key and the value bytes; for per-CPU maps
 /// the value holds one 8-byte-aligned slot per possible CPU. Err if the kernel
 /// refused part of the scan: callers must not mistake a partial read for a whole.
-fn for_each_batched(map: &libbpf_rs::MapHandle, per_cpu: bool, mut f: impl FnMut(&[u8], &[u8])) -> Result<()> {
+fn for_each_batched(map: &MapFd, per_cpu: bool, mut f: impl FnMut(&[u8], &[u8])) -> Result<()> {
     use std::os::fd::{AsFd, AsRawFd};
     // Small batches: the buffers are allocated per read, and a few syscalls
     // per thousand series cost less than zeroing megabytes every read.
     const BATCH: u32 = 256;
-    let key_size = map.key_size() as usize;
+    let key_size = map.key_size as usize;
     let value_size = if per_cpu {
         libbpf_rs::num_possible_cpus().context("counting possible CPUs")?
-            * (map.value_size() as usize).next_multiple_of(8)
+            * (map.value_size as usize).next_multiple_of(8)
     } else {
-        map.value_size() as usize
+        map.value_size as usize
     };
     let mut keys = vec![0u8; key_size * BATCH as usize];
     let mut values = vec![0u8; value_size * BATCH as usize];
@@ -166,7 +176,7 @@ struct Scan {
     unverified: u64,
 }
 
-fn scan_flows(maps: &SharedMaps) -> Option<Scan> {
+fn scan_flows(maps: &ReadMaps) -> Option<Scan> {
     let mut scan = Scan::default();
     let mut ok = true;
     for_each_batched(&maps.flows, false, |_, v| match read_plain::<hg_flow>(v, "flow value") {

@@ -162,7 +162,7 @@ pub struct Target {
     pub name: String,
     #[serde(deserialize_with = "validate::interfaces")]
     pub interfaces: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "validate::netns")]
     pub netns: Option<PathBuf>,
     #[serde(default, deserialize_with = "validate::ports")]
     pub ports: Vec<u16>,
@@ -362,6 +362,7 @@ mod tests {
             ("[[target]]\nname = \"\"\ninterfaces = [\"eth0\"]\n", "target name"),
             ("[bpf]\nattach_mode = \"xdp\"\n", "auto"),
             ("user = \"a b\"\n", "not a valid user name"),
+            ("[[target]]\nname = \"a\"\ninterfaces = [\"x\"]\nnetns = \"run/netns/a\"\n", "absolute path"),
         ];
         for (text, needle) in cases {
             let e = parse(text).unwrap_err();

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::de::{self, Deserializer};
@@ -174,6 +175,18 @@ pub(super) fn interfaces<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>,
         glob::Pattern::new(name).map_err(|e| invalid(format!("bad interface glob {name:?}: {e}")))?;
     }
     Ok(v)
+}
+
+/// A network namespace file: an absolute path (a relative one would depend on
+/// the daemon's working directory, which systemd sets to /).
+pub(super) fn netns<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    let s = String::deserialize(d)?;
+    if !s.starts_with('/') || s.len() > 4096 || s.contains('\0') {
+        return Err(invalid(format!(
+            "netns {s:?} must be an absolute path such as /run/netns/NAME or /proc/PID/ns/net"
+        )));
+    }
+    Ok(Some(PathBuf::from(s)))
 }
 
 pub(super) fn ports<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::Error> {

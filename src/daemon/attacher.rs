@@ -15,13 +15,13 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use sd_notify::NotifyState;
 
-use super::child::{describe_exit, reap, stop_child};
-use super::ipc::{Channel, Msg};
+use super::child::{describe_exit, judge_pong, reap, stop_child, MESSAGE_DEADLINE};
+use super::ipc::{Channel, Msg, Step};
 use super::Reloader;
 use crate::bpf::{maps, Loader, ProgramConfig, Programs, SharedMaps};
 use crate::config::{Config, Target};
 use crate::privileged::attach::{self, Hook};
-use crate::privileged::netns::{self, Interface};
+use crate::privileged::netns::{self, Interface, Netns};
 use crate::privileged::privsep;
 use crate::topology::{Attached, InterfaceName, TargetNames, Topology};
 
@@ -32,6 +32,8 @@ const DEFAULT_PING: Duration = Duration::from_secs(10);
 pub(super) struct Prepared {
     id: u16,
     target: Target,
+    /// Opened once; entered to resolve, attach and (tc filters) detach.
+    netns: Option<Arc<Netns>>,
     interfaces: Vec<Interface>,
     progs: Programs,
 }
@@ -46,8 +48,8 @@ struct Running {
 
 /// `budget`: series per map for the target, fixed at start (`Config::series_budget`).
 pub(super) fn prepare(loader: &mut Loader, cfg: &Config, target: &Target, id: u16, budget: u32) -> Result<Prepared> {
-    netns::check_netns(target)?;
-    let interfaces = netns::resolve(target)?;
+    let netns = Netns::of(target)?.map(Arc::new);
+    let interfaces = netns::resolve(target, netns.as_deref())?;
     let progs = loader
         .load(&ProgramConfig {
             target_id: id,
@@ -57,12 +59,12 @@ pub(super) fn prepare(loader: &mut Loader, cfg: &Config, target: &Target, id: u1
             series_budget: budget,
         })
         .with_context(|| format!("target {:?}: loading the BPF programs", target.name))?;
-    Ok(Prepared { id, target: target.clone(), interfaces, progs })
+    Ok(Prepared { id, target: target.clone(), netns, interfaces, progs })
 }
 
 fn attach_prepared(p: Prepared, cfg: &Config) -> Result<Running> {
     // On error the hooks attached so far are dropped, which detaches them.
-    let hooks = attach::attach_target(&p.target, &p.interfaces, &p.progs, cfg.bpf.attach_mode)?;
+    let hooks = attach::attach_target(&p.target, p.netns.as_ref(), &p.interfaces, &p.progs, cfg.bpf.attach_mode)?;
     // The links and filters hold the programs now; our program fds can go.
     Ok(Running { id: p.id, target: p.target, interfaces: p.interfaces, hooks })
 }
@@ -223,6 +225,8 @@ pub(super) fn main(
         let sfd = SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).context("signalfd")?;
         ch.set_send_timeout(Duration::from_secs(5))?;
         notify(&[NotifyState::Status("attaching")]);
+        // Legacy tc filters a killed run left still run (into maps nobody reads).
+        prepared.iter().for_each(|p| attach::remove_left_behind(&p.target.name, p.netns.as_deref(), &p.interfaces));
         for p in prepared {
             let r = attach_prepared(p, &att.cfg)?;
             att.targets.push(r);
@@ -259,10 +263,13 @@ fn event_loop(att: &mut Attacher, ch: &mut Channel, child: Pid, sfd: &SignalFd, 
     let mut ready = false;
     let mut reload_pending = false;
     let mut seq = 0u64;
+    // The ping whose answer feeds the watchdog; a newer ping replaces it.
+    let mut outstanding = None;
     let mut last_status = String::new();
 
     loop {
-        let timeout = next_ping.saturating_duration_since(Instant::now());
+        let wake = ch.partial_deadline(MESSAGE_DEADLINE).map_or(next_ping, |d| d.min(next_ping));
+        let timeout = wake.saturating_duration_since(Instant::now());
         let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
         let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN), PollFd::new(ch.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, timeout) {
@@ -290,10 +297,15 @@ fn event_loop(att: &mut Attacher, ch: &mut Channel, child: Pid, sfd: &SignalFd, 
             }
         }
 
-        if from_child {
-            match ch.recv()? {
-                None => return Ok(Exit::ChildGone(reap(child))),
-                Some(Msg::Ready { series }) => {
+        // Never a blocking read: a child that sends half a message must not
+        // hold up SIGTERM and SIGHUP (it gets MESSAGE_DEADLINE to finish it).
+        while let Some(step) =
+            if from_child { ch.try_recv().context("a malformed message from the exporter")? } else { None }
+        {
+            match step {
+                Step::Partial => {}
+                Step::Eof => return Ok(Exit::ChildGone(reap(child))),
+                Step::Msg(Msg::Ready { series }) if !ready => {
                     ready = true;
                     log::info!(
                         "attached {} programs for {} targets; the exporter serves metrics on {}{}",
@@ -306,24 +318,24 @@ fn event_loop(att: &mut Attacher, ch: &mut Channel, child: Pid, sfd: &SignalFd, 
                     notify(&[NotifyState::Ready, NotifyState::Status(&last_status)]);
                     next_ping = Instant::now() + ping_every;
                 }
-                Some(Msg::Pong { ok: true, series, .. }) => {
-                    if watchdog.is_some() {
+                Step::Msg(Msg::Pong { seq, ok, series, error }) => {
+                    let n = judge_pong(&mut outstanding, (seq, ok, series, &error), |s| status_line(att, s));
+                    if let Some(w) = &n.warning {
+                        log::warn!("{w}");
+                    }
+                    if n.watchdog && watchdog.is_some() {
                         notify(&[NotifyState::Watchdog]);
                     }
-                    let status = status_line(att, series);
-                    if status != last_status {
+                    if let Some(status) = n.status.filter(|s| *s != last_status) {
                         notify(&[NotifyState::Status(&status)]);
                         last_status = status;
                     }
                 }
-                Some(Msg::Pong { ok: false, error, .. }) => {
-                    // No WATCHDOG=1: if this persists, systemd restarts the service.
-                    log::warn!("the exporter cannot read the BPF maps: {error}");
-                    last_status = format!("map reads failing: {error}");
-                    notify(&[NotifyState::Status(&last_status)]);
-                }
-                Some(m) => log::warn!("unexpected message from the exporter: {m:?}"),
+                Step::Msg(m) => log::warn!("ignoring an unexpected {} message from the exporter", m.kind()),
             }
+        }
+        if ch.stalled(MESSAGE_DEADLINE) {
+            anyhow::bail!("the exporter sent part of a message and not the rest within {MESSAGE_DEADLINE:?}");
         }
 
         if child_maybe_gone {
@@ -344,6 +356,7 @@ fn event_loop(att: &mut Attacher, ch: &mut Channel, child: Pid, sfd: &SignalFd, 
         if Instant::now() >= next_ping {
             if ready {
                 seq += 1;
+                outstanding = Some(seq);
                 if let Err(e) = ch.send(&Msg::Ping { seq }) {
                     log::debug!("ping: {e:#}");
                 }

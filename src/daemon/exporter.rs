@@ -5,11 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use libbpf_rs::{MapCore, MapFlags};
 use nix::sys::signal::{SigSet, Signal};
 
 use super::ipc::{Channel, Msg, Step};
-use crate::bpf::{maps, SharedMaps};
+use crate::bpf::{maps, ReadMaps};
 use crate::collector::{self, Exposition};
 use crate::config::Config;
 use crate::privileged::privsep::{self, Account, Kept};
@@ -17,7 +16,7 @@ use crate::web;
 
 pub fn main(
     listener: std::net::TcpListener,
-    maps: Arc<SharedMaps>,
+    maps: Arc<ReadMaps>,
     cfg: &Config,
     ch: Channel,
     account: &Account,
@@ -61,7 +60,7 @@ pub fn main(
     }
 }
 
-fn serve(listener: std::net::TcpListener, maps: Arc<SharedMaps>, cfg: &Config, mut ch: Channel) -> Result<i32> {
+fn serve(listener: std::net::TcpListener, maps: Arc<ReadMaps>, cfg: &Config, mut ch: Channel) -> Result<i32> {
     let topo = match ch.recv()? {
         Some(Msg::Topology(t)) => t,
         // The attacher failed before it had anything attached; it says why.
@@ -153,7 +152,7 @@ fn raise_nofile(max_connections: usize) {
 async fn control_loop(
     ch: Channel,
     exposition: Arc<Exposition>,
-    maps: Arc<SharedMaps>,
+    maps: Arc<ReadMaps>,
     stale_after: Duration,
 ) -> Result<i32> {
     // SAFETY: the Channel owns its fd and keeps it open, unchanged, until the
@@ -179,8 +178,8 @@ async fn control_loop(
             }
             Step::Msg(Msg::Ping { seq }) => {
                 // A real bpf() read through the held fds, not just "the loop is alive".
-                let probe = maps.stats.lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY).map(|_| ());
-                let health = health(probe.map_err(|e| e.to_string()), exposition.since_good_read(), stale_after);
+                let probe = maps::probe(&maps).map_err(|e| format!("{e:#}"));
+                let health = health(probe, exposition.since_good_read(), stale_after);
                 let pong = Msg::Pong {
                     seq,
                     ok: health.is_ok(),
@@ -197,7 +196,7 @@ async fn control_loop(
     }
 }
 
-async fn read_loop(maps: Arc<SharedMaps>, exposition: Arc<Exposition>, nbuckets: usize, every: Duration) {
+async fn read_loop(maps: Arc<ReadMaps>, exposition: Arc<Exposition>, nbuckets: usize, every: Duration) {
     let fail = std::env::var_os(FAIL_READS_ENV).is_some();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -2,10 +2,15 @@
 //! SOCK_SEQPACKET socketpair made before fork. Messages are TOML documents,
 //! split into chunks that fit one packet each. Either end closing is the other
 //! end's signal that its partner is gone.
+//!
+//! The child to parent direction is the untrusted one: the exporter parses
+//! the network. The attacher's end refuses messages over MAX_FROM_CHILD,
+//! reads without blocking (`recv_now`), and notices a message left half sent
+//! (`stalled`); child.rs judges what complete messages may change.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use nix::sys::socket::{self, sockopt, AddressFamily, MsgFlags, SockFlag, SockType};
@@ -15,8 +20,12 @@ use crate::topology::Topology;
 
 /// Payload bytes per packet; the first byte of each packet says whether more follow.
 const CHUNK: usize = 16 * 1024;
-/// A message larger than this is refused: nothing legitimate comes close.
-const MAX_MESSAGE: usize = 64 << 20;
+/// Largest message the exporter accepts from the attacher (a topology of
+/// 1024 targets with their interfaces is a few MiB).
+const MAX_FROM_PARENT: usize = 64 << 20;
+/// Largest message the attacher accepts from the exporter: a Ready or a Pong
+/// is well under 1 KiB.
+pub const MAX_FROM_CHILD: usize = 64 << 10;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind")]
@@ -33,9 +42,26 @@ pub enum Msg {
     Pong { seq: u64, ok: bool, series: u64, error: String },
 }
 
+impl Msg {
+    /// The message's kind, never its (untrusted) content, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Msg::Topology(_) => "Topology",
+            Msg::Ping { .. } => "Ping",
+            Msg::Stop => "Stop",
+            Msg::Ready { .. } => "Ready",
+            Msg::Pong { .. } => "Pong",
+        }
+    }
+}
+
 pub struct Channel {
     fd: OwnedFd,
     partial: Vec<u8>,
+    /// Messages longer than this are refused.
+    max_message: usize,
+    /// When the first packet of the message in `partial` arrived.
+    partial_since: Option<Instant>,
 }
 
 /// What one packet completed.
@@ -46,11 +72,23 @@ pub enum Step {
 }
 
 impl Channel {
-    /// Two connected ends, close-on-exec.
+    /// Two connected ends, close-on-exec: the parent's (which reads at most
+    /// MAX_FROM_CHILD per message) and the child's.
     pub fn pair() -> Result<(Channel, Channel)> {
         let (a, b) = socket::socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
             .context("socketpair")?;
-        Ok((Channel { fd: a, partial: Vec::new() }, Channel { fd: b, partial: Vec::new() }))
+        let end = |fd, max_message| Channel { fd, partial: Vec::new(), max_message, partial_since: None };
+        Ok((end(a, MAX_FROM_CHILD), end(b, MAX_FROM_PARENT)))
+    }
+
+    /// A message was begun more than `deadline` ago and is still incomplete.
+    pub fn stalled(&self, deadline: Duration) -> bool {
+        self.partial_since.is_some_and(|t| t.elapsed() > deadline)
+    }
+
+    /// When an incomplete message must be complete, if one is pending.
+    pub fn partial_deadline(&self, deadline: Duration) -> Option<Instant> {
+        self.partial_since.map(|t| t + deadline)
     }
 
     /// A blocking send waits at most this long for room (a partner that stopped reading).
@@ -101,19 +139,52 @@ impl Channel {
 
     /// Read one packet. WouldBlock (on a non-blocking channel) is returned as an error.
     pub fn recv_step(&mut self) -> io::Result<Step> {
+        self.recv_with(MsgFlags::empty())
+    }
+
+    /// Read one packet if one is waiting, without blocking (WouldBlock otherwise),
+    /// whatever the fd's mode: the attacher's sends stay blocking with a timeout.
+    pub fn recv_now(&mut self) -> io::Result<Step> {
+        self.recv_with(MsgFlags::MSG_DONTWAIT)
+    }
+
+    /// `recv_now`, with None when nothing is waiting (and EINTR retried).
+    pub fn try_recv(&mut self) -> io::Result<Option<Step>> {
+        loop {
+            match self.recv_now() {
+                Ok(step) => return Ok(Some(step)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn recv_with(&mut self, flags: MsgFlags) -> io::Result<Step> {
+        let invalid = |this: &mut Channel, msg: String| {
+            this.partial = Vec::new();
+            this.partial_since = None;
+            Err(io::Error::new(io::ErrorKind::InvalidData, msg))
+        };
         let mut buf = vec![0u8; CHUNK + 1];
-        let n = socket::recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()).map_err(io::Error::from)?;
+        // MSG_TRUNC: the packet's real length, so that a longer one is noticed.
+        let n = socket::recv(self.fd.as_raw_fd(), &mut buf, flags | MsgFlags::MSG_TRUNC).map_err(io::Error::from)?;
         if n == 0 {
             return Ok(Step::Eof);
         }
-        let more = buf[0] != 0;
-        self.partial.extend_from_slice(&buf[1..n]);
-        if self.partial.len() > MAX_MESSAGE {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "message too large"));
+        if n > buf.len() {
+            return invalid(self, format!("a packet of {n} bytes, over the {} allowed", buf.len()));
         }
+        let more = buf[0] != 0;
+        if self.partial.len() + n - 1 > self.max_message {
+            return invalid(self, format!("a message over {} bytes", self.max_message));
+        }
+        self.partial.extend_from_slice(&buf[1..n]);
+        self.partial_since.get_or_insert_with(Instant::now);
         if more {
             return Ok(Step::Partial);
         }
+        self.partial_since = None;
         let bytes = std::mem::take(&mut self.partial);
         let text = String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let msg = toml::from_str(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;

@@ -20,41 +20,53 @@ mod child;
 mod exporter;
 pub mod ipc;
 
+use std::sync::Arc;
+
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::{fork, ForkResult};
 
 use crate::bpf::{Loader, MapSizes};
 use crate::config::Config;
-use crate::privileged::{attach, privsep};
+use crate::privileged::{attach, netns, privsep};
 use crate::web;
 use ipc::Channel;
 
 /// Re-reads the configuration (file plus command-line overrides) on SIGHUP.
 pub type Reloader = Box<dyn Fn() -> Result<Config>>;
 
-/// `--cleanup`: remove the legacy tc filters of every configured target that
-/// a killed run left behind (systemd runs it as ExecStopPost).
+/// `--cleanup`: remove the legacy tc filters of ours that a killed run left
+/// behind (systemd runs it as ExecStopPost), on every interface of the host
+/// namespace, of the configured targets' namespaces and of every namespace
+/// bind-mounted where ip, podman and docker keep them: the run that left them
+/// may have had another configuration.
 pub fn cleanup(cfg: &Config) -> Result<()> {
     // Queries on interfaces without a clsact qdisc make libbpf complain; a
     // real failure comes back as an error anyway.
     libbpf_rs::set_print(None);
-    let mut failed = 0;
-    for t in &cfg.targets {
-        match attach::remove_stale_filters(t) {
+    let paths: Vec<_> = cfg.targets.iter().filter_map(|t| t.netns.clone()).collect();
+    let (spaces, errors) = netns::other_namespaces(&paths);
+    let mut failed = errors.len();
+    for e in errors {
+        log::error!("{e:#}");
+    }
+    let host = std::iter::once(None).chain(spaces.iter().map(Some));
+    for ns in host {
+        let shown = ns.map(|n| format!(" in {n}")).unwrap_or_default();
+        match attach::remove_our_filters(ns, None) {
             Ok(removed) => {
                 for r in removed {
-                    log::info!("target {:?}: removed the tc filter a killed run left on {r}", t.name);
+                    log::info!("removed the tc filter a killed run left on {r}{shown}");
                 }
             }
             Err(e) => {
-                log::error!("target {:?}: {e:#}", t.name);
+                log::error!("{e:#}{shown}");
                 failed += 1;
             }
         }
     }
     if failed > 0 {
-        bail!("could not clean up {failed} targets");
+        bail!("could not clean up {failed} network namespaces");
     }
     Ok(())
 }
@@ -83,6 +95,8 @@ pub fn run(cfg: Config, reload: Reloader) -> Result<()> {
         prepared.push(attacher::prepare(&mut loader, &cfg, target, id, cfg.series_budget())?);
     }
     let maps = loader.maps().context("no target was loaded")?;
+    // The exporter keeps only these: the maps it reads, each opened read-only.
+    let read_only = Arc::new(maps.read_only().context("opening the maps read-only for the exporter")?);
     let keep_bpf = privsep::fd_reads_need_cap_bpf();
 
     let (parent_end, child_end) = Channel::pair()?;
@@ -104,14 +118,17 @@ pub fn run(cfg: Config, reload: Reloader) -> Result<()> {
     match unsafe { fork() }.context("fork")? {
         ForkResult::Child => {
             drop(parent_end);
-            drop(prepared); // program fds: the exporter keeps only the maps
+            // Program fds and the read-write map fds: the exporter keeps only the read-only ones.
+            drop(prepared);
             drop(loader);
-            let code = exporter::main(listener, maps, &cfg, child_end, &account, keep_bpf, &mask);
+            drop(maps);
+            let code = exporter::main(listener, read_only, &cfg, child_end, &account, keep_bpf, &mask);
             std::process::exit(code);
         }
         ForkResult::Parent { child } => {
             drop(listener); // the attacher holds no network socket
             drop(child_end);
+            drop(read_only);
             let attacher = attacher::Attacher::new(cfg, loader, maps);
             attacher::main(attacher, prepared, parent_end, child, &mask, reload)
         }

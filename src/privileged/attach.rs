@@ -1,31 +1,45 @@
 //! Putting the programs on interfaces, and taking them off again.
 //!
 //! TCX links are preferred: they detach by themselves when their fd closes,
-//! even on SIGKILL. Legacy clsact filters outlive the process, so they carry a
-//! fixed handle and priority by which we recognise (and replace) our own.
+//! even on SIGKILL. Legacy clsact filters outlive the process. Ours sit at
+//! priority 1 with a handle in TC_HANDLE..TC_HANDLE + TC_SLOTS (one per target
+//! on an interface and direction: our programs return TC_ACT_UNSPEC, so every
+//! one of them runs) and hold a program named http_ingress or http_egress; that
+//! is how `--cleanup` and the next start recognise filters a killed run left.
+//! A new filter always takes a free handle, so a reload attaches a changed
+//! target before it detaches the old one; a filter is deleted only while it
+//! still holds the program we attached.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::{TcHook, TC_EGRESS, TC_INGRESS};
 
-use super::netns::{in_netns, list_interfaces, Interface};
+use super::netns::{enter, list_interfaces, Interface, Netns};
 use crate::bpf::Programs;
 use crate::config::{AttachMode, Target};
 use crate::topology::{Direction, Mode};
 
-/// Our legacy filters: handle "HG", and the first priority so we observe
-/// packets before anything else may drop or redirect them.
+/// Our legacy filters: handles "HG" and up, and the first priority so we
+/// observe packets before anything else may drop or redirect them.
 pub const TC_HANDLE: u32 = 0x4847;
+/// Handles we may use on one interface and direction: targets that share an
+/// interface in tc mode, plus one for a reload that replaces one of them.
+pub const TC_SLOTS: u32 = 16;
 pub const TC_PRIORITY: u32 = 1;
 const OUR_PROG_NAMES: &[&str] = &["http_ingress", "http_egress"];
 
 enum Handle {
     Link(OwnedFd),
-    /// A legacy filter, found again by ifindex, direction, handle and priority.
-    /// The program fd is what a TcHook is built from (detach never uses it).
-    Filter(OwnedFd),
+    /// A legacy filter: found again by ifindex, direction, handle and priority
+    /// (inside `netns`), and ours while it holds program `prog_id`.
+    Filter {
+        prog: OwnedFd,
+        handle: u32,
+        prog_id: u32,
+        netns: Option<Arc<Netns>>,
+    },
 }
 
 /// One program on one interface in one direction. Dropping it detaches.
@@ -35,19 +49,18 @@ pub struct Hook {
     pub ifindex: u32,
     pub direction: Direction,
     pub mode: Mode,
-    netns: Option<PathBuf>,
     handle: Option<Handle>,
 }
 
-/// Our filter's identity on one interface and direction, as netlink finds it.
-fn tc_hook(prog: BorrowedFd<'_>, ifindex: u32, dir: Direction) -> TcHook {
+/// A filter's identity on one interface and direction, as netlink finds it.
+fn tc_hook(prog: BorrowedFd<'_>, ifindex: u32, dir: Direction, handle: u32) -> TcHook {
     let mut hook = TcHook::new(prog);
     hook.ifindex(ifindex as i32)
         .attach_point(match dir {
             Direction::Ingress => TC_INGRESS,
             Direction::Egress => TC_EGRESS,
         })
-        .handle(TC_HANDLE)
+        .handle(handle)
         .priority(TC_PRIORITY);
     hook
 }
@@ -57,14 +70,27 @@ impl Hook {
         match self.handle.take() {
             // Closing the last fd of a TCX link detaches it, in whatever namespace.
             Some(Handle::Link(fd)) => drop(fd),
-            Some(Handle::Filter(prog)) => {
-                let (ifindex, dir) = (self.ifindex, self.direction);
+            Some(Handle::Filter { prog, handle, prog_id, netns }) => {
+                let (ifindex, dir, name) = (self.ifindex, self.direction, &self.interface);
                 // Netlink works in the caller's namespace: go back to the interface's.
-                in_netns(self.netns.as_deref(), move || match tc_hook(prog.as_fd(), ifindex, dir).detach() {
-                    Ok(()) => Ok(()),
-                    // The interface (or its namespace) is gone, and the filter with it.
-                    Err(e) if matches!(e.kind(), libbpf_rs::ErrorKind::NotFound) => Ok(()),
-                    Err(e) => Err(e.into()),
+                enter(netns.as_deref(), move || {
+                    let mut hook = tc_hook(prog.as_fd(), ifindex, dir, handle);
+                    match hook.query() {
+                        Ok(id) if id == prog_id => match hook.detach() {
+                            Err(e) if !matches!(e.kind(), libbpf_rs::ErrorKind::NotFound) => Err(e.into()),
+                            _ => Ok(()),
+                        },
+                        Ok(id) => {
+                            log::warn!(
+                                "the tc filter {handle:#x} on {name} {} now holds program id {id}, not ours \
+                                 ({prog_id}); leaving it",
+                                dir.as_str()
+                            );
+                            Ok(())
+                        }
+                        // The filter, the interface or its namespace is gone.
+                        Err(_) => Ok(()),
+                    }
                 })
                 .with_context(|| format!("detaching the tc filter from {}", self.interface))?;
             }
@@ -85,17 +111,18 @@ impl Drop for Hook {
 /// Attach both programs to every interface of the target, inside its namespace.
 pub fn attach_target(
     target: &Target,
+    netns: Option<&Arc<Netns>>,
     interfaces: &[Interface],
     progs: &Programs,
     mode: AttachMode,
 ) -> Result<Vec<Hook>> {
     let ingress = progs.ingress.as_fd();
     let egress = progs.egress.as_fd();
-    in_netns(target.netns.as_deref(), || {
+    enter(netns.map(|n| &**n), || {
         let mut hooks = Vec::new();
         for iface in interfaces {
             for (dir, prog) in [(Direction::Ingress, ingress), (Direction::Egress, egress)] {
-                let (m, handle) = attach_one(prog, iface, dir, mode).with_context(|| {
+                let (m, handle) = attach_one(prog, iface, dir, mode, netns).with_context(|| {
                     format!("target {:?}: attaching to {} ({})", target.name, iface.name, dir.as_str())
                 })?;
                 log::info!("target {:?}: attached to {} {} ({m})", target.name, iface.name, dir.as_str());
@@ -105,7 +132,6 @@ pub fn attach_target(
                     ifindex: iface.ifindex,
                     direction: dir,
                     mode: m,
-                    netns: target.netns.clone(),
                     handle: Some(handle),
                 });
             }
@@ -114,16 +140,26 @@ pub fn attach_target(
     })
 }
 
-fn attach_one(prog: BorrowedFd<'_>, iface: &Interface, dir: Direction, mode: AttachMode) -> Result<(Mode, Handle)> {
+fn attach_one(
+    prog: BorrowedFd<'_>,
+    iface: &Interface,
+    dir: Direction,
+    mode: AttachMode,
+    netns: Option<&Arc<Netns>>,
+) -> Result<(Mode, Handle)> {
+    let filter = || -> Result<Handle> {
+        let (handle, prog_id) = attach_tc(prog, iface, dir)?;
+        Ok(Handle::Filter { prog: prog.try_clone_to_owned()?, handle, prog_id, netns: netns.cloned() })
+    };
     match mode {
         AttachMode::Tcx => Ok((Mode::Tcx, Handle::Link(attach_tcx(prog, iface.ifindex, dir)?))),
-        AttachMode::Tc => Ok((Mode::Tc, Handle::Filter(attach_tc(prog, iface.ifindex, dir)?))),
+        AttachMode::Tc => Ok((Mode::Tc, filter()?)),
         AttachMode::Auto => match attach_tcx(prog, iface.ifindex, dir) {
             Ok(fd) => Ok((Mode::Tcx, Handle::Link(fd))),
             // Kernels before 6.6 do not know the TCX attach types.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) || e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
                 log::info!("TCX links unavailable on {} ({e}); using a tc clsact filter", iface.name);
-                Ok((Mode::Tc, Handle::Filter(attach_tc(prog, iface.ifindex, dir)?)))
+                Ok((Mode::Tc, filter()?))
             }
             Err(e) => Err(e.into()),
         },
@@ -152,25 +188,29 @@ fn attach_tcx(prog: BorrowedFd<'_>, ifindex: u32, dir: Direction) -> std::io::Re
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Returns a clone of the program fd: what the Hook detaches by later.
-fn attach_tc(prog: BorrowedFd<'_>, ifindex: u32, dir: Direction) -> Result<OwnedFd> {
-    let mut hook = tc_hook(prog, ifindex, dir);
+/// Attach a filter at the first free handle of ours; returns the handle and
+/// the id of the program it holds.
+fn attach_tc(prog: BorrowedFd<'_>, iface: &Interface, dir: Direction) -> Result<(u32, u32)> {
     // Creates clsact only if absent; we never delete a qdisc.
-    hook.create().context("creating the clsact qdisc")?;
-    if let Ok(id) = hook.query() {
-        match prog_name(id) {
-            Some(name) if OUR_PROG_NAMES.contains(&name.as_str()) => {
-                log::info!("replacing our own tc filter left by an earlier run (prog id {id})");
-                hook.replace(true);
-            }
-            other => bail!(
-                "another tc filter already uses handle {TC_HANDLE:#x} priority {TC_PRIORITY} (program {}); not replacing it",
-                other.unwrap_or_else(|| format!("id {id}"))
-            ),
+    tc_hook(prog, iface.ifindex, dir, TC_HANDLE).create().context("creating the clsact qdisc")?;
+    for handle in TC_HANDLE..TC_HANDLE + TC_SLOTS {
+        let mut hook = tc_hook(prog, iface.ifindex, dir, handle);
+        if hook.query().is_ok() {
+            continue; // taken: by another target of ours, or by someone else
         }
+        // Without the replace flag: if the handle was taken meanwhile, this fails.
+        hook.attach().context("attaching the tc filter")?;
+        let id = hook.query().context("querying the tc filter just attached")?;
+        return Ok((handle, id));
     }
-    hook.attach().context("attaching the tc filter")?;
-    Ok(prog.try_clone_to_owned()?)
+    bail!(
+        "no free tc filter handle on {} {} (handles {TC_HANDLE:#x} to {:#x} at priority {TC_PRIORITY} are taken): \
+         at most {} targets can share an interface in tc mode",
+        iface.name,
+        dir.as_str(),
+        TC_HANDLE + TC_SLOTS - 1,
+        TC_SLOTS - 1
+    )
 }
 
 /// The name of the program with this id, if it still exists.
@@ -178,30 +218,49 @@ fn prog_name(id: u32) -> Option<String> {
     libbpf_rs::query::ProgInfoIter::default().find(|p| p.id == id).and_then(|p| p.name.into_string().ok())
 }
 
-/// Remove the legacy tc filters an earlier run left behind because it was
-/// killed before it could detach (TCX links need no such thing). Ours are
-/// recognised by handle, priority and program name; nothing else is touched.
-/// Returns "interface direction" for each filter removed.
-pub fn remove_stale_filters(target: &Target) -> Result<Vec<String>> {
-    if target.netns.as_ref().is_some_and(|p| !p.exists()) {
-        return Ok(Vec::new());
-    }
-    in_netns(target.netns.as_deref(), || {
-        let mut removed = Vec::new();
-        for iface in list_interfaces()? {
-            let named = target.up_non_loopback
-                || target.interfaces.iter().any(|p| glob::Pattern::new(p).is_ok_and(|g| g.matches(&iface.name)));
-            if !named {
-                continue;
+/// At start-up: remove the filters of ours a killed run left on a target's
+/// interfaces (they still run, into maps nobody reads), and log each.
+pub fn remove_left_behind(target: &str, netns: Option<&Netns>, interfaces: &[Interface]) {
+    match remove_our_filters(netns, Some(interfaces)) {
+        Ok(removed) => {
+            for r in removed {
+                log::info!("target {target:?}: removed our own tc filter left by an earlier run on {r}");
             }
+        }
+        Err(e) => log::warn!("target {target:?}: {e:#}"),
+    }
+}
+
+/// Remove every tc filter of ours (by priority, handle range and program
+/// name) from `interfaces` of the namespace (every interface when None):
+/// what a killed run left behind. TCX links need no such thing.
+/// Returns "interface direction" for each filter removed.
+pub fn remove_our_filters(netns: Option<&Netns>, interfaces: Option<&[Interface]>) -> Result<Vec<String>> {
+    enter(netns, || {
+        let all;
+        let interfaces = match interfaces {
+            Some(i) => i,
+            None => {
+                all = list_interfaces()?;
+                &all
+            }
+        };
+        let mut removed = Vec::new();
+        // Query and detach go by handle and priority: the fd is never used.
+        let any_fd = std::io::stdin();
+        for iface in interfaces {
             for dir in [Direction::Ingress, Direction::Egress] {
-                // Query and detach go by handle and priority: the fd is never used.
-                let mut hook = tc_hook(std::io::stdin().as_fd(), iface.ifindex, dir);
-                let Ok(id) = hook.query() else { continue };
-                if prog_name(id).is_some_and(|n| OUR_PROG_NAMES.contains(&n.as_str())) {
-                    hook.detach()
-                        .with_context(|| format!("removing our tc filter from {} {}", iface.name, dir.as_str()))?;
-                    removed.push(format!("{} {}", iface.name, dir.as_str()));
+                for handle in TC_HANDLE..TC_HANDLE + TC_SLOTS {
+                    let mut hook = tc_hook(any_fd.as_fd(), iface.ifindex, dir, handle);
+                    let Ok(id) = hook.query() else { continue };
+                    let name = prog_name(id).unwrap_or_default();
+                    if !OUR_PROG_NAMES.contains(&name.as_str()) {
+                        continue; // someone else's filter at a handle in our range: not touched
+                    }
+                    hook.detach().with_context(|| {
+                        format!("removing our tc filter {handle:#x} from {} {}", iface.name, dir.as_str())
+                    })?;
+                    removed.push(format!("{} {} (handle {handle:#x}, {name} id {id})", iface.name, dir.as_str()));
                 }
             }
         }

@@ -40,6 +40,17 @@ impl fmt::Display for Account {
 /// The account the exporter process switches to. A user named in the config or
 /// on the command line must exist; the default falls back to nobody.
 pub fn resolve_user(configured: Option<&str>) -> Result<Account> {
+    let account = resolve_any_user(configured)?;
+    if account.uid.is_root() {
+        bail!(
+            "user {account} is root: the exporter process serves the network and never runs as uid 0; \
+             name an unprivileged user (--user or the config key user)"
+        );
+    }
+    Ok(account)
+}
+
+fn resolve_any_user(configured: Option<&str>) -> Result<Account> {
     let lookup = |name: &str| -> Result<Option<Account>> {
         let u = User::from_name(name).with_context(|| format!("looking up user {name:?}"))?;
         Ok(u.map(|u| Account { name: u.name, uid: u.uid, gid: u.gid }))
@@ -155,6 +166,9 @@ pub fn drop_to(account: &Account, keep_bpf: bool) -> Result<Kept> {
     if now.eff != want || now.prm != want || now.inh != 0 || now.amb != 0 || !now.no_new_privs {
         bail!("capabilities after dropping privileges are not what was asked: {now:?}");
     }
+    if Uid::current().is_root() || Uid::effective().is_root() {
+        bail!("still uid 0 after dropping privileges; the exporter never serves as root");
+    }
     if Uid::current() != account.uid && (euid.is_root() || ruid.is_root()) {
         bail!("still uid {} after switching to {account}", Uid::current());
     }
@@ -248,6 +262,12 @@ mod tests {
         assert_eq!(c.prm, 0x1ff_ffff_ffff);
         assert!(c.no_new_privs);
         assert_eq!((c.inh, c.amb), (0, 0));
+    }
+
+    #[test]
+    fn an_account_with_uid_0_is_refused() {
+        let e = resolve_user(Some("root")).unwrap_err().to_string();
+        assert!(e.contains("root") && e.contains("uid 0"), "{e}");
     }
 
     #[test]

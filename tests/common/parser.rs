@@ -78,7 +78,7 @@ impl Parser {
     }
 
     pub fn snap(&self) -> Snapshot {
-        maps::read(&self.maps, self.nbuckets).unwrap()
+        maps::read(&self.maps.reader().unwrap(), self.nbuckets).unwrap()
     }
 }
 
