@@ -237,11 +237,17 @@ impl Loader {
 
 /// Result of running a program once on a crafted packet (BPF_PROG_TEST_RUN).
 pub fn test_run(prog: BorrowedFd<'_>, packet: &[u8]) -> Result<i32> {
+    test_run_timed(prog, packet, 1).map(|(ret, _)| ret)
+}
+
+/// Run a program `repeat` times on a crafted packet; its return value and the
+/// kernel's mean time per run (bench/micro.rs measures with it).
+pub fn test_run_timed(prog: BorrowedFd<'_>, packet: &[u8], repeat: u32) -> Result<(i32, std::time::Duration)> {
     let mut opts = libbpf_sys::bpf_test_run_opts {
         sz: std::mem::size_of::<libbpf_sys::bpf_test_run_opts>() as _,
         data_in: packet.as_ptr() as *const _,
         data_size_in: packet.len() as u32,
-        repeat: 1,
+        repeat: repeat.max(1) as _,
         ..Default::default()
     };
     // SAFETY: opts points at a live buffer of the stated size for the whole call.
@@ -251,5 +257,5 @@ pub fn test_run(prog: BorrowedFd<'_>, packet: &[u8]) -> Result<i32> {
     if ret != 0 {
         return Err(std::io::Error::last_os_error()).context("BPF_PROG_TEST_RUN");
     }
-    Ok(opts.retval as i32)
+    Ok((opts.retval as i32, std::time::Duration::from_nanos(u64::from(opts.duration))))
 }

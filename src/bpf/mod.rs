@@ -15,5 +15,5 @@ mod skel {
     include!(concat!(env!("OUT_DIR"), "/http_golden.skel.rs"));
 }
 
-pub use loader::{test_run, Loader, MapFd, MapSizes, ProgramConfig, Programs, ReadMaps, SharedMaps};
+pub use loader::{test_run, test_run_timed, Loader, MapFd, MapSizes, ProgramConfig, Programs, ReadMaps, SharedMaps};
 pub use snapshot::{Flows, Histogram, Method, Role, SeriesKey, Snapshot, Stats};
