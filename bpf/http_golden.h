@@ -42,21 +42,22 @@ enum hg_method {
 
 /* Self-metric slots in the `stats` per-CPU array. */
 enum hg_stat {
-	HG_STAT_SERIES_DROPPED = 0,   /* an aggregate map was full: an observation was not recorded */
-	HG_STAT_UNANSWERED_RESET,     /* requests pending when a RST ended the connection */
-	HG_STAT_UNANSWERED_CLOSED,    /* requests pending when the server's FIN ended the connection */
-	HG_STAT_RESPONSE_NO_REQUEST,  /* a final status line with no request waiting for it */
-	HG_STAT_PIPELINE_OVERFLOW,    /* requests beyond HG_PIPELINE_DEPTH: counted, not timed */
-	HG_STAT_RETRANSMIT_IGNORED,   /* a data segment seen again (TCP sequence not new) */
-	HG_STAT_UPGRADED,             /* 101 Switching Protocols (or CONNECT 2xx): no longer parsed */
-	HG_STAT_TLS_SEEN,             /* a TLS ClientHello on a watched port */
-	HG_STAT_FLOW_INSERT_FAILED,   /* the flow map refused a new flow */
-	HG_STAT_FLOWS_CREATED,        /* flows inserted (userspace derives evictions from these) */
-	HG_STAT_FLOWS_ENDED,          /* flows deleted on FIN/RST */
-	HG_STAT_REQUESTS_TRACKED,     /* requests queued (or skipped) on a flow */
-	HG_STAT_REQUESTS_ANSWERED,    /* requests settled by a final status line */
-	HG_STAT_UNVERIFIED_FLOWS,     /* flows tracked before their connection was shown to be real */
-	HG_STAT_UNVERIFIED_CONFIRMED, /* ... and later shown real (handshake acknowledged, or answered) */
+	HG_STAT_SERIES_DROPPED = 0,  /* an aggregate map was full: an observation was not recorded */
+	HG_STAT_UNANSWERED_RESET,    /* requests pending when a RST ended the connection */
+	HG_STAT_UNANSWERED_CLOSED,   /* requests pending when the server's FIN ended the connection */
+	HG_STAT_RESPONSE_NO_REQUEST, /* a final status line with no request waiting for it */
+	HG_STAT_PIPELINE_OVERFLOW,   /* requests beyond HG_PIPELINE_DEPTH: counted, not timed */
+	HG_STAT_RETRANSMIT_IGNORED,  /* a data segment seen again (TCP sequence not new) */
+	HG_STAT_UPGRADED,            /* 101 Switching Protocols (or CONNECT 2xx): no longer parsed */
+	HG_STAT_TLS_SEEN,            /* a TLS ClientHello on a watched port */
+	HG_STAT_FLOW_INSERT_FAILED,  /* the flow map refused a new flow */
+	HG_STAT_FLOWS_CREATED,       /* flows inserted (userspace derives evictions from these) */
+	HG_STAT_FLOWS_ENDED,         /* flows deleted on FIN/RST */
+	HG_STAT_REQUESTS_TRACKED,    /* requests queued (or skipped) on a flow */
+	HG_STAT_REQUESTS_ANSWERED,   /* requests settled by a final status line */
+	HG_STAT_UNVERIFIED_FLOWS, /* flows a request started with no handshake seen (spoofed, or open before
+				     start) */
+	HG_STAT_UNVERIFIED_CONFIRMED, /* ... and later shown real (the server answered) */
 	/* A stream lost its message boundaries and fell back to the turn-around rule, because of: */
 	HG_STAT_LOST_GAP,           /* bytes missing from the sequence (never seen by this hook) */
 	HG_STAT_LOST_NOT_A_MESSAGE, /* bytes where a message should start that are not one */

@@ -566,3 +566,16 @@ fn the_first_two_gib_of_an_untrusted_body_are_body_whoever_answered() {
     assert_eq!(requests(&s, Role::Server, Method::Delete), 0, "nor 1.5 GB into the body");
     assert_eq!(lost(&s), [0, 0, 1, 0, 0], "the length could not be followed: {:?}", s.stats);
 }
+
+#[test]
+fn a_connection_closed_before_its_first_request_is_no_anomaly() {
+    let Some(p) = Parser::new() else { return };
+    let c = conn();
+    // A health check: the handshake, then the client resets without a request.
+    p.egress(&c.syn_ack());
+    p.ingress(&c.base.clone().flags(RST | ACK).payload(b""));
+    let s = p.snap();
+    assert_eq!(s.flows.unwrap().never_confirmed, 0, "{:?}", s.flows);
+    assert_eq!(s.flows.unwrap().live, 0, "the RST ended it");
+    assert_eq!((s.stats.unanswered_reset, s.stats.response_no_request), (0, 0));
+}

@@ -111,6 +111,7 @@ fn scraped_counts_equal_what_clients_sent_in_both_views() {
         "http_golden_exporter_flow_insert_failures_total",
         "http_golden_exporter_framing_lost_total",
         "http_golden_exporter_flows_evicted_total",
+        "http_golden_exporter_flows_never_confirmed_total",
     ] {
         assert!(m.has(name, &[]), "{name} is not exported");
         assert_eq!(m.sum(name, &[]), 0.0, "{name}");

@@ -96,6 +96,7 @@ fn assert_no_anomalies(m: &Metrics) {
         "series_dropped_total",
         "flow_insert_failures_total",
         "flows_evicted_total",
+        "flows_never_confirmed_total",
     ] {
         let lines: Vec<&str> = m.text.lines().filter(|l| l.contains(name)).collect();
         assert_eq!(stat(m, name), 0, "{name}: {lines:?}");

@@ -23,7 +23,9 @@ __noinline int hg_verify(struct hg_flow *f, const struct hg_flow_key *key)
 	if (!f || !key || !(f->flags & HG_FLOW_UNVERIFIED))
 		return 0;
 	f->flags &= ~HG_FLOW_UNVERIFIED;
-	hg_stat_inc(HG_STAT_UNVERIFIED_CONFIRMED);
+	/* Only flows a request started are counted as unverified (see hg_new_flow). */
+	if (!f->handshake_ack)
+		hg_stat_inc(HG_STAT_UNVERIFIED_CONFIRMED);
 	for (__u32 i = 0; i < HG_PIPELINE_DEPTH; i++) {
 		if (i >= f->pending)
 			break;

@@ -154,7 +154,10 @@ static __always_inline void hg_on_syn_ack(const struct hg_packet *p)
 	f->flags = HG_FLOW_UNVERIFIED;
 	f->handshake_ack = p->seq + 1;
 	hg_stat_inc(HG_STAT_FLOWS_CREATED);
-	hg_stat_inc(HG_STAT_UNVERIFIED_FLOWS);
+	/*
+	 * Not counted as unverified: a connection that ends before its first
+	 * request (a health check, a port probe) is ordinary, not an anomaly.
+	 */
 }
 
 /*

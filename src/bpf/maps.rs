@@ -172,7 +172,7 @@ struct Scan {
     live: u64,
     /// Requests waiting on live flows shown to be real (those on other flows were never counted).
     pending: u64,
-    /// Live flows not yet shown to be real connections.
+    /// Live flows a request started with no handshake seen, not yet shown real.
     unverified: u64,
 }
 
@@ -185,7 +185,8 @@ fn scan_flows(maps: &ReadMaps) -> Option<Scan> {
             scan.live += 1;
             if f.flags & FLOW_UNVERIFIED == 0 {
                 scan.pending += u64::from(f.pending) + u64::from(f.skipped);
-            } else {
+            } else if f.handshake_ack == 0 {
+                // Started by a request with no handshake seen (the kernel counts only those).
                 scan.unverified += 1;
             }
         }

@@ -61,8 +61,8 @@ const EVICTED: Desc = Desc::counter(
 );
 const NEVER_CONFIRMED: Desc = Desc::counter(
     "http_golden_exporter_flows_never_confirmed_total",
-    "Tracked connections that ended or were forgotten without being shown real (no acknowledged handshake, no \
-     answer from the server): spoofed segments, mostly. Their requests were not counted (derived; a lower bound).",
+    "Connections tracked from a request with no handshake seen that ended or were forgotten before the server \
+     answered: spoofed segments, mostly. Their requests were not counted (derived; a lower bound).",
 );
 const FRAMING_LOST: Desc = Desc::counter(
     "http_golden_exporter_framing_lost_total",
