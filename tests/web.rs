@@ -27,54 +27,38 @@ fn openssl(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// A self-signed EC certificate `name`.pem / `name`.key, valid two days.
+fn self_signed(dir: &Path, name: &str, cn: &str, extra: &[&str]) {
+    let (key, pem, subj) = (format!("{name}.key"), format!("{name}.pem"), format!("/CN={cn}"));
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &pem,
+        "-days",
+        "2",
+        "-subj",
+        &subj,
+    ];
+    args.extend_from_slice(extra);
+    openssl(dir, &args);
+}
+
 /// A CA, a certificate `name` it signs (server and client use), and the files
 /// readable by the exporter's unprivileged user (as a deployment must make them).
 fn pki(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=hg-test-ca",
-        ],
-    );
+    self_signed(dir, "ca", "hg-test-ca", &[]);
     issue(dir, "server", "hg-server-1", "serverAuth");
     issue(dir, "client", "hg-client", "clientAuth");
     // A client certificate no configured CA signed.
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "rogue.key",
-            "-out",
-            "rogue.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=rogue",
-            "-addext",
-            "extendedKeyUsage=clientAuth",
-        ],
-    );
+    self_signed(dir, "rogue", "rogue", &["-addext", "extendedKeyUsage=clientAuth"]);
     readable(dir);
 }
 
