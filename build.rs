@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use libbpf_cargo::SkeletonBuilder;
 
-const PROGRAMS: &[&str] = &["http_golden"];
+/// The parser, and the small program put on each interface that hands packets to it.
+const PROGRAMS: &[&str] = &["http_golden", "link"];
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));

@@ -14,7 +14,7 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use http_golden_exporter::bpf::{test_run_timed, Loader, MapSizes, ProgramConfig};
+use http_golden_exporter::bpf::{maps, test_run_timed, LinkConfig, Loader, MapSizes, ProgramConfig};
 use http_golden_exporter::config::{StatusLabel, DEFAULT_BUCKETS};
 use packet::{Tcp, ACK, SYN};
 
@@ -27,14 +27,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-fn config(ports: Vec<u16>) -> ProgramConfig {
-    ProgramConfig {
-        target_id: 0,
-        status_label: StatusLabel::Class,
-        buckets_s: DEFAULT_BUCKETS.to_vec(),
-        ports,
-        series_budget: 0,
-    }
+fn watch(ports: Vec<u16>) -> LinkConfig {
+    LinkConfig { target_id: 0, ports }
 }
 
 fn run(prog: std::os::fd::BorrowedFd<'_>, packet: &Tcp, repeat: u32) -> Result<Duration> {
@@ -60,10 +54,13 @@ fn main() -> Result<()> {
     let noop_prog = noop_obj.progs().find(|p| p.name() == "noop_ingress").context("no noop_ingress in the object")?;
 
     let sizes = MapSizes { flows: 65_536, max_series: 10_000 };
-    let mut loader = Loader::new(sizes);
-    let all = loader.load(&config(vec![]))?;
-    let mut other_loader = Loader::new(sizes);
-    let unwatched = other_loader.load(&config(vec![9]))?;
+    let cfg = ProgramConfig { status_label: StatusLabel::Class, buckets_s: DEFAULT_BUCKETS.to_vec(), series_budget: 0 };
+    let loader = Loader::new(sizes, cfg)?;
+    let shared = loader.maps();
+    // One interface, slot 0; a slot never filled is an interface we are not on.
+    maps::set_link(&shared, 0, &watch(vec![]))?;
+    let all = loader.link_programs(0)?;
+    let unused = loader.link_programs(1)?;
 
     let client = Tcp::v4([198, 18, 0, 2], 40_000, [198, 18, 0, 1], 80);
     let ack = client.clone().flags(ACK).payload(b"");
@@ -80,8 +77,11 @@ fn main() -> Result<()> {
         Ok(median(v))
     };
     rows.push(("no-op program", same(noop_prog.as_fd(), &request)?));
+    rows.push(("payload on a slot not in use", same(unused.ingress.as_fd(), &request)?));
+    maps::set_link(&shared, 0, &watch(vec![9]))?;
     rows.push(("pure ACK", same(all.ingress.as_fd(), &ack)?));
-    rows.push(("payload on an unwatched port", same(unwatched.ingress.as_fd(), &request)?));
+    rows.push(("payload on an unwatched port", same(all.ingress.as_fd(), &request)?));
+    maps::set_link(&shared, 0, &watch(vec![]))?;
 
     // One keep-alive connection, set up as a real one is (the server's SYN-ACK).
     let isn = 7_000u32;

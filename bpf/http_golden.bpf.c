@@ -33,14 +33,15 @@
 
 #include "http_golden.h"
 
-/* Written by userspace before load (see src/bpf/loader.rs). */
-const volatile __u16 cfg_target_id = 0;
+/*
+ * Written by userspace before load (see src/bpf/loader.rs): what every target
+ * shares. Which target a packet belongs to comes from the `links` map, so one
+ * verified program serves every interface.
+ */
 const volatile __u8 cfg_status_code = 0; /* 0: key by class (2 for 2xx), 1: by code */
 const volatile __u32 cfg_nbuckets = 0;
 const volatile __u64 cfg_bounds_ns[HG_MAX_BUCKETS] = {};
-const volatile __u32 cfg_nports = 0; /* 0: every port */
-const volatile __u16 cfg_ports[HG_MAX_PORTS] = {};
-const volatile __u32 cfg_series_budget = 0; /* series per aggregate map for this target; 0: no budget */
+const volatile __u32 cfg_series_budget = 0; /* series per aggregate map for each target; 0: no budget */
 
 /*
  * Never read. Makes the boundary enums part of the object's BTF, so the
@@ -66,6 +67,14 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } series_count SEC(".maps");
+
+/* The interfaces we are on, by slot (bpf/link.bpf.c); userspace fills a slot before it attaches. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, HG_MAX_LINKS);
+	__type(key, __u32);
+	__type(value, struct hg_link);
+} links SEC(".maps");
 
 /* Sizes are overridden from the config before load. */
 struct {
@@ -123,17 +132,18 @@ struct {
 #include "lib/flow.h"
 
 /*
+ * Reached only by tail call from an interface's own program (bpf/link.bpf.c).
  * TC_ACT_UNSPEC: we only observe, so the next program in the chain (or the
  * default action) decides the packet's fate.
  */
-SEC("tcx/ingress")
-int http_ingress(struct __sk_buff *skb)
+SEC("tc")
+int hg_parse_ingress(struct __sk_buff *skb)
 {
 	return hg_handle(skb, true);
 }
 
-SEC("tcx/egress")
-int http_egress(struct __sk_buff *skb)
+SEC("tc")
+int hg_parse_egress(struct __sk_buff *skb)
 {
 	return hg_handle(skb, false);
 }

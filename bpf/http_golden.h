@@ -19,6 +19,8 @@ enum hg_limit {
 	HG_MAX_PORTS = 64,
 	/* Target ids are below this (the series budget is kept per target). */
 	HG_MAX_TARGETS = 1024,
+	/* Interfaces (in all namespaces) the programs may be attached to at once. */
+	HG_MAX_LINKS = 4096,
 	/* Most bytes of a line cut by a segment's end kept for the next one (hg_stream.partial). */
 	HG_PARTIAL_MAX = 31,
 };
@@ -144,6 +146,25 @@ struct hg_hist {
 	__u64 count;
 };
 
+/* The parser's programs in the per-interface programs' tail-call array (bpf/link.bpf.c). */
+enum hg_parser {
+	HG_PARSE_INGRESS = 0,
+	HG_PARSE_EGRESS = 1,
+	HG_PARSERS = 2,
+};
+
+/*
+ * One interface the programs are on: a slot of the `links` array, which the
+ * interface's own program (bpf/link.bpf.c) hands to the parser. It says which
+ * target the interface belongs to and the server ports watched there.
+ */
+struct hg_link {
+	__u16 target_id;
+	__u16 nports; /* 0: every port */
+	__u32 active; /* 0: a free slot; the parser ignores the packet */
+	__u16 ports[HG_MAX_PORTS];
+};
+
 /*
  * Never read. http_golden.bpf.c declares one (hg_abi) so that these enums are
  * part of the object's BTF: enums only used inside inline functions do not
@@ -155,6 +176,7 @@ struct hg_abi {
 	enum hg_stat stat;
 	enum hg_flow_flag flow_flag;
 	enum hg_limit limit;
+	enum hg_parser parser;
 };
 
 #endif

@@ -9,8 +9,8 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr};
 
 use common::packet::Tcp;
-use common::parser::{requests, Parser};
-use http_golden_exporter::bpf::{MapSizes, Method, ProgramConfig, Role, Snapshot};
+use common::parser::{requests, Parser, Setup};
+use http_golden_exporter::bpf::{MapSizes, Method, Role, Snapshot};
 use http_golden_exporter::config::{StatusLabel, DEFAULT_BUCKETS};
 
 const METHODS: [&[u8]; 9] =
@@ -99,7 +99,7 @@ const NOT_A_START: u16 = 8002; // payloads that do not
 
 #[test]
 fn a_million_mutated_and_random_payloads_count_only_real_request_starts() {
-    let cfg = ProgramConfig {
+    let cfg = Setup {
         target_id: 0,
         status_label: StatusLabel::Class,
         buckets_s: DEFAULT_BUCKETS.to_vec(),

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::packet::{self, Tcp, ACK, FIN, RST};
-use common::parser::{assert_clean, requests, responses, Parser};
-use http_golden_exporter::bpf::{MapSizes, ProgramConfig};
+use common::parser::{assert_clean, requests, responses, Parser, Setup};
+use http_golden_exporter::bpf::{maps, MapSizes};
 use http_golden_exporter::bpf::{Method, Role};
 use http_golden_exporter::config::{seconds_to_ns, StatusLabel, DEFAULT_BUCKETS};
 
@@ -291,7 +291,7 @@ fn rst_and_server_fin_end_the_flow_and_count_unanswered() {
 
 #[test]
 fn only_configured_ports_are_watched() {
-    let Some(p) = Parser::with(ProgramConfig {
+    let Some(p) = Parser::with(Setup {
         target_id: 0,
         status_label: StatusLabel::Code,
         buckets_s: vec![0.1],
@@ -359,16 +359,47 @@ fn the_same_request_on_loopback_counts_once_per_side() {
     assert_clean(&s);
 }
 
+/// The target comes from the interface's slot: programs whose slot holds no
+/// target count nothing, and clearing a slot stops the counting at once.
+#[test]
+fn only_interfaces_with_a_filled_slot_count() {
+    let Some(p) = Parser::new() else { return };
+    let exchange = |on: &Parser, sport: u16| {
+        let req = Tcp { sport, ..client_v4() }.payload(b"GET / HTTP/1.1\r\n\r\n");
+        on.handshake(&req);
+        on.ingress(&req);
+        on.egress(&req.reply().payload(b"HTTP/1.1 200 OK\r\n\r\n"));
+    };
+    let stranger = p.sibling(p.slot + 5);
+    exchange(&stranger, 40001);
+    let s = p.snap();
+    assert!(s.requests.is_empty() && s.latency.is_empty(), "{s:?}");
+    assert_eq!(s.stats.flows_created, 0, "not even tracked");
+
+    exchange(&p, 40002);
+    let s = p.snap();
+    assert_eq!(requests(&s, Role::Server, Method::Get), 1);
+    assert!(s.requests.iter().all(|(k, _)| k.target_id == 3), "the slot's target: {s:?}");
+
+    maps::clear_link(&p.maps, p.slot).unwrap();
+    exchange(&p, 40003);
+    let s = p.snap();
+    assert_eq!(requests(&s, Role::Server, Method::Get), 1, "nothing after the slot was cleared");
+    assert_eq!(s.stats.flows_created, 1);
+}
+
 #[test]
 fn one_target_cannot_use_up_the_series_of_another() {
-    let cfg = |target_id| ProgramConfig {
+    let cfg = |target_id| Setup {
         target_id,
         status_label: StatusLabel::Class,
         buckets_s: DEFAULT_BUCKETS.to_vec(),
         ports: vec![],
         series_budget: 10,
     };
-    let Some((a, b)) = Parser::two(cfg(0), cfg(1), MapSizes { flows: 1024, max_series: 64 }) else { return };
+    let Some((a, Some(b))) = Parser::two(cfg(0), Some(cfg(1)), MapSizes { flows: 1024, max_series: 64 }) else {
+        return;
+    };
     // Target 0 sees real requests on 70 ports: more than the whole map holds.
     for port in 1..=70u16 {
         let req = Tcp { dport: port, ..client_v4() }.payload(b"GET / HTTP/1.1\r\n\r\n");

@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::packet::{self, Tcp, ACK, FIN, RST};
-use common::parser::{assert_clean, requests, responses, Conn, Parser};
-use http_golden_exporter::bpf::{MapSizes, ProgramConfig};
+use common::parser::{assert_clean, requests, responses, Conn, Parser, Setup};
+use http_golden_exporter::bpf::MapSizes;
 use http_golden_exporter::bpf::{Method, Role};
 use http_golden_exporter::config::{StatusLabel, DEFAULT_BUCKETS};
 
@@ -320,7 +320,7 @@ fn a_gap_over_a_message_boundary_falls_back_to_turn_around() {
 #[test]
 fn a_full_flow_table_forgets_old_flows_counts_them_and_never_makes_up_latency() {
     let Some(p) = Parser::sized(
-        ProgramConfig {
+        Setup {
             target_id: 0,
             status_label: StatusLabel::Class,
             buckets_s: DEFAULT_BUCKETS.to_vec(),

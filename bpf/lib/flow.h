@@ -3,8 +3,8 @@
  * The flow table and a packet's way through it: find the flow a packet belongs
  * to (on a watched server port), start tracking one at a request, feed the
  * segment to its stream, and close the flow on FIN, RST or a new SYN. Needs
- * the `flows` map and the rodata cfg_nports and cfg_ports (and what the
- * headers below need), declared by the includer.
+ * the `flows` and `links` maps (and what the headers below need), declared
+ * by the includer.
  */
 #ifndef HG_LIB_FLOW_H
 #define HG_LIB_FLOW_H
@@ -15,18 +15,39 @@
 #include "lib/packet.h"
 #include "lib/stream.h"
 
-/* Whether the target watches this server port (cfg_nports == 0: every port). */
-static __always_inline bool hg_port_watched(__u16 port)
+/*
+ * Whether the target watches server port `a` (bit 0) and `b` (bit 1) on this
+ * interface. Global, so that its loop is verified once, not once per path
+ * through each caller; hg_ports_watched skips it for the common "every port".
+ */
+__noinline int hg_ports_in_list(const struct hg_link *l, __u16 a, __u16 b)
 {
-	if (cfg_nports == 0)
-		return true;
+	int found = 0;
+
+	if (!l)
+		return 0;
 	for (int i = 0; i < HG_MAX_PORTS; i++) {
-		if (i >= cfg_nports)
+		if (i >= l->nports)
 			break;
-		if (cfg_ports[i] == port)
-			return true;
+		if (l->ports[i] == a)
+			found |= 1;
+		if (l->ports[i] == b)
+			found |= 2;
 	}
-	return false;
+	return found;
+}
+
+static __always_inline int hg_ports_watched(const struct hg_link *l, __u16 a, __u16 b)
+{
+	return l->nports == 0 ? 3 : hg_ports_in_list(l, a, b);
+}
+
+/* The interface's entry in `links`: NULL if the slot is not (or no longer) in use. */
+static __always_inline const struct hg_link *hg_link_of(__u32 slot)
+{
+	const struct hg_link *l = bpf_map_lookup_elem(&links, &slot);
+
+	return l && l->active ? l : NULL;
 }
 
 /* All zero; kept in .rodata because a struct hg_flow is too big for the stack budget. */
@@ -181,7 +202,7 @@ static __always_inline void hg_check_handshake(struct hg_flow *f, const struct h
  * The key whose server is this packet's sender is resp_key. A SYN starts a
  * new connection on a 4-tuple we may still remember.
  */
-static __always_inline void hg_on_flags(const struct hg_packet *p)
+static __always_inline void hg_on_flags(const struct hg_packet *p, const struct hg_link *l)
 {
 	if (p->tcp_flags & HG_TCP_RST) {
 		hg_close_flow(p, &p->resp_key, true, HG_STAT_UNANSWERED_RESET);
@@ -201,7 +222,8 @@ static __always_inline void hg_on_flags(const struct hg_packet *p)
 		hg_end_flow(f, HG_STAT_UNANSWERED_CLOSED);
 		bpf_map_delete_elem(&flows, &p->req_key);
 	} else if ((p->tcp_flags & (HG_TCP_SYN | HG_TCP_ACK)) == (HG_TCP_SYN | HG_TCP_ACK) &&
-		   p->resp_key.role == HG_ROLE_SERVER && hg_port_watched(p->resp_key.server_port)) {
+		   p->resp_key.role == HG_ROLE_SERVER &&
+		   (hg_ports_watched(l, p->resp_key.server_port, 0) & 1)) {
 		hg_on_syn_ack(p);
 	}
 }
@@ -210,6 +232,10 @@ static __always_inline void hg_on_flags(const struct hg_packet *p)
 static __always_inline int hg_handle(struct __sk_buff *skb, bool ingress)
 {
 	struct hg_packet p = {};
+	/* The interface's slot, from its program; cleared so that programs after us find cb as without us. */
+	__u32 slot = skb->cb[0];
+
+	skb->cb[0] = 0;
 
 	if (!hg_parse_packet(skb, ingress, &p)) {
 		/* Headers beyond the linear area (rare): pull them in once and retry. */
@@ -220,10 +246,21 @@ static __always_inline int hg_handle(struct __sk_buff *skb, bool ingress)
 		if (!hg_parse_packet(skb, ingress, &p))
 			return TC_ACT_UNSPEC;
 	}
+	/* Pure ACKs, the most common packets, need nothing more. */
+	if (p.payload_len == 0 && !(p.tcp_flags & (HG_TCP_FIN | HG_TCP_SYN | HG_TCP_RST)))
+		return TC_ACT_UNSPEC;
+
+	const struct hg_link *l = hg_link_of(slot);
+
+	if (!l)
+		return TC_ACT_UNSPEC;
+	p.req_key.target_id = l->target_id;
+	p.resp_key.target_id = l->target_id;
 
 	if (p.payload_len > 0) {
-		bool req_watched = hg_port_watched(p.req_key.server_port);
-		bool resp_watched = hg_port_watched(p.resp_key.server_port);
+		int watched = hg_ports_watched(l, p.req_key.server_port, p.resp_key.server_port);
+		bool req_watched = watched & 1;
+		bool resp_watched = watched & 2;
 		struct hg_flow *f = NULL;
 		__u8 dir = HG_DIR_REQ;
 
@@ -245,7 +282,7 @@ static __always_inline int hg_handle(struct __sk_buff *skb, bool ingress)
 	}
 
 	if (p.tcp_flags & (HG_TCP_FIN | HG_TCP_SYN | HG_TCP_RST))
-		hg_on_flags(&p);
+		hg_on_flags(&p, l);
 	return TC_ACT_UNSPEC;
 }
 

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * One packet's headers: Ethernet (+ one 802.1Q/802.1ad tag), IPv4 or IPv6,
- * and TCP, read into a struct hg_packet that holds the flow key both ways.
- * Needs the rodata cfg_target_id, declared by the includer.
+ * and TCP, read into a struct hg_packet that holds the flow key both ways
+ * (but for the target, which the `links` map gives: see lib/flow.h).
  */
 #ifndef HG_LIB_PACKET_H
 #define HG_LIB_PACKET_H
@@ -121,7 +121,6 @@ static __always_inline bool hg_parse_packet(struct __sk_buff *skb, bool ingress,
 	p->req_key.client_port = bpf_ntohs(tcp->source);
 	p->req_key.server_port = bpf_ntohs(tcp->dest);
 	p->req_key.ifindex = skb->ifindex;
-	p->req_key.target_id = cfg_target_id;
 	p->req_key.family = family;
 	p->req_key.role = ingress ? HG_ROLE_SERVER : HG_ROLE_CLIENT;
 
@@ -130,7 +129,6 @@ static __always_inline bool hg_parse_packet(struct __sk_buff *skb, bool ingress,
 	p->resp_key.client_port = p->req_key.server_port;
 	p->resp_key.server_port = p->req_key.client_port;
 	p->resp_key.ifindex = skb->ifindex;
-	p->resp_key.target_id = cfg_target_id;
 	p->resp_key.family = family;
 	p->resp_key.role = ingress ? HG_ROLE_CLIENT : HG_ROLE_SERVER;
 	return true;

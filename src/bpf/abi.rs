@@ -4,8 +4,8 @@
 
 use anyhow::{bail, Result};
 
-pub use super::skel::types::{hg_flow, hg_flow_key, hg_hist, hg_series_key};
-use super::skel::types::{hg_flow_flag, hg_limit, hg_method, hg_role, hg_stat};
+pub use super::skel::types::{hg_flow, hg_flow_key, hg_hist, hg_link, hg_series_key};
+use super::skel::types::{hg_flow_flag, hg_limit, hg_method, hg_parser, hg_role, hg_stat};
 use super::snapshot::{Method, Role, SeriesKey, Stats, FRAMING_LOST_REASONS};
 use crate::config;
 
@@ -58,8 +58,26 @@ unsafe impl Plain for hg_flow {}
 unsafe impl Plain for hg_series_key {}
 // SAFETY: as above.
 unsafe impl Plain for hg_hist {}
+// SAFETY: as above.
+unsafe impl Plain for hg_link {}
 // SAFETY: an integer.
 unsafe impl Plain for u64 {}
+
+// Written whole into the map: no padding the compiler could leave unset.
+const _: () = assert!(std::mem::size_of::<hg_link>() == 8 + 2 * hg_limit::HG_MAX_PORTS.0 as usize);
+/// Interfaces the programs can be on at once (slots of the `links` array).
+pub const MAX_LINKS: u32 = hg_limit::HG_MAX_LINKS.0;
+/// The parser's programs in the interface programs' tail-call array.
+pub const HG_PARSE_INGRESS: u32 = hg_parser::HG_PARSE_INGRESS.0;
+pub const HG_PARSE_EGRESS: u32 = hg_parser::HG_PARSE_EGRESS.0;
+pub const HG_PARSERS: u32 = hg_parser::HG_PARSERS.0;
+
+/// The bytes of a `T`, to write into a map.
+pub fn bytes_of<T: Plain>(v: &T) -> &[u8] {
+    // SAFETY: T: Plain is integers only, with no padding the asserts above
+    // allow; the slice borrows `v` for its whole life.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+}
 
 /// A `T` from the start of `bytes` (which may be unaligned).
 pub fn read_plain<T: Plain>(bytes: &[u8], what: &str) -> Result<T> {

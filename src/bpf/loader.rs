@@ -1,39 +1,50 @@
-//! Loading the parser: one program instance per target, all sharing one set of maps.
+//! Loading the programs: the parser once, and per interface a small program
+//! that hands it packets (bpf/link.bpf.c).
 //!
-//! Each target gets its own load so that its id, ports and histogram bounds are
-//! read-only constants the verifier can see; the maps are created by the first
-//! load and reused by the others, so one collector reads everything.
+//! What every target shares (status label, histogram bounds, series budget)
+//! is read-only data the verifier sees when the parser loads. Which target an
+//! interface belongs to, and the ports watched there, sit in the `links`
+//! array at a slot of the interface's own; its program carries that slot as
+//! read-only data and tail-calls the parser. So the parser is verified once,
+//! whatever the number of targets, interfaces and namespaces.
 
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{MapCore, MapHandle, OpenObject, PrintLevel};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, OpenObject, PrintLevel};
 
-use super::skel;
+use super::abi::{HG_PARSERS, HG_PARSE_EGRESS, HG_PARSE_INGRESS};
+use super::{link_skel, skel};
 use crate::config::{self, StatusLabel};
 
-/// What one program instance is specialised for.
+/// What every target shares, fixed when the parser loads.
 #[derive(Debug, Clone)]
 pub struct ProgramConfig {
-    pub target_id: u16,
     pub status_label: StatusLabel,
     pub buckets_s: Vec<f64>,
-    pub ports: Vec<u16>,
-    /// Series this target may hold in each aggregate map; 0: no budget.
+    /// Series each target may hold in each aggregate map; 0: no budget.
     pub series_budget: u32,
 }
 
-/// Map sizes, fixed when the maps are created by the first load.
+/// One interface's entry in `links`: its target and the server ports watched there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkConfig {
+    pub target_id: u16,
+    /// Empty: every port.
+    pub ports: Vec<u16>,
+}
+
+/// Map sizes, fixed when the parser loads.
 #[derive(Debug, Clone, Copy)]
 pub struct MapSizes {
     pub flows: u32,
     pub max_series: u32,
 }
 
-/// The maps every instance writes to. Plain fds: they outlive the skeletons.
+/// The parser's maps. Plain fds: they outlive the skeleton.
 pub struct SharedMaps {
     pub flows: MapHandle,
     pub requests: MapHandle,
@@ -41,7 +52,8 @@ pub struct SharedMaps {
     pub stats: MapHandle,
     /// Series each target holds (attacher only: reset when a target's series are deleted).
     pub series_count: MapHandle,
-    hist_zero: MapHandle,
+    /// Interface slots (attacher only: see `maps::set_link`).
+    pub links: MapHandle,
 }
 
 /// One map as a reader holds it: an fd and the sizes that shape its bytes.
@@ -118,17 +130,6 @@ impl SharedMaps {
     }
 }
 
-/// A loaded instance: the two programs, kept alive by these fds alone.
-pub struct Programs {
-    pub ingress: OwnedFd,
-    pub egress: OwnedFd,
-}
-
-pub struct Loader {
-    sizes: MapSizes,
-    maps: Option<Arc<SharedMaps>>,
-}
-
 /// libbpf's messages (the verifier log among them) for the load in progress.
 static LIBBPF_LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
@@ -150,89 +151,130 @@ fn libbpf_print(level: PrintLevel, msg: String) {
     }
 }
 
+/// The two programs to put on one interface, kept alive by these fds alone.
+pub struct Programs {
+    pub ingress: OwnedFd,
+    pub egress: OwnedFd,
+}
+
+/// The loaded parser, and what is needed to load interface programs for it.
+pub struct Loader {
+    maps: std::sync::Arc<SharedMaps>,
+    /// The tail-call array every interface program shares, holding the
+    /// parser. The kernel empties it when its last fd closes: the programs
+    /// left on interfaces (a killed run's tc filters) then do nothing.
+    parsers: MapHandle,
+    /// The parser's own programs: the tail-call array refers to them, tests run them directly.
+    parser: Programs,
+}
+
 impl Loader {
-    pub fn new(sizes: MapSizes) -> Loader {
+    /// Load the parser (the verifier speaks now) and create its maps.
+    pub fn new(sizes: MapSizes, cfg: ProgramConfig) -> Result<Loader> {
         libbpf_rs::set_print(Some((PrintLevel::Info, libbpf_print)));
-        Loader { sizes, maps: None }
+        if cfg.buckets_s.len() > config::MAX_BUCKETS {
+            anyhow::bail!("too many buckets for the BPF program");
+        }
+        let (parser, maps) = with_log(|| load_parser(&cfg, sizes))?;
+        let parsers = MapHandle::create(
+            libbpf_rs::MapType::ProgArray,
+            Some("hg_parsers"),
+            4,
+            4,
+            HG_PARSERS,
+            &libbpf_sys::bpf_map_create_opts {
+                sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
+                ..Default::default()
+            },
+        )
+        .context("creating the tail-call array")?;
+        for (slot, prog) in [(HG_PARSE_INGRESS, &parser.ingress), (HG_PARSE_EGRESS, &parser.egress)] {
+            let fd = prog.as_raw_fd() as u32;
+            parsers
+                .update(&slot.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
+                .context("putting the parser in the tail-call array")?;
+        }
+        Ok(Loader { maps: std::sync::Arc::new(maps), parsers, parser })
     }
 
-    /// The maps, once the first instance is loaded.
-    pub fn maps(&self) -> Option<Arc<SharedMaps>> {
+    pub fn maps(&self) -> std::sync::Arc<SharedMaps> {
         self.maps.clone()
     }
 
-    pub fn load(&mut self, cfg: &ProgramConfig) -> Result<Programs> {
-        if cfg.buckets_s.len() > config::MAX_BUCKETS || cfg.ports.len() > config::MAX_PORTS {
-            bail!("too many buckets or ports for the BPF program");
-        }
-        LIBBPF_LOG.lock().map(|mut b| b.clear()).ok();
-        self.load_inner(cfg).map_err(|e| {
-            let log = LIBBPF_LOG.lock().map(|b| b.join("\n")).unwrap_or_default();
-            // EPERM is a missing privilege; EACCES is the verifier saying no (its log follows).
-            let hint = match e.downcast_ref::<libbpf_rs::Error>().map(|e| e.kind()) {
-                Some(libbpf_rs::ErrorKind::PermissionDenied) if !log.contains("PROG LOAD LOG") => {
-                    "\nloading BPF programs needs root or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON"
-                }
-                _ => "",
-            };
-            if log.is_empty() {
-                anyhow!("{e:#}{hint}")
-            } else {
-                anyhow!("{e:#}{hint}\nlibbpf and verifier output:\n{log}")
-            }
+    /// The programs for the interface at `links` slot `slot`: small, so
+    /// loading them takes milliseconds. Load them after filling the slot.
+    pub fn link_programs(&self, slot: u32) -> Result<Programs> {
+        with_log(|| {
+            let mut storage = MaybeUninit::<OpenObject>::uninit();
+            let mut open =
+                link_skel::LinkSkelBuilder::default().open(&mut storage).context("opening the interface program")?;
+            let ro = open.maps.rodata_data.as_deref_mut().ok_or_else(|| anyhow!("link object has no .rodata"))?;
+            ro.cfg_link = slot;
+            open.maps.hg_parsers.reuse_fd(self.parsers.as_fd())?;
+            let skel = open.load().context("loading the interface program")?;
+            Ok(Programs {
+                ingress: skel.progs.http_ingress.as_fd().try_clone_to_owned()?,
+                egress: skel.progs.http_egress.as_fd().try_clone_to_owned()?,
+            })
         })
     }
 
-    fn load_inner(&mut self, cfg: &ProgramConfig) -> Result<Programs> {
-        let mut storage = MaybeUninit::<OpenObject>::uninit();
-        let builder = skel::HttpGoldenSkelBuilder::default();
-        let mut open = builder.open(&mut storage).context("opening the BPF object")?;
-
-        let ro = open.maps.rodata_data.as_deref_mut().ok_or_else(|| anyhow!("BPF object has no .rodata"))?;
-        ro.cfg_target_id = cfg.target_id;
-        ro.cfg_status_code = u8::from(cfg.status_label == StatusLabel::Code);
-        ro.cfg_nbuckets = cfg.buckets_s.len() as u32;
-        for (slot, b) in ro.cfg_bounds_ns.iter_mut().zip(&cfg.buckets_s) {
-            *slot = config::seconds_to_ns(*b);
-        }
-        ro.cfg_series_budget = cfg.series_budget;
-        ro.cfg_nports = cfg.ports.len() as u32;
-        for (slot, p) in ro.cfg_ports.iter_mut().zip(&cfg.ports) {
-            *slot = *p;
-        }
-
-        match &self.maps {
-            Some(m) => {
-                open.maps.flows.reuse_fd(m.flows.as_fd())?;
-                open.maps.requests.reuse_fd(m.requests.as_fd())?;
-                open.maps.latency.reuse_fd(m.latency.as_fd())?;
-                open.maps.stats.reuse_fd(m.stats.as_fd())?;
-                open.maps.series_count.reuse_fd(m.series_count.as_fd())?;
-                open.maps.hist_zero.reuse_fd(m.hist_zero.as_fd())?;
-            }
-            None => {
-                open.maps.flows.set_max_entries(self.sizes.flows)?;
-                open.maps.requests.set_max_entries(self.sizes.max_series)?;
-                open.maps.latency.set_max_entries(self.sizes.max_series)?;
-            }
-        }
-
-        let skel = open.load().context("loading the BPF programs")?;
-        if self.maps.is_none() {
-            self.maps = Some(Arc::new(SharedMaps {
-                flows: MapHandle::try_from(&skel.maps.flows)?,
-                requests: MapHandle::try_from(&skel.maps.requests)?,
-                latency: MapHandle::try_from(&skel.maps.latency)?,
-                stats: MapHandle::try_from(&skel.maps.stats)?,
-                series_count: MapHandle::try_from(&skel.maps.series_count)?,
-                hist_zero: MapHandle::try_from(&skel.maps.hist_zero)?,
-            }));
-        }
-        Ok(Programs {
-            ingress: skel.progs.http_ingress.as_fd().try_clone_to_owned()?,
-            egress: skel.progs.http_egress.as_fd().try_clone_to_owned()?,
-        })
+    /// The parser itself, entered directly: `cb[0]` (the slot) is 0 in a
+    /// test run, so it sees packets as the interface at slot 0 would.
+    pub fn parser(&self) -> &Programs {
+        &self.parser
     }
+}
+
+/// Run a load, turning libbpf's messages (the verifier's among them) into the error.
+fn with_log<T>(load: impl FnOnce() -> Result<T>) -> Result<T> {
+    LIBBPF_LOG.lock().map(|mut b| b.clear()).ok();
+    load().map_err(|e| {
+        let log = LIBBPF_LOG.lock().map(|b| b.join("\n")).unwrap_or_default();
+        // EPERM is a missing privilege; EACCES is the verifier saying no (its log follows).
+        let hint = match e.downcast_ref::<libbpf_rs::Error>().map(|e| e.kind()) {
+            Some(libbpf_rs::ErrorKind::PermissionDenied) if !log.contains("PROG LOAD LOG") => {
+                "\nloading BPF programs needs root or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON"
+            }
+            _ => "",
+        };
+        if log.is_empty() {
+            anyhow!("{e:#}{hint}")
+        } else {
+            anyhow!("{e:#}{hint}\nlibbpf and verifier output:\n{log}")
+        }
+    })
+}
+
+fn load_parser(cfg: &ProgramConfig, sizes: MapSizes) -> Result<(Programs, SharedMaps)> {
+    let mut storage = MaybeUninit::<OpenObject>::uninit();
+    let mut open = skel::HttpGoldenSkelBuilder::default().open(&mut storage).context("opening the BPF object")?;
+
+    let ro = open.maps.rodata_data.as_deref_mut().ok_or_else(|| anyhow!("BPF object has no .rodata"))?;
+    ro.cfg_status_code = u8::from(cfg.status_label == StatusLabel::Code);
+    ro.cfg_nbuckets = cfg.buckets_s.len() as u32;
+    for (slot, b) in ro.cfg_bounds_ns.iter_mut().zip(&cfg.buckets_s) {
+        *slot = config::seconds_to_ns(*b);
+    }
+    ro.cfg_series_budget = cfg.series_budget;
+    open.maps.flows.set_max_entries(sizes.flows)?;
+    open.maps.requests.set_max_entries(sizes.max_series)?;
+    open.maps.latency.set_max_entries(sizes.max_series)?;
+
+    let skel = open.load().context("loading the BPF programs")?;
+    let maps = SharedMaps {
+        flows: MapHandle::try_from(&skel.maps.flows)?,
+        requests: MapHandle::try_from(&skel.maps.requests)?,
+        latency: MapHandle::try_from(&skel.maps.latency)?,
+        stats: MapHandle::try_from(&skel.maps.stats)?,
+        series_count: MapHandle::try_from(&skel.maps.series_count)?,
+        links: MapHandle::try_from(&skel.maps.links)?,
+    };
+    let progs = Programs {
+        ingress: skel.progs.hg_parse_ingress.as_fd().try_clone_to_owned()?,
+        egress: skel.progs.hg_parse_egress.as_fd().try_clone_to_owned()?,
+    };
+    Ok((progs, maps))
 }
 
 /// Result of running a program once on a crafted packet (BPF_PROG_TEST_RUN).

@@ -4,10 +4,10 @@
 use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, MapFlags};
 
-use super::abi::{hg_flow, hg_hist, hg_series_key};
+use super::abi::{bytes_of, hg_flow, hg_hist, hg_link, hg_series_key, MAX_LINKS};
 use super::abi::{read_plain, FLOW_CLOSED, FLOW_UNVERIFIED, STAT_SLOTS};
 use super::snapshot::{Flows, Histogram, SeriesKey, Snapshot, Stats};
-use super::{MapFd, ReadMaps, SharedMaps};
+use super::{LinkConfig, MapFd, ReadMaps, SharedMaps};
 
 /// Sum of one u64 per CPU, from whatever slices hold them.
 fn sum_u64<'a>(per_cpu: impl IntoIterator<Item = &'a [u8]>, what: &str) -> Result<u64> {
@@ -219,4 +219,23 @@ pub fn forget_series(maps: &SharedMaps, target_id: u16) -> Result<usize> {
         maps.series_count.update(&slot.to_ne_bytes(), &0u64.to_ne_bytes(), MapFlags::ANY)?;
     }
     Ok(n)
+}
+
+/// Fill `links` slot `slot` (below `abi::MAX_LINKS`): from now on the
+/// interface whose programs carry that slot counts for `link.target_id`.
+/// Written before those programs are attached; rewritten when a reload
+/// changes the interface's target.
+pub fn set_link(maps: &SharedMaps, slot: u32, link: &LinkConfig) -> Result<()> {
+    let mut v = hg_link { target_id: link.target_id, nports: link.ports.len() as u16, active: 1, ..Default::default() };
+    anyhow::ensure!(link.ports.len() <= v.ports.len(), "more than {} ports", v.ports.len());
+    anyhow::ensure!(slot < MAX_LINKS, "interface slot {slot}: at most {MAX_LINKS} interfaces");
+    v.ports[..link.ports.len()].copy_from_slice(&link.ports);
+    maps.links.update(&slot.to_ne_bytes(), bytes_of(&v), MapFlags::ANY).context("writing the links map")
+}
+
+/// Free slot `slot`: packets its programs still hand over (until they are
+/// detached) are ignored.
+pub fn clear_link(maps: &SharedMaps, slot: u32) -> Result<()> {
+    let v = hg_link::default();
+    maps.links.update(&slot.to_ne_bytes(), bytes_of(&v), MapFlags::ANY).context("clearing a links slot")
 }

@@ -15,5 +15,11 @@ mod skel {
     include!(concat!(env!("OUT_DIR"), "/http_golden.skel.rs"));
 }
 
-pub use loader::{test_run, test_run_timed, Loader, MapFd, MapSizes, ProgramConfig, Programs, ReadMaps, SharedMaps};
+#[allow(clippy::all, non_camel_case_types, non_upper_case_globals, dead_code, unused_imports)]
+mod link_skel {
+    include!(concat!(env!("OUT_DIR"), "/link.skel.rs"));
+}
+
+pub use loader::{test_run, test_run_timed, LinkConfig, Loader, MapFd, MapSizes, ProgramConfig};
+pub use loader::{Programs, ReadMaps, SharedMaps};
 pub use snapshot::{Flows, Histogram, Method, Role, SeriesKey, Snapshot, Stats};

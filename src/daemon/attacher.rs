@@ -2,9 +2,7 @@
 //! attaching new targets and detaching removed ones, feeds systemd (READY,
 //! STATUS, WATCHDOG, RELOADING, STOPPING) from the exporter's answers.
 
-use std::collections::HashSet;
 use std::os::fd::AsFd;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
@@ -17,161 +15,42 @@ use sd_notify::NotifyState;
 
 use super::child::{describe_exit, judge_pong, reap, stop_child, MESSAGE_DEADLINE};
 use super::ipc::{Channel, Msg, Step};
+use super::targets::{Prepared, Targets};
 use super::Reloader;
-use crate::bpf::{maps, Loader, ProgramConfig, Programs, SharedMaps};
-use crate::config::{Config, Target};
-use crate::privileged::attach::{self, Hook};
-use crate::privileged::netns::{self, Interface, Netns};
+use crate::config::Config;
 use crate::privileged::privsep;
-use crate::topology::{Attached, InterfaceName, TargetNames, Topology};
 
 /// How often the attacher asks the exporter for a map read when systemd has no watchdog.
 const DEFAULT_PING: Duration = Duration::from_secs(10);
 
-/// A target whose programs are loaded but not yet attached.
-pub(super) struct Prepared {
-    id: u16,
-    target: Target,
-    /// Opened once; entered to resolve, attach and (tc filters) detach.
-    netns: Option<Arc<Netns>>,
-    interfaces: Vec<Interface>,
-    progs: Programs,
-}
-
-/// A target whose programs are attached. Dropping it detaches them.
-struct Running {
-    id: u16,
-    target: Target,
-    interfaces: Vec<Interface>,
-    hooks: Vec<Hook>,
-}
-
-/// `budget`: series per map for the target, fixed at start (`Config::series_budget`).
-pub(super) fn prepare(loader: &mut Loader, cfg: &Config, target: &Target, id: u16, budget: u32) -> Result<Prepared> {
-    let netns = Netns::of(target)?.map(Arc::new);
-    let interfaces = netns::resolve(target, netns.as_deref())?;
-    let progs = loader
-        .load(&ProgramConfig {
-            target_id: id,
-            status_label: cfg.metrics.status_label,
-            buckets_s: cfg.metrics.buckets.clone(),
-            ports: target.ports.clone(),
-            series_budget: budget,
-        })
-        .with_context(|| format!("target {:?}: loading the BPF programs", target.name))?;
-    Ok(Prepared { id, target: target.clone(), netns, interfaces, progs })
-}
-
-fn attach_prepared(p: Prepared, cfg: &Config) -> Result<Running> {
-    // On error the hooks attached so far are dropped, which detaches them.
-    let hooks = attach::attach_target(&p.target, p.netns.as_ref(), &p.interfaces, &p.progs, cfg.bpf.attach_mode)?;
-    // The links and filters hold the programs now; our program fds can go.
-    Ok(Running { id: p.id, target: p.target, interfaces: p.interfaces, hooks })
-}
-
 /// Everything the attacher owns.
 pub(super) struct Attacher {
     cfg: Config,
-    loader: Loader,
-    maps: Arc<SharedMaps>,
-    /// Series per map each target may hold, as computed at start.
-    budget: u32,
-    targets: Vec<Running>,
+    targets: Targets,
 }
 
 impl Attacher {
-    /// Nothing attached yet: `main` attaches what `prepare` loaded.
-    pub(super) fn new(cfg: Config, loader: Loader, maps: Arc<SharedMaps>) -> Attacher {
-        let budget = cfg.series_budget();
-        Attacher { cfg, loader, maps, budget, targets: Vec::new() }
+    /// Nothing attached yet: `main` attaches what was prepared before the fork.
+    pub(super) fn new(cfg: Config, targets: Targets) -> Attacher {
+        Attacher { cfg, targets }
     }
 
-    fn programs(&self) -> usize {
-        self.targets.iter().map(|t| t.hooks.len()).sum()
-    }
-
-    fn topology(&self) -> Topology {
-        let mut topo = Topology::default();
-        for t in &self.targets {
-            topo.targets.push(TargetNames {
-                id: t.id,
-                name: t.target.name.clone(),
-                interfaces: t
-                    .interfaces
-                    .iter()
-                    .map(|i| InterfaceName { ifindex: i.ifindex, name: i.name.clone() })
-                    .collect(),
-            });
-            topo.attached.extend(t.hooks.iter().map(|h| Attached {
-                target: h.target.clone(),
-                interface: h.interface.clone(),
-                direction: h.direction,
-                mode: h.mode,
-            }));
-        }
-        topo
-    }
-
-    fn detach_all(&mut self) -> Result<usize> {
-        let mut n = 0;
-        let mut first_err = None;
-        for mut t in self.targets.drain(..) {
-            for mut h in t.hooks.drain(..) {
-                match h.detach() {
-                    Ok(()) => n += 1,
-                    Err(e) => {
-                        log::error!("{e:#}");
-                        first_err.get_or_insert(e);
-                    }
-                }
-            }
-        }
-        first_err.map_or(Ok(n), Err)
-    }
-
-    /// Apply a new configuration's targets: attach the new ones first (if one
-    /// fails, nothing changes), then detach the removed ones. Unchanged targets
-    /// are not touched, so their counters continue.
+    /// Apply a new configuration's targets: attach the new and changed ones
+    /// first (if one fails, nothing changes), then detach the removed ones.
+    /// Unchanged targets are not touched, so their counters continue.
     fn apply(&mut self, new: Config) -> Result<String> {
         for key in restart_needed(&self.cfg, &new) {
             log::warn!("reload: {key} changed; that takes effect only after a restart (keeping the running value)");
         }
-        let mut used: HashSet<u16> = self.targets.iter().map(|t| t.id).collect();
+        let current = self.targets.current();
         let mut fresh = Vec::new();
-        for t in new.targets.iter().filter(|t| !self.targets.iter().any(|r| &r.target == *t)) {
-            let id = (0..=u16::MAX).find(|id| !used.contains(id)).context("no free target id")?;
-            used.insert(id);
-            let p = prepare(&mut self.loader, &self.cfg, t, id, self.budget)?;
-            fresh.push(attach_prepared(p, &self.cfg)?);
+        for t in new.targets.iter().filter(|t| !current.contains(t)) {
+            let id = self.targets.free_id(&fresh)?;
+            fresh.push(self.targets.prepare(t, id)?);
         }
-        let added = fresh.len();
-
-        let mut current = std::mem::take(&mut self.targets);
-        let mut next = Vec::with_capacity(new.targets.len());
-        for t in &new.targets {
-            if let Some(i) = current.iter().position(|r| &r.target == t) {
-                next.push(current.swap_remove(i));
-            } else if let Some(i) = fresh.iter().position(|r| &r.target == t) {
-                next.push(fresh.swap_remove(i));
-            }
-        }
-        let removed = current.len();
-        for mut r in current {
-            log::info!("reload: detaching target {:?}", r.target.name);
-            for mut h in r.hooks.drain(..) {
-                if let Err(e) = h.detach() {
-                    log::error!("{e:#}");
-                }
-            }
-            // Its series would otherwise hold map capacity, unlabelled, forever.
-            if let Err(e) = maps::forget_series(&self.maps, r.id) {
-                log::warn!("reload: removing the series of target {:?}: {e:#}", r.target.name);
-            }
-        }
-        let kept = next.len() - added;
-        self.targets = next;
+        let c = self.targets.apply(fresh, &new.targets)?;
         self.cfg.targets = new.targets;
-        Ok(format!("reloaded: {kept} targets unchanged, {added} added, {removed} removed"))
+        Ok(format!("reloaded: {} targets unchanged, {} added, {} removed", c.kept, c.added, c.removed))
     }
 }
 
@@ -225,13 +104,9 @@ pub(super) fn main(
         let sfd = SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).context("signalfd")?;
         ch.set_send_timeout(Duration::from_secs(5))?;
         notify(&[NotifyState::Status("attaching")]);
-        // Legacy tc filters a killed run left still run (into maps nobody reads).
-        prepared.iter().for_each(|p| attach::remove_left_behind(&p.target.name, p.netns.as_deref(), &p.interfaces));
-        for p in prepared {
-            let r = attach_prepared(p, &att.cfg)?;
-            att.targets.push(r);
-        }
-        if let Err(e) = ch.send(&Msg::Topology(att.topology())) {
+        prepared.iter().for_each(Prepared::remove_left_behind);
+        att.targets.apply(prepared, &[])?;
+        if let Err(e) = ch.send(&Msg::Topology(att.targets.topology())) {
             // It died before it could serve; its own message says why.
             return Ok(Exit::ChildGone(format!("{} (sending it the topology: {e:#})", reap(child))));
         }
@@ -243,7 +118,7 @@ pub(super) fn main(
         stop_child(&ch, child);
     }
     drop(ch);
-    let detached = att.detach_all();
+    let detached = att.targets.detach_all();
     match (result, detached) {
         (Ok(Exit::Stop), Ok(n)) => {
             log::info!("detached {n} programs; exiting");
@@ -309,7 +184,7 @@ fn event_loop(att: &mut Attacher, ch: &mut Channel, child: Pid, sfd: &SignalFd, 
                     ready = true;
                     log::info!(
                         "attached {} programs for {} targets; the exporter serves metrics on {}{}",
-                        att.programs(),
+                        att.targets.programs(),
                         att.targets.len(),
                         att.cfg.web.listen_address,
                         att.cfg.web.telemetry_path
@@ -367,7 +242,7 @@ fn event_loop(att: &mut Attacher, ch: &mut Channel, child: Pid, sfd: &SignalFd, 
 }
 
 fn status_line(att: &Attacher, series: u64) -> String {
-    format!("{} targets, {} programs attached; {series} series", att.targets.len(), att.programs())
+    format!("{} targets, {} programs attached; {series} series", att.targets.len(), att.targets.programs())
 }
 
 fn do_reload(att: &mut Attacher, ch: &Channel, reload: &Reloader) -> Result<()> {
@@ -381,7 +256,7 @@ fn do_reload(att: &mut Attacher, ch: &Channel, reload: &Reloader) -> Result<()> 
     let status = match reload().and_then(|new| att.apply(new)) {
         Ok(summary) => {
             log::info!("{summary}");
-            ch.send(&Msg::Topology(att.topology())).context("sending the topology to the exporter")?;
+            ch.send(&Msg::Topology(att.targets.topology())).context("sending the topology to the exporter")?;
             summary
         }
         Err(e) => {

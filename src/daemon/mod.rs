@@ -19,6 +19,7 @@ mod attacher;
 mod child;
 mod exporter;
 pub mod ipc;
+mod targets;
 
 use std::sync::Arc;
 
@@ -26,7 +27,7 @@ use anyhow::{bail, Context, Result};
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::{fork, ForkResult};
 
-use crate::bpf::{Loader, MapSizes};
+use crate::bpf::{Loader, MapSizes, ProgramConfig};
 use crate::config::Config;
 use crate::privileged::{attach, netns, privsep};
 use crate::web;
@@ -86,15 +87,24 @@ pub fn run(cfg: Config, reload: Reloader) -> Result<()> {
     // Bind first: a port in use should fail before we touch the kernel.
     let listener = web::bind(&cfg.web.listen_address)?;
 
-    // Load every program before forking, so the exporter inherits the maps and
-    // no verifier failure is left for after the fork.
-    let mut loader = Loader::new(MapSizes { flows: cfg.bpf.flow_table_size, max_series: cfg.metrics.max_series });
+    // Load the programs and resolve every target before forking, so the
+    // exporter inherits the maps and no verifier failure is left for after.
+    let loader = Loader::new(
+        MapSizes { flows: cfg.bpf.flow_table_size, max_series: cfg.metrics.max_series },
+        ProgramConfig {
+            status_label: cfg.metrics.status_label,
+            buckets_s: cfg.metrics.buckets.clone(),
+            series_budget: cfg.series_budget(),
+        },
+    )?;
+    let targets = targets::Targets::new(loader, cfg.bpf.attach_mode)?;
     let mut prepared = Vec::new();
     for (id, target) in cfg.targets.iter().enumerate() {
         let id = u16::try_from(id).context("too many targets")?;
-        prepared.push(attacher::prepare(&mut loader, &cfg, target, id, cfg.series_budget())?);
+        prepared.push(targets.prepare(target, id)?);
     }
-    let maps = loader.maps().context("no target was loaded")?;
+    targets.check_claims(&prepared)?;
+    let maps = targets.maps();
     // The exporter keeps only these: the maps it reads, each opened read-only.
     let read_only = Arc::new(maps.read_only().context("opening the maps read-only for the exporter")?);
     let keep_bpf = privsep::fd_reads_need_cap_bpf();
@@ -120,7 +130,7 @@ pub fn run(cfg: Config, reload: Reloader) -> Result<()> {
             drop(parent_end);
             // Program fds and the read-write map fds: the exporter keeps only the read-only ones.
             drop(prepared);
-            drop(loader);
+            drop(targets);
             drop(maps);
             let code = exporter::main(listener, read_only, &cfg, child_end, &account, keep_bpf, &mask);
             std::process::exit(code);
@@ -129,7 +139,8 @@ pub fn run(cfg: Config, reload: Reloader) -> Result<()> {
             drop(listener); // the attacher holds no network socket
             drop(child_end);
             drop(read_only);
-            let attacher = attacher::Attacher::new(cfg, loader, maps);
+            drop(maps);
+            let attacher = attacher::Attacher::new(cfg, targets);
             attacher::main(attacher, prepared, parent_end, child, &mask, reload)
         }
     }

@@ -1,14 +1,15 @@
 //! Putting the programs on interfaces, and taking them off again.
 //!
 //! TCX links are preferred: they detach by themselves when their fd closes,
-//! even on SIGKILL. Legacy clsact filters outlive the process. Ours sit at
-//! priority 1 with a handle in TC_HANDLE..TC_HANDLE + TC_SLOTS (one per target
-//! on an interface and direction: our programs return TC_ACT_UNSPEC, so every
-//! one of them runs) and hold a program named http_ingress or http_egress; that
-//! is how `--cleanup` and the next start recognise filters a killed run left.
-//! A new filter always takes a free handle, so a reload attaches a changed
-//! target before it detaches the old one; a filter is deleted only while it
-//! still holds the program we attached.
+//! even on SIGKILL. Legacy clsact filters outlive the process (a killed run's
+//! then do nothing: the tail-call array they call into is emptied when its
+//! last fd closes). Ours sit at priority 1 with a handle in
+//! TC_HANDLE..TC_HANDLE + TC_SLOTS and hold a program named http_ingress or
+//! http_egress; that is how `--cleanup` and the next start recognise filters
+//! a killed run left. One interface holds one filter of ours per direction; a
+//! new filter always takes a free handle, so one a killed run left never
+//! blocks it, and a filter is deleted only while it still holds the program
+//! we attached.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
@@ -24,8 +25,8 @@ use crate::topology::{Direction, Mode};
 /// Our legacy filters: handles "HG" and up, and the first priority so we
 /// observe packets before anything else may drop or redirect them.
 pub const TC_HANDLE: u32 = 0x4847;
-/// Handles we may use on one interface and direction: targets that share an
-/// interface in tc mode, plus one for a reload that replaces one of them.
+/// Handles we may use on one interface and direction: ours, beside those
+/// killed runs may have left.
 pub const TC_SLOTS: u32 = 16;
 pub const TC_PRIORITY: u32 = 1;
 const OUR_PROG_NAMES: &[&str] = &["http_ingress", "http_egress"];
@@ -108,7 +109,7 @@ impl Drop for Hook {
     }
 }
 
-/// Attach both programs to every interface of the target, inside its namespace.
+/// Attach both programs to each of `interfaces` of the target, inside its namespace.
 pub fn attach_target(
     target: &Target,
     netns: Option<&Arc<Netns>>,
@@ -204,12 +205,11 @@ fn attach_tc(prog: BorrowedFd<'_>, iface: &Interface, dir: Direction) -> Result<
         return Ok((handle, id));
     }
     bail!(
-        "no free tc filter handle on {} {} (handles {TC_HANDLE:#x} to {:#x} at priority {TC_PRIORITY} are taken): \
-         at most {} targets can share an interface in tc mode",
+        "no free tc filter handle on {} {} (handles {TC_HANDLE:#x} to {:#x} at priority {TC_PRIORITY} are taken; \
+         `http-golden-exporter --cleanup` removes those killed runs left)",
         iface.name,
         dir.as_str(),
-        TC_HANDLE + TC_SLOTS - 1,
-        TC_SLOTS - 1
+        TC_HANDLE + TC_SLOTS - 1
     )
 }
 

@@ -4,22 +4,50 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use super::packet::{Tcp, ACK, SYN};
-use http_golden_exporter::bpf::{self, Loader, MapSizes, ProgramConfig, Programs, SharedMaps};
-use http_golden_exporter::bpf::{maps, Method, Role, Snapshot};
+use http_golden_exporter::bpf::{self, LinkConfig, Loader, MapSizes, ProgramConfig, Programs};
+use http_golden_exporter::bpf::{maps, Method, Role, SharedMaps, Snapshot};
 use http_golden_exporter::config::{StatusLabel, DEFAULT_BUCKETS};
 
 /// TC_ACT_UNSPEC: the programs only observe, whatever they see.
 const PASS: i32 = -1;
 
+/// One target's settings, as the daemon derives them from the config.
+pub struct Setup {
+    pub target_id: u16,
+    pub status_label: StatusLabel,
+    pub buckets_s: Vec<f64>,
+    pub ports: Vec<u16>,
+    pub series_budget: u32,
+}
+
+impl Setup {
+    fn program(&self) -> ProgramConfig {
+        ProgramConfig {
+            status_label: self.status_label,
+            buckets_s: self.buckets_s.clone(),
+            series_budget: self.series_budget,
+        }
+    }
+
+    fn link(&self) -> LinkConfig {
+        LinkConfig { target_id: self.target_id, ports: self.ports.clone() }
+    }
+}
+
+/// The programs of one watched interface, run on crafted frames, and the maps.
 pub struct Parser {
     pub progs: Programs,
     pub maps: Arc<SharedMaps>,
     nbuckets: usize,
+    /// This interface's slot in `links`.
+    pub slot: u32,
+    /// Holds the tail-call array: the kernel empties it when its last fd closes.
+    loader: Arc<Loader>,
 }
 
 impl Parser {
     pub fn new() -> Option<Parser> {
-        Self::with(ProgramConfig {
+        Self::with(Setup {
             target_id: 3,
             status_label: StatusLabel::Class,
             buckets_s: DEFAULT_BUCKETS.to_vec(),
@@ -28,42 +56,50 @@ impl Parser {
         })
     }
 
-    pub fn with(cfg: ProgramConfig) -> Option<Parser> {
+    pub fn with(cfg: Setup) -> Option<Parser> {
         Self::sized(cfg, MapSizes { flows: 1024, max_series: 64 })
     }
 
-    pub fn sized(cfg: ProgramConfig, sizes: MapSizes) -> Option<Parser> {
-        if !super::privileged(&[]) {
-            return None;
-        }
-        let mut loader = Loader::new(sizes);
-        let progs = loader.load(&cfg).expect("loading the parser");
-        Some(Parser { progs, maps: loader.maps().unwrap(), nbuckets: cfg.buckets_s.len() })
+    pub fn sized(cfg: Setup, sizes: MapSizes) -> Option<Parser> {
+        Some(Self::two(cfg, None, sizes)?.0)
     }
 
-    /// Two targets' programs sharing one set of maps, as the daemon loads them.
-    pub fn two(a: ProgramConfig, b: ProgramConfig, sizes: MapSizes) -> Option<(Parser, Parser)> {
+    /// One interface for target `a` and, if given, another for `b`, sharing
+    /// the parser and its maps, as the daemon loads them.
+    pub fn two(a: Setup, b: Option<Setup>, sizes: MapSizes) -> Option<(Parser, Option<Parser>)> {
         if !super::privileged(&[]) {
             return None;
         }
-        let mut loader = Loader::new(sizes);
-        let pa = loader.load(&a).expect("loading the first target");
-        let pb = loader.load(&b).expect("loading the second target");
-        let maps = loader.maps().unwrap();
-        Some((
-            Parser { progs: pa, maps: maps.clone(), nbuckets: a.buckets_s.len() },
-            Parser { progs: pb, maps, nbuckets: b.buckets_s.len() },
-        ))
+        let loader = Arc::new(Loader::new(sizes, a.program()).expect("loading the parser"));
+        let maps = loader.maps();
+        let interface = |slot: u32, s: &Setup| {
+            maps::set_link(&maps, slot, &s.link()).unwrap();
+            let progs = loader.link_programs(slot).expect("loading an interface's programs");
+            Parser { progs, maps: maps.clone(), nbuckets: s.buckets_s.len(), slot, loader: loader.clone() }
+        };
+        // Slots as the daemon gives them, the second one not 0: the slot is what tells them apart.
+        Some((interface(0, &a), b.map(|b| interface(7, &b))))
+    }
+
+    /// Another interface's programs, at `slot`, sharing this parser and its
+    /// maps; nothing fills that slot.
+    pub fn sibling(&self, slot: u32) -> Parser {
+        let progs = self.loader.link_programs(slot).expect("loading an interface's programs");
+        Parser { progs, maps: self.maps.clone(), nbuckets: self.nbuckets, slot, loader: self.loader.clone() }
+    }
+
+    fn run(&self, prog: std::os::fd::BorrowedFd<'_>, frame: &[u8]) {
+        assert_eq!(bpf::test_run(prog, frame).unwrap(), PASS);
     }
 
     /// The frame arrives (ingress) on the watched interface.
     pub fn ingress(&self, p: &Tcp) {
-        assert_eq!(bpf::test_run(self.progs.ingress.as_fd(), &p.frame()).unwrap(), PASS);
+        self.run(self.progs.ingress.as_fd(), &p.frame());
     }
 
     /// The frame leaves (egress) through the watched interface.
     pub fn egress(&self, p: &Tcp) {
-        assert_eq!(bpf::test_run(self.progs.egress.as_fd(), &p.frame()).unwrap(), PASS);
+        self.run(self.progs.egress.as_fd(), &p.frame());
     }
 
     /// The server's SYN-ACK (egress) for the connection of this client segment,
@@ -74,7 +110,7 @@ impl Parser {
     }
 
     pub fn raw_ingress(&self, frame: &[u8]) {
-        assert_eq!(bpf::test_run(self.progs.ingress.as_fd(), frame).unwrap(), PASS);
+        self.run(self.progs.ingress.as_fd(), frame);
     }
 
     pub fn snap(&self) -> Snapshot {
