@@ -37,11 +37,7 @@ pub struct Roots {
 
 impl Default for Roots {
     fn default() -> Self {
-        Roots {
-            proc: "/proc".into(),
-            podman: "/var/lib/containers/storage".into(),
-            docker: "/var/lib/docker".into(),
-        }
+        Roots { proc: "/proc".into(), podman: "/var/lib/containers/storage".into(), docker: "/var/lib/docker".into() }
     }
 }
 

@@ -102,7 +102,11 @@ pub fn parse_cgroup(path: &str) -> Vec<Owner> {
             if let Some(name) = name.map(unescape_systemd).and_then(|n| clean_name(&n)) {
                 out.push(Owner::Nspawn(name));
             }
-        } else if i == 1 && parent == Some("system.slice") && part.len() > ".service".len() && part.ends_with(".service") {
+        } else if i == 1
+            && parent == Some("system.slice")
+            && part.len() > ".service".len()
+            && part.ends_with(".service")
+        {
             if let Some(unit) = clean_name(part) {
                 out.push(Owner::Service(unit));
             }
@@ -133,8 +137,12 @@ fn from_owner(owner: &Owner, roots: &Roots, notes: &mut Vec<String>) -> Option<(
     let (found, runtime, id) = match owner {
         Owner::Nspawn(m) => return Some((m.clone(), Origin::Nspawn)),
         Owner::Service(u) => return Some((u.clone(), Origin::Service)),
-        Owner::Podman(id) => (state::podman_name(&roots.podman, id).map(|n| n.map(|n| (n, Origin::Podman))), "podman", id),
-        Owner::Docker(id) => (state::docker_name(&roots.docker, id).map(|n| n.map(|n| (n, Origin::Docker))), "docker", id),
+        Owner::Podman(id) => {
+            (state::podman_name(&roots.podman, id).map(|n| n.map(|n| (n, Origin::Podman))), "podman", id)
+        }
+        Owner::Docker(id) => {
+            (state::docker_name(&roots.docker, id).map(|n| n.map(|n| (n, Origin::Docker))), "docker", id)
+        }
     };
     match found {
         Ok(Some(named)) => return Some(named),

@@ -78,7 +78,9 @@ fn label_of(tree: &Tree, pids: &[u32], file: Option<&str>) -> Label {
 }
 
 fn podman_json(id: &str, name: &str) -> String {
-    format!(r#"[{{"id":"{id}","names":["{name}"],"image":"","layer":"x","metadata":"{{}}","created":"2026-11-30T20:32:27Z"}}]"#)
+    format!(
+        r#"[{{"id":"{id}","names":["{name}"],"image":"","layer":"x","metadata":"{{}}","created":"2026-11-30T20:32:27Z"}}]"#
+    )
 }
 
 #[test]
@@ -190,7 +192,8 @@ fn garbage_in_containers_json_is_a_note_naming_the_file_and_the_file_name_is_use
         assert_eq!(l.value, "x", "{garbage:?}: {l:?}");
         assert!(l.notes.iter().any(|n| n.contains("containers.json")), "{garbage:?}: {l:?}");
     }
-    let nameless = with_garbage_podman_state(|p| std::fs::write(p, format!(r#"[{{"id":"{ID}","names":[]}}]"#)).unwrap());
+    let nameless =
+        with_garbage_podman_state(|p| std::fs::write(p, format!(r#"[{{"id":"{ID}","names":[]}}]"#)).unwrap());
     assert!(nameless.notes.iter().any(|n| n.contains("no usable name")), "{nameless:?}");
 }
 

@@ -6,9 +6,10 @@
 //! (on the nearest existing ancestor of one that does not exist yet). The
 //! kernel has none for a process entering a namespace (unshare, setns,
 //! clone), so /proc is scanned every `scan_interval` when `processes` is set.
-//! A file that appears before its namespace is bind-mounted on it (`ip
-//! netns add` does that, and a mount makes no inotify event) is looked at
-//! again every RETRY for up to PENDING_FOR.
+//! A mount or unmount makes no inotify event, and `ip netns add` creates
+//! the file before it mounts the namespace on it: the mount table's own
+//! event (POLLPRI on /proc/self/mountinfo) is watched too, and a file seen
+//! before its mount is also looked at again every RETRY for up to PENDING_FOR.
 //!
 //! Each namespace found is held open until it is gone: nsfs inode numbers
 //! are reused once a namespace is freed, and holding it means an inode seen
@@ -33,11 +34,20 @@ const PENDING_FOR: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Appeared { ns: Namespace, label: Label },
-    Gone { id: NsId, label: String },
+    Appeared {
+        ns: Namespace,
+        label: Label,
+    },
+    Gone {
+        id: NsId,
+        label: String,
+    },
     /// A better name became known (podman creates the namespace file before
     /// the container's first process is in it).
-    Renamed { id: NsId, label: Label },
+    Renamed {
+        id: NsId,
+        label: Label,
+    },
 }
 
 struct Tracked {
@@ -58,6 +68,8 @@ pub struct Watcher {
     pending: HashMap<PathBuf, Instant>,
     next_scan: Option<Instant>,
     problems: Vec<String>,
+    /// Readable (POLLPRI) when the mount table changed; None without netns dirs.
+    mounts: Option<std::fs::File>,
 }
 
 const DIR_EVENTS: AddWatchFlags = AddWatchFlags::IN_CREATE
@@ -99,7 +111,34 @@ fn open_ns(ns: &Namespace) -> Result<OwnedFd> {
     if (meta.dev(), meta.ino()) != (ns.id.dev, ns.id.ino) {
         anyhow::bail!("{} changed while it was opened", ns.path.display());
     }
-    Ok(file.into())
+    let fd: OwnedFd = file.into();
+    if ns.file.is_some() {
+        return Ok(unpinned(&fd, ns.id).unwrap_or(fd));
+    }
+    Ok(fd)
+}
+
+/// The same namespace opened through nsfs's own mount rather than the bind
+/// mount in a netns dir: an fd opened through a mount keeps it busy, and a
+/// plain `umount` of /run/netns/NAME (anything but MNT_DETACH, which ip,
+/// podman and docker use) would fail while the daemon holds it. Entering
+/// needs CAP_SYS_ADMIN; without it, None and the caller keeps its fd.
+fn unpinned(fd: &OwnedFd, id: NsId) -> Option<OwnedFd> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(fd.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).ok()?;
+            let own = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open("/proc/thread-self/ns/net")
+                .ok()?;
+            let m = own.metadata().ok()?;
+            ((m.dev(), m.ino()) == (id.dev, id.ino)).then(|| own.into())
+        })
+        .join()
+        .ok()
+        .flatten()
+    })
 }
 
 impl Watcher {
@@ -122,16 +161,24 @@ impl Watcher {
             pending: HashMap::new(),
             next_scan: None,
             problems: Vec::new(),
+            mounts: None,
         };
+        if !w.settings.netns_dirs.is_empty() {
+            let mounts = std::fs::File::open("/proc/self/mountinfo").context("opening /proc/self/mountinfo")?;
+            let pri = EpollFlags::EPOLLPRI | EpollFlags::EPOLLERR;
+            w.epoll.add(mounts.as_fd(), EpollEvent::new(pri, 2)).context("epoll_ctl mountinfo")?;
+            w.mounts = Some(mounts);
+        }
         w.arm_watches();
         let events = w.rescan()?;
         w.arm_timer()?;
         Ok((w, events))
     }
 
-    /// What changed since the last call (or `new`). Cheap when nothing did.
+    /// What changed since the last call (or `new`). Call it when the fd is
+    /// readable; a call without a cause costs one rescan, nothing else.
     pub fn drain(&mut self) -> Result<Vec<Event>> {
-        let _ = self.timer.wait(); // EAGAIN when it has not fired: fine.
+        let timer_fired = self.timer.wait().is_ok();
         let mut dirs_changed = false;
         loop {
             match self.inotify.read_events() {
@@ -150,7 +197,14 @@ impl Watcher {
         let now = Instant::now();
         let retry_due = !self.pending.is_empty();
         let scan_due = self.next_scan.is_some_and(|t| now >= t);
-        let events = if dirs_changed || retry_due || scan_due {
+        // Empty epoll's ready list, so the fd is not left readable for
+        // sources already read. The mount table reports a change once per
+        // reader, and the caller's poll on our fd may be the reader that saw
+        // it: so a wake-up with no other cause is taken as a mount change.
+        let mut ready = [EpollEvent::empty(); 4];
+        let _ = self.epoll.wait(&mut ready, nix::poll::PollTimeout::ZERO);
+        let mounts_changed = self.mounts.is_some() && !timer_fired && !dirs_changed;
+        let events = if dirs_changed || retry_due || scan_due || mounts_changed {
             if dirs_changed {
                 self.arm_watches();
             }
