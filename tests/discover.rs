@@ -250,6 +250,11 @@ fn podman(args: &[&str]) -> std::process::Output {
 
 impl Container {
     fn start(prefix: &str) -> Container {
+        Container::start_in(prefix, None)
+    }
+
+    /// In the network namespace at `netns` if given, else in a new one without a network.
+    fn start_in(prefix: &str, netns: Option<&str>) -> Container {
         let rootfs = TempDir::new("hgdroot");
         let r = rootfs.path();
         for d in ["bin", "www", "etc", "proc", "sys", "dev", "tmp"] {
@@ -262,13 +267,14 @@ impl Container {
         std::fs::write(r.join("www/index.html"), "hello\n").unwrap();
         let c = Container { name: unique(prefix), _rootfs: rootfs };
         let root = c._rootfs.path().to_str().unwrap().to_string();
+        let network = netns.map(|p| format!("ns:{p}")).unwrap_or_else(|| "none".into());
         let out = podman(&[
             "run",
             "-d",
             "--name",
             &c.name,
             "--network",
-            "none",
+            &network,
             "--ulimit",
             "nofile=20000:20000",
             "--ulimit",
@@ -324,4 +330,55 @@ fn a_podman_container_is_discovered_named_and_forgotten_within_2s() {
     c.remove();
     let (_, took) = wait_for(&mut w, WITHIN, |e| gone(e, id)).expect("podman rm was not reported within 2 s");
     eprintln!("podman rm: reported after {took:?}");
+}
+
+#[test]
+fn a_podman_container_joining_a_named_namespace_is_renamed_from_the_file_to_the_container() {
+    if !common::privileged(&["ip", "podman", "runc", "busybox"]) {
+        return;
+    }
+    let (mut w, _) = Watcher::new(settings(&["/run/netns"], false)).unwrap();
+    let ns = NamedNs::add("hgdp");
+    let id = ns_id(&ns.path());
+    let (ev, _) = wait_for(&mut w, WITHIN, |e| appeared(e, id)).expect("the namespace file was not reported");
+    assert!(matches!(&ev, Event::Appeared { label, .. } if label.value == ns.0), "{ev:?}");
+    // As podman does for a container with its own network: the file first, then the process in it.
+    let c = Container::start_in("hgdp", Some(&ns.path()));
+    let (ev, took) = wait_for(&mut w, WITHIN, |e| matches!(e, Event::Renamed { id: r, .. } if *r == id))
+        .unwrap_or_else(|| panic!("{} was not renamed to container {} within 2 s", ns.path(), c.name));
+    let Event::Renamed { label, .. } = ev else { unreachable!() };
+    assert_eq!((label.value.as_str(), label.origin), (c.name.as_str(), Origin::Podman), "{label:?}");
+    eprintln!("renamed after {took:?}");
+}
+
+#[test]
+fn two_hundred_named_namespaces_appearing_at_once_are_all_reported_within_2s_of_the_last() {
+    if !common::privileged(&["ip"]) {
+        return;
+    }
+    let (mut w, _) = Watcher::new(settings(&["/run/netns"], true)).unwrap();
+    let t0 = Instant::now();
+    let all: Vec<NamedNs> = (0..200).map(|_| NamedNs::add("hgdm")).collect();
+    let created = t0.elapsed();
+    let mut want: std::collections::BTreeSet<NsId> = all.iter().map(|n| ns_id(&n.path())).collect();
+    let t1 = Instant::now();
+    while !want.is_empty() && t1.elapsed() < WITHIN {
+        wait_for(
+            &mut w,
+            Duration::from_millis(100),
+            |e| matches!(e, Event::Appeared { ns, .. } if want.contains(&ns.id)),
+        );
+        want.retain(|id| w.fd(*id).is_none());
+    }
+    assert!(want.is_empty(), "{} of 200 not reported within 2 s of the last ip netns add", want.len());
+    eprintln!("200 x ip netns add: {created:?}; all reported {:?} after the last", t1.elapsed());
+    let ids: Vec<NsId> = all.iter().map(|n| ns_id(&n.path())).collect();
+    drop(all);
+    let t2 = Instant::now();
+    while ids.iter().any(|id| w.fd(*id).is_some()) && t2.elapsed() < WITHIN {
+        wait_for(&mut w, Duration::from_millis(100), |_| false);
+    }
+    let left = ids.iter().filter(|id| w.fd(**id).is_some()).count();
+    assert_eq!(left, 0, "{left} of 200 deleted namespaces still held 2 s after the last ip netns del");
+    eprintln!("200 x ip netns del: all reported gone {:?} after the last", t2.elapsed());
 }
