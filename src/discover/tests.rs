@@ -302,3 +302,28 @@ fn read_bounded_refuses_what_is_not_a_small_regular_file() {
     assert!(format!("{:#}", read_bounded(&p, 4).unwrap_err()).contains("more than the 4"));
     assert!(format!("{:#}", read_bounded(&t.0, 4).unwrap_err()).contains("not a regular file"));
 }
+
+fn readable(w: &Watcher) -> bool {
+    use std::os::fd::AsFd;
+    let mut fds = [nix::poll::PollFd::new(w.as_fd(), nix::poll::PollFlags::POLLIN)];
+    nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).unwrap() > 0
+}
+
+#[test]
+fn the_watchers_fd_is_readable_on_a_change_and_quiet_again_after_drain() {
+    let t = Tree::new();
+    let settings = Settings {
+        netns_dirs: vec![t.0.join("netns")],
+        processes: false,
+        scan_interval: std::time::Duration::from_secs(1),
+        roots: t.roots(),
+    };
+    let (mut w, initial) = Watcher::new(settings).unwrap();
+    assert_eq!(initial, vec![]);
+    assert_eq!(w.watched(), vec![t.0.join("netns").as_path()]);
+    assert!(!readable(&w), "nothing happened: a poll loop must sleep");
+    std::fs::create_dir(t.0.join("netns/sub")).unwrap();
+    assert!(readable(&w), "a change in a netns dir wakes the poll loop");
+    assert_eq!(w.drain().unwrap(), vec![], "a directory is not a namespace");
+    assert!(!readable(&w), "after drain the fd is quiet again (no busy loop)");
+}

@@ -65,9 +65,14 @@ pub struct Watcher {
     /// existing ancestor of one that does not exist yet.
     watches: HashMap<PathBuf, WatchDescriptor>,
     known: BTreeMap<NsId, Tracked>,
+    /// Files in a netns dir that are not a namespace, and since when: looked
+    /// at again while younger than PENDING_FOR (an empty file left behind
+    /// must not cost a rescan every RETRY forever).
     pending: HashMap<PathBuf, Instant>,
     next_scan: Option<Instant>,
     problems: Vec<String>,
+    /// Directories inotify refused (the watch limit): kept across rescans.
+    watch_problems: Vec<String>,
     /// Readable (POLLPRI) when the mount table changed; None without netns dirs.
     mounts: Option<std::fs::File>,
 }
@@ -161,6 +166,7 @@ impl Watcher {
             pending: HashMap::new(),
             next_scan: None,
             problems: Vec::new(),
+            watch_problems: Vec::new(),
             mounts: None,
         };
         if !w.settings.netns_dirs.is_empty() {
@@ -195,7 +201,7 @@ impl Watcher {
             }
         }
         let now = Instant::now();
-        let retry_due = !self.pending.is_empty();
+        let retry_due = self.retrying();
         let scan_due = self.next_scan.is_some_and(|t| now >= t);
         // Empty epoll's ready list, so the fd is not left readable for
         // sources already read. The mount table reports a change once per
@@ -239,6 +245,7 @@ impl Watcher {
     /// Watch every netns dir, or its nearest existing ancestor; again until
     /// nothing moves, since a dir can appear between looking and watching.
     fn arm_watches(&mut self) {
+        self.watch_problems.clear();
         for _ in 0..4 {
             let mut want: HashMap<PathBuf, AddWatchFlags> = HashMap::new();
             for dir in &self.settings.netns_dirs {
@@ -263,7 +270,12 @@ impl Watcher {
                         self.watches.insert(p, wd);
                         added = true;
                     }
-                    Err(e) => self.problems.push(format!("inotify on {}: {e}", p.display())),
+                    Err(e) => {
+                        let msg = format!("inotify on {}: {e}", p.display());
+                        if !self.watch_problems.contains(&msg) {
+                            self.watch_problems.push(msg);
+                        }
+                    }
                 }
             }
             if !added {
@@ -275,7 +287,7 @@ impl Watcher {
     fn rescan(&mut self) -> Result<Vec<Event>> {
         let scan = enumerate(&self.settings)?;
         let now = Instant::now();
-        self.problems = scan.errors.clone();
+        self.problems = self.watch_problems.iter().chain(&scan.errors).cloned().collect();
         if scan.unreadable > 0 {
             self.problems.push(format!("{} processes' namespaces were not readable (permission)", scan.unreadable));
         }
@@ -285,9 +297,7 @@ impl Watcher {
         let mut pending = HashMap::new();
         for p in scan.pending {
             let since = self.pending.get(&p).copied().unwrap_or(now);
-            if now.duration_since(since) < PENDING_FOR {
-                pending.insert(p, since);
-            }
+            pending.insert(p, since);
         }
         self.pending = pending;
 
@@ -328,10 +338,14 @@ impl Watcher {
         Ok(events)
     }
 
+    fn retrying(&self) -> bool {
+        self.pending.values().any(|since| since.elapsed() < PENDING_FOR)
+    }
+
     /// One shot at the earliest of: the next /proc scan, the next look at
     /// files not mounted yet. Disarmed when neither is due.
     fn arm_timer(&mut self) -> Result<()> {
-        let retry = (!self.pending.is_empty()).then(|| Instant::now() + RETRY);
+        let retry = self.retrying().then(|| Instant::now() + RETRY);
         let when = match (self.next_scan, retry) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
