@@ -7,6 +7,7 @@
 //! - `collector`: snapshots to Prometheus text; `web`: serves it.
 //! - `privileged`: attach/detach, network namespaces, dropping privileges.
 //! - `daemon`: start-up and fork, the attacher and exporter processes, their IPC.
+//! - `discover`: network namespaces of containers and services, watched and named.
 //! - `cli`: the command-line flags.
 
 pub mod bpf;
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod collector;
 pub mod config;
 pub mod daemon;
+pub mod discover;
 pub mod privileged;
 pub mod topology;
 pub mod web;

@@ -13,6 +13,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("collector", &["bpf", "config", "topology"]),
     ("web", &["collector", "config"]),
     ("privileged", &["bpf", "config", "topology"]),
+    ("discover", &[]),
     ("daemon", &["bpf", "collector", "config", "privileged", "topology", "web"]),
 ];
 
