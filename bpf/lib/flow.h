@@ -261,15 +261,24 @@ static __always_inline int hg_handle(struct __sk_buff *skb, bool ingress)
 		int watched = hg_ports_watched(l, p.req_key.server_port, p.resp_key.server_port);
 		bool req_watched = watched & 1;
 		bool resp_watched = watched & 2;
+		/*
+		 * One flow lookup, most of the time: try first the orientation whose
+		 * server port is the lower (clients' ephemeral ports are high). A
+		 * 4-tuple has a flow in at most one orientation.
+		 */
+		bool resp_first = resp_watched && p.resp_key.server_port < p.req_key.server_port;
 		struct hg_flow *f = NULL;
-		__u8 dir = HG_DIR_REQ;
+		__u8 dir = HG_DIR_RESP;
 
-		if (req_watched) {
+		if (resp_first)
+			f = bpf_map_lookup_elem(&flows, &p.resp_key);
+		if (!f && req_watched) {
 			f = bpf_map_lookup_elem(&flows, &p.req_key);
+			dir = HG_DIR_REQ;
 			if (f)
 				hg_check_handshake(f, &p);
 		}
-		if (!f && resp_watched) {
+		if (!f && resp_watched && !resp_first) {
 			f = bpf_map_lookup_elem(&flows, &p.resp_key);
 			dir = HG_DIR_RESP;
 		}
