@@ -22,6 +22,8 @@ use crate::privileged::privsep;
 
 /// How often the attacher asks the exporter for a map read when systemd has no watchdog.
 const DEFAULT_PING: Duration = Duration::from_secs(10);
+/// How often static targets' namespace files are looked at (targets/follow.rs).
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
 /// Everything the attacher owns.
 pub(super) struct Attacher {
@@ -141,9 +143,11 @@ fn event_loop(att: &mut Attacher, ch: &mut Channel, child: Pid, sfd: &SignalFd, 
     // The ping whose answer feeds the watchdog; a newer ping replaces it.
     let mut outstanding = None;
     let mut last_status = String::new();
+    let mut next_follow = Instant::now() + FOLLOW_EVERY;
 
     loop {
-        let wake = ch.partial_deadline(MESSAGE_DEADLINE).map_or(next_ping, |d| d.min(next_ping));
+        let wake = next_ping.min(next_follow);
+        let wake = ch.partial_deadline(MESSAGE_DEADLINE).map_or(wake, |d| d.min(wake));
         let timeout = wake.saturating_duration_since(Instant::now());
         let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
         let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN), PollFd::new(ch.as_fd(), PollFlags::POLLIN)];
@@ -226,6 +230,15 @@ fn event_loop(att: &mut Attacher, ch: &mut Channel, child: Pid, sfd: &SignalFd, 
             do_reload(att, ch, reload)?;
             last_status.clear();
             next_ping = Instant::now(); // fresh STATUS= with the new series count
+        }
+
+        if Instant::now() >= next_follow {
+            if let Some(what) = att.targets.follow_namespaces() {
+                log::info!("{what}");
+                ch.send(&Msg::Topology(att.targets.topology())).context("sending the topology to the exporter")?;
+                next_ping = Instant::now(); // fresh STATUS=
+            }
+            next_follow = Instant::now() + FOLLOW_EVERY;
         }
 
         if Instant::now() >= next_ping {

@@ -131,27 +131,53 @@ pub const CLIENT_V6: &str = "fd00::2";
 
 impl Pair {
     pub fn new() -> Pair {
-        let p = Pair {
+        let mut p = Pair {
             server_ns: unique("hgs"),
             client_ns: unique("hgc"),
             server_if: unique("hgvs"),
             client_if: unique("hgvc"),
         };
         // From here on Drop removes whatever was made, even if a step fails.
-        run("ip", &["netns", "add", &p.server_ns]);
         run("ip", &["netns", "add", &p.client_ns]);
-        run("ip", &["link", "add", &p.server_if, "type", "veth", "peer", "name", &p.client_if]);
-        run("ip", &["link", "set", &p.server_if, "netns", &p.server_ns]);
-        run("ip", &["link", "set", &p.client_if, "netns", &p.client_ns]);
-        for (ns, ifname, v4, v6) in
-            [(&p.server_ns, &p.server_if, SERVER_V4, SERVER_V6), (&p.client_ns, &p.client_if, CLIENT_V4, CLIENT_V6)]
-        {
+        p.start_server_ns();
+        p
+    }
+
+    /// (Re)create the server namespace under its name, and a new veth pair
+    /// (new names) to the client: what a container restart does.
+    pub fn start_server_ns(&mut self) {
+        self.server_if = unique("hgvs");
+        self.client_if = unique("hgvc");
+        run("ip", &["netns", "add", &self.server_ns]);
+        run("ip", &["link", "add", &self.server_if, "type", "veth", "peer", "name", &self.client_if]);
+        run("ip", &["link", "set", &self.server_if, "netns", &self.server_ns]);
+        run("ip", &["link", "set", &self.client_if, "netns", &self.client_ns]);
+        for (ns, ifname, v4, v6) in [
+            (&self.server_ns, &self.server_if, SERVER_V4, SERVER_V6),
+            (&self.client_ns, &self.client_if, CLIENT_V4, CLIENT_V6),
+        ] {
             run("ip", &["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", ifname]);
             run("ip", &["-n", ns, "addr", "add", &format!("{v6}/64"), "dev", ifname, "nodad"]);
             run("ip", &["-n", ns, "link", "set", ifname, "up"]);
             run("ip", &["-n", ns, "link", "set", "lo", "up"]);
         }
-        p
+    }
+
+    /// Remove the server namespace (stop what runs in it first): its veth
+    /// pair goes with it once the kernel has freed it, which is waited for.
+    pub fn stop_server_ns(&mut self) {
+        run("ip", &["netns", "del", &self.server_ns]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Command::new("ip")
+            .args(["-n", &self.client_ns, "link", "show", &self.client_if])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            assert!(Instant::now() < deadline, "the old server namespace was not freed within 10 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn netns_path(ns: &str) -> String {

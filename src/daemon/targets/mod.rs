@@ -18,6 +18,8 @@ use crate::privileged::attach::{self, Hook};
 use crate::privileged::netns::{self, Interface, Netns};
 use crate::topology::{Attached, InterfaceName, TargetNames, Topology};
 
+mod follow;
+
 /// An interface: its network namespace (inode) and its ifindex there.
 type LinkId = (u64, u32);
 
@@ -45,6 +47,8 @@ struct Running {
     target: Target,
     netns_key: u64,
     interfaces: Vec<Interface>,
+    /// Detached because its namespace went away: why, as last logged (follow.rs).
+    waiting: Option<String>,
 }
 
 /// The programs on one interface (both directions), and its slot in `links`.
@@ -154,7 +158,13 @@ impl Targets {
                     self.links.insert(id, Link { slot, target_id: p.id, hooks });
                 }
             }
-            self.running.push(Running { id: p.id, target: p.target, netns_key: p.netns_key, interfaces: p.interfaces });
+            self.running.push(Running {
+                id: p.id,
+                target: p.target,
+                netns_key: p.netns_key,
+                interfaces: p.interfaces,
+                waiting: None,
+            });
         }
         for r in leaving {
             self.release(r);
@@ -246,6 +256,11 @@ impl Targets {
     /// unlabelled, forever).
     fn release(&mut self, r: Running) {
         log::info!("detaching target {:?}", r.target.name);
+        self.release_links(&r);
+    }
+
+    /// Clear a target's slots, detach its programs, delete its series.
+    fn release_links(&mut self, r: &Running) {
         for i in &r.interfaces {
             let id = (r.netns_key, i.ifindex);
             if self.links.get(&id).is_some_and(|l| l.target_id == r.id) {
