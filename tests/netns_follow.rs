@@ -66,3 +66,24 @@ fn a_static_target_follows_its_namespace_when_the_container_restarts() {
     let log = exp.log();
     assert_eq!(log.matches("holds a new network namespace").count(), 1, "logged once: {log}");
 }
+
+/// An interface deleted under a target whose namespace stays: its TCX link
+/// holds nothing any more, and the `attached` gauge stops saying otherwise.
+#[test]
+fn an_interface_deleted_under_a_target_is_no_longer_reported_attached() {
+    if !common::privileged(&["ip"]) {
+        return;
+    }
+    if !common::kernel_has_tcx() {
+        eprintln!("skipped: tc filters are taken as held (checking them means entering the namespace)");
+        return;
+    }
+    let pair = Pair::new();
+    let exp = Exporter::start(&config(&pair));
+    let m = exp.scrape_until(Duration::from_secs(10), |m| attached_on(m, &pair.server_if) == 2.0);
+    assert_eq!(attached_on(&m, &pair.server_if), 2.0, "{}", m.text);
+    common::run("ip", &["-n", &pair.server_ns, "link", "del", &pair.server_if]);
+    let m = exp.scrape_until(Duration::from_secs(10), |m| attached_on(m, &pair.server_if) == 0.0);
+    assert_eq!(attached_on(&m, &pair.server_if), 0.0, "{}\n{}", m.text, exp.log());
+    assert!(exp.log().contains(&format!("interface {} is gone", pair.server_if)), "{}", exp.log());
+}

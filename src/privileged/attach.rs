@@ -67,6 +67,21 @@ fn tc_hook(prog: BorrowedFd<'_>, ifindex: u32, dir: Direction, handle: u32) -> T
 }
 
 impl Hook {
+    /// Whether the kernel still runs this hook. A TCX link whose interface
+    /// was deleted stays open but is attached to nothing (ifindex 0). A tc
+    /// filter goes with its interface too, but checking it means entering the
+    /// namespace: it is taken as held.
+    pub fn held(&self) -> bool {
+        match &self.handle {
+            Some(Handle::Link(fd)) => match libbpf_rs::query::LinkInfo::from_fd(fd.as_fd()).map(|l| l.info) {
+                Ok(libbpf_rs::query::LinkTypeInfo::Tcx(t)) => t.ifindex != 0,
+                _ => true,
+            },
+            Some(Handle::Filter { .. }) => true,
+            None => false,
+        }
+    }
+
     pub fn detach(&mut self) -> Result<()> {
         match self.handle.take() {
             // Closing the last fd of a TCX link detaches it, in whatever namespace.

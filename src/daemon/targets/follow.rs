@@ -4,7 +4,8 @@
 //! with it, so a target that stayed put would silently count nothing: each
 //! second the attacher looks (one open and fstat per target with `netns`),
 //! re-attaches a target whose file holds another namespace, and detaches one
-//! whose file is gone until it is back. Each change is logged once.
+//! whose file is gone until it is back. Each change is logged once. An
+//! interface deleted under a target is let go the same way.
 
 use std::path::Path;
 
@@ -66,7 +67,31 @@ impl Targets {
                 }
             }
         }
+        changed.extend(self.drop_gone_interfaces());
         (!changed.is_empty()).then(|| format!("namespaces changed: {}", changed.join(", ")))
+    }
+
+    /// Interfaces deleted under a target (its namespace stays): their links
+    /// hold nothing any more, so they are let go and no longer reported
+    /// attached. One that comes back is attached again by a reload.
+    fn drop_gone_interfaces(&mut self) -> Vec<String> {
+        let gone: Vec<_> =
+            self.links.iter().filter(|(_, l)| !l.hooks.iter().all(|h| h.held())).map(|(k, _)| *k).collect();
+        let mut changed = Vec::new();
+        for key in gone {
+            let Some(mut l) = self.links.remove(&key) else { continue };
+            if let Err(e) = crate::bpf::maps::clear_link(&self.maps, l.slot) {
+                log::warn!("{e:#}");
+            }
+            let name = l.hooks.first().map(|h| (h.target.clone(), h.interface.clone())).unwrap_or_default();
+            log::warn!("target {:?}: interface {} is gone; detached", name.0, name.1);
+            l.hooks.clear();
+            for r in self.running.iter_mut().filter(|r| r.netns_key == key.0) {
+                r.interfaces.retain(|i| i.ifindex != key.1);
+            }
+            changed.push(format!("{:?} lost {}", name.0, name.1));
+        }
+        changed
     }
 
     /// Detach target `id` and mark it waiting for `why`; logs when the reason
