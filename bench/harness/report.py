@@ -321,22 +321,27 @@ def startup_markdown(st):
           f"Runs: {st['runs']}, each followed or preceded (alternately) by a start with 1 target.\n",
           "| measurement | median | min–max | every run |", "|---|---|---|---|"]
 
-    def row(name, key, rows_key, sample_key=None, spec=".3f", unit="s"):
-        if st.get(f"{key}_median") is None:
-            return
-        sk = sample_key or key
-        every = ", ".join(format(r[sk], spec) for r in st[rows_key] if r.get(sk) is not None)
-        md.append(f"| {name} | {st[f'{key}_median']:{spec}} {unit} | {st[f'{key}_min']:{spec}}–"
-                  f"{st[f'{key}_max']:{spec}} {unit} | {every} |")
-    row(f"{n} targets: exec to READY=1", "start_s", "samples")
-    row(f"{n} targets: exec to STATUS=attaching", "to_attaching_s", "samples")
-    row(f"{n} targets: attacher CPU at READY=1, system", "attacher_sys_s", "samples", spec=".2f")
-    row(f"{n} targets: attacher CPU at READY=1, user", "attacher_user_s", "samples", spec=".2f")
-    row("1 target: exec to READY=1", "one_start_s", "one_target_samples", "start_s")
-    row("1 target: exec to STATUS=attaching", "one_to_attaching_s", "one_target_samples", "to_attaching_s")
-    row(f"reload adding target {n + 1}: SIGHUP to READY=1", "reload_ms", "samples", spec=".1f", unit="ms")
-    row("reload: SIGHUP to RELOADING=1 (MONOTONIC_USEC)", "reload_sighup_to_reloading_ms", "samples", spec=".1f", unit="ms")
-    row("reload: RELOADING=1 to READY=1", "reload_reloading_to_ready_ms", "samples", spec=".1f", unit="ms")
+    def row(name, rows, get, spec=".3f", unit="s"):
+        xs = [x for x in (get(r) for r in st[rows]) if x is not None]
+        if xs:
+            md.append(f"| {name} | {statistics.median(xs):{spec}} {unit} | {min(xs):{spec}}–{max(xs):{spec}} {unit} "
+                      f"| {', '.join(format(x, spec) for x in xs)} |")
+
+    def attaching_to_ready(r):
+        return None if r.get("to_attaching_s") is None else r["start_s"] - r["to_attaching_s"]
+    row(f"{n} targets: exec to READY=1", "samples", lambda r: r["start_s"])
+    row(f"{n} targets: exec to STATUS=attaching", "samples", lambda r: r.get("to_attaching_s"))
+    row(f"{n} targets: STATUS=attaching to READY=1", "samples", attaching_to_ready)
+    row(f"{n} targets: attacher CPU at READY=1, system", "samples", lambda r: r.get("attacher_sys_s"), spec=".2f")
+    row(f"{n} targets: attacher CPU at READY=1, user", "samples", lambda r: r.get("attacher_user_s"), spec=".2f")
+    row("1 target: exec to READY=1", "one_target_samples", lambda r: r["start_s"])
+    row("1 target: exec to STATUS=attaching", "one_target_samples", lambda r: r.get("to_attaching_s"))
+    row("1 target: STATUS=attaching to READY=1", "one_target_samples", attaching_to_ready)
+    row("1 target: attacher CPU at READY=1, system", "one_target_samples", lambda r: r.get("attacher_sys_s"), spec=".2f")
+    row(f"reload adding target {n + 1}: SIGHUP to READY=1", "samples", lambda r: r.get("reload_ms"), spec=".1f", unit="ms")
+    row("reload: SIGHUP to RELOADING=1 (MONOTONIC_USEC)", "samples", lambda r: r.get("reload_sighup_to_reloading_ms"),
+        spec=".1f", unit="ms")
+    row("reload: RELOADING=1 to READY=1", "samples", lambda r: r.get("reload_reloading_to_ready_ms"), spec=".1f", unit="ms")
     return md
 
 
