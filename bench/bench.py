@@ -23,6 +23,13 @@ Phases:
   3. exporter at idle: CPU and RSS over a quiet window.
   4. series: nginx on up to 10,000 ports, one request per port (one series in
      each aggregate map), /metrics timed with curl at each level.
+  5. startup: a namespace of its own (hgb-t<pid>) holding one end of each of
+     31 veth pairs; the exporter with 30 targets (one interface each), run
+     as by systemd's Type=notify (NOTIFY_SOCKET read here): exec to READY=1,
+     then a 31st target appended and SIGHUP to the READY=1 after RELOADING=1,
+     then SIGTERM (exit 0, nothing left attached); and exec to READY=1 with
+     1 target. `--phases startup` runs it alone (about half a minute; the
+     two-namespace bed and nginx are not set up then).
 
 The exporter runs as two processes (docs/architecture.md): the attacher (the
 process started here; it holds the TCX links, so BPF stats come from it) and
@@ -35,7 +42,8 @@ extras.json without measuring.
 This file is the command line; the work is in harness/: plan.py (addresses,
 variants, targets), system.py (processes, /proc, BPF stats, metrics text),
 testbed.py (namespaces and the processes under test), measure.py (the runs
-and phases), report.py and chart.py (the results files).
+and phases), startup.py (the start-up phase), report.py and chart.py (the
+results files).
 """
 import argparse
 import os
@@ -44,6 +52,8 @@ import signal
 import sys
 
 from harness.measure import Bench, fill
+from harness.plan import PHASES, STARTUP_TARGETS
+from harness.startup import tcx_count
 from harness.report import rerender
 from harness.system import log
 
@@ -59,6 +69,9 @@ def on_signal(signum, _frame):
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "fill":
         fill(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        return 0
+    if len(sys.argv) > 1 and sys.argv[1] == "tcx-count":
+        tcx_count(sys.argv[2:])
         return 0
     if len(sys.argv) > 2 and sys.argv[1] == "--rerender":
         rerender(sys.argv[2])
@@ -81,9 +94,23 @@ def main():
     ap.add_argument("--scrapes", type=int, default=20, help="timed /metrics scrapes per series level")
     ap.add_argument("--quiet", type=int, default=10,
                     help="seconds without scrapes per series level, for the exporter's own CPU per map read")
-    ap.add_argument("--phases", default="throughput,bpf,idle,series",
-                    help="comma-separated subset of throughput,bpf,idle,series")
+    ap.add_argument("--phases", default=",".join(PHASES),
+                    help=f"comma-separated subset of {','.join(PHASES)}")
+    ap.add_argument("--startup-runs", type=int, default=5,
+                    help="startup phase: exporter starts with the many targets (each with a reload), and with 1")
+    ap.add_argument("--startup-targets", type=int, default=STARTUP_TARGETS,
+                    help="startup phase: targets (one veth end each) to start with; one more is added on reload")
+    ap.add_argument("--startup-timeout", type=float, default=300,
+                    help="startup phase: seconds to wait for READY=1 (a start or a reload) before giving up")
+    ap.add_argument("--exporter-commit", default=None,
+                    help="what the report calls the exporter binary when --exporter was not built from "
+                         "this checkout (e.g. a commit); unset: this checkout's commit, or the binary's path")
     args = ap.parse_args()
+    bad = [p for p in args.phases.split(",") if p not in PHASES]
+    if bad:
+        ap.error(f"unknown phase {','.join(bad)} (there are: {','.join(PHASES)})")
+    if args.startup_runs < 1 or not 1 <= args.startup_targets <= 1000:
+        ap.error("--startup-runs must be at least 1, --startup-targets 1 to 1000")
     args.bench_dir = here
     args.exporter = os.path.abspath(args.exporter)
     args.noop_obj = os.path.abspath(args.noop_obj)

@@ -1,7 +1,7 @@
 """The measurement: Bench runs the variants (wrk against nginx, with nothing,
 the no-op program, the exporter or HAProxy in place) and the phases
-(throughput, BPF cost, idle, series), collects one row per run and hands the
-rows to the report. Also wrk's output parser and `fill`, the one-request-per-
+(throughput, BPF cost, idle, series; start-up and reload, from startup.py),
+collects one row per run and hands the rows to the report. Also wrk's output parser and `fill`, the one-request-per-
 port helper that bench.py runs inside the client namespace.
 """
 import concurrent.futures
@@ -14,6 +14,7 @@ import time
 
 from .plan import BPF_VARIANTS, EXPORTERS, FILL_BASE_PORT, HAPROXY_PORT, NGINX_PORT, SERVER_V4, VARIANTS
 from .report import write_results
+from .startup import StartupPhase
 from .system import (Usage, exporter_usage, host_cpu_seconds, http_get, log, metric_sum, netns_cmd,
                      parse_metrics, proc_cpu_seconds, proc_mem_kib, proc_pss_mib, run, sysctl_bpf_stats,
                      tcx_prog_stats, usage_row)
@@ -22,7 +23,7 @@ from .testbed import Testbed
 
 # ---------------------------------------------------------------- the bench
 
-class Bench(Testbed):
+class Bench(StartupPhase, Testbed):
     """The runs and the phases, on the test bed it inherits."""
 
     # ------------------------------------------------ load
@@ -241,10 +242,12 @@ class Bench(Testbed):
         return r
 
     def go(self):
+        phases = self.a.phases.split(",")
         self.remove_stale()
         self.sysctl_orig = sysctl_bpf_stats()
-        self.setup_netns()
-        self.start_nginx()
+        if any(p != "startup" for p in phases):  # the start-up phase makes its own
+            self.setup_netns()
+            self.start_nginx()
         started = datetime.datetime.now(datetime.timezone.utc)
         t0 = time.monotonic()
         # Anything else busy on this machine shows here (nothing of ours runs yet but an idle nginx).
@@ -253,9 +256,10 @@ class Bench(Testbed):
         h1 = host_cpu_seconds()
         self.extras["background_cpu_pct"] = 100.0 * (h1[0] - h0[0]) / (h1[1] - h0[1])
         log(f"background: machine {self.extras['background_cpu_pct']:.1f} % busy before the run")
-        for phase in self.a.phases.split(","):
+        for phase in phases:
             {"throughput": self.phase_throughput, "bpf": self.phase_bpf,
-             "idle": self.phase_idle, "series": self.phase_series}[phase]()
+             "idle": self.phase_idle, "series": self.phase_series,
+             "startup": self.phase_startup}[phase]()
         self.extras["elapsed_s"] = time.monotonic() - t0
         self.extras["started"] = started.strftime("%Y-%m-%d %H:%M UTC")
         write_results(self.a, self.runs, self.extras)

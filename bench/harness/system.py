@@ -35,12 +35,12 @@ def netns_cmd(ns, *cmd):
 class Proc:
     """A child in its own session; stop() ends it, and its group, by pid."""
 
-    def __init__(self, name, cmd, log_path, stdin=subprocess.DEVNULL, stdout=None):
+    def __init__(self, name, cmd, log_path, stdin=subprocess.DEVNULL, stdout=None, env=None):
         self.name = name
         self.log_path = log_path
         self.log = open(log_path, "w")
         self.p = subprocess.Popen(cmd, stdin=stdin, stdout=stdout or self.log, stderr=self.log,
-                                  start_new_session=True, text=True)
+                                  start_new_session=True, text=True, env=env)
 
     @property
     def pid(self):

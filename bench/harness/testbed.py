@@ -1,7 +1,8 @@
 """The test bed: the two network namespaces joined by a veth pair, nginx in the
 server namespace, and starting and stopping what a variant attaches or puts
 in front of it (the exporter, the no-op TCX program, HAProxy). Everything it
-starts or makes is recorded so that cleanup() removes it again.
+starts or makes (also the start-up phase's namespace and veth pairs,
+startup.py) is recorded so that cleanup() removes it again.
 """
 import os
 import re
@@ -14,6 +15,7 @@ import time
 
 from .plan import (CLIENT_V4, HAPROXY_PORT, HAPROXY_PROM_PORT, NGINX_PORT, SCRAPE_INTERVAL_S,
                    SERVER_V4, STATUS_PORT)
+from .startup import remove_stale_startup
 from .system import Proc, child_pids, http_get, log, metric_sum, netns_cmd, parse_metrics, run, sysctl_bpf_stats
 
 
@@ -32,6 +34,7 @@ class Testbed:
         self.procs = []
         self.netns_made = []
         self.link_made = False
+        self.host_links = []    # host-side veth ends of the start-up phase's pairs
         self.sysctl_orig = None
         self.exporter_port = None
         self.runs = []          # one dict per measured run
@@ -57,6 +60,10 @@ class Testbed:
             except Exception as e:  # keep going: everything else must go too
                 log(f"stopping {p.name}: {e}")
         self.procs.clear()
+        if self.host_links:
+            # Deleting one end deletes the pair; -force goes on past ends already gone.
+            subprocess.run(["ip", "-force", "-batch", "-"], input="".join(f"link del {h}\n" for h in self.host_links),
+                           text=True, capture_output=True)
         for ns in self.netns_made:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         if self.link_made:
@@ -67,9 +74,11 @@ class Testbed:
 
     @staticmethod
     def remove_stale():
-        """Namespaces a killed (-9) earlier run left: hgb-[sc]<pid> whose pid is gone."""
+        """Namespaces a killed (-9) earlier run left: hgb-[sct]<pid> whose pid
+        is gone; and the start-up phase's host-side veth ends."""
+        remove_stale_startup()
         for ns in run("ip", "netns", "list").split():
-            m = re.fullmatch(r"hgb-[sc](\d+)", ns)
+            m = re.fullmatch(r"hgb-[sct](\d+)", ns)
             if m and not os.path.exists(f"/proc/{m.group(1)}"):
                 for pid in run("ip", "netns", "pids", ns, check=False).split():
                     log(f"killing pid {pid} left in stale namespace {ns}")
