@@ -12,13 +12,20 @@
 #include "http_golden.h"
 #include "lib/classify.h"
 
-/* Bytes of payload examined at once; a power of two (indexes are masked). */
-#define HG_WINDOW 64
+/* Bytes of payload loaded at once; a power of two (indexes are masked). */
+#define HG_WINDOW 256
+/* A header line joined across two segments: its first bytes, all that is read of it. */
+#define HG_LINE 64
 /* Header name lookahead: "transfer-encoding:" is 18 bytes, plus a value. */
 #define HG_NAME_LOOKAHEAD 32
 
+/*
+ * Eight bytes of slack past the window, so that an eight-byte load at any
+ * masked index stays inside the buffer (what lies past the loaded bytes is
+ * never taken for payload).
+ */
 struct hg_window {
-	__u8 b[HG_WINDOW];
+	__u8 b[HG_WINDOW + 8];
 };
 
 struct hg_scratch {
@@ -107,19 +114,62 @@ __noinline int hg_header_kind(const struct hg_window *w, __u32 off, __u32 avail,
 	return HG_HDR_OTHER;
 }
 
-/* Offset of the first '\n' in w[off .. off+avail), or -1. */
+/* Four bytes as a little-endian word: what the low half of hg_load8() holds. */
+#define HG_LE4(a, b, c, d) ((__u32)(a) | (__u32)(b) << 8 | (__u32)(c) << 16 | (__u32)(d) << 24)
+#define HG_ONES 0x0101010101010101ULL
+#define HG_HIGHS 0x8080808080808080ULL
+
+/* Eight bytes from w[idx], the first in the lowest bits whatever the byte order. */
+static __always_inline __u64 hg_load8(const struct hg_window *w, __u32 idx)
+{
+	__u64 x = *(const __u64 *)&w->b[idx & (HG_WINDOW - 1)];
+
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	x = __builtin_bswap64(x);
+#endif
+	return x;
+}
+
+/* Index of the lowest byte whose top bit is set in m (m != 0, only top bits set). */
+static __always_inline __u32 hg_first_marked(__u64 m)
+{
+	__u32 n = 0;
+
+	if (!(m & 0xffffffffULL)) {
+		n += 4;
+		m >>= 32;
+	}
+	if (!(m & 0xffff)) {
+		n += 2;
+		m >>= 16;
+	}
+	if (!(m & 0xff))
+		n += 1;
+	return n;
+}
+
+/*
+ * Offset of the first '\n' in w[off .. off+avail), or -1; off + avail must not
+ * pass the window. Eight bytes at a time: a byte of x ^ "\n\n\n\n\n\n\n\n" is
+ * zero where there is a '\n', and (y - 0x01..01) & ~y & 0x80..80 marks the
+ * lowest zero byte of y exactly (bytes above it may be marked falsely, through
+ * the borrow: only the lowest mark is used).
+ */
 __noinline int hg_find_newline(const struct hg_window *w, __u32 off, __u32 avail)
 {
 	if (!w)
 		return -1;
-	for (__u32 i = 0; i < HG_WINDOW; i++) {
+	for (__u32 i = 0; i < HG_WINDOW; i += 8) {
 		if (i >= avail)
 			break;
-		__u32 idx = (off + i) & (HG_WINDOW - 1);
+		__u64 y = hg_load8(w, off + i) ^ (HG_ONES * '\n');
+		__u64 m = (y - HG_ONES) & ~y & HG_HIGHS;
 
-		barrier_var(idx); /* keep the mask: it is what bounds the index for the verifier */
-		if (w->b[idx] == '\n')
-			return i;
+		if (m) {
+			__u32 at = i + hg_first_marked(m);
+
+			return at < avail ? (int)at : -1;
+		}
 	}
 	return -1;
 }
@@ -181,7 +231,7 @@ __noinline int hg_join_line(struct hg_window *dst, const struct hg_stream *s, co
 
 	if (plen > HG_PARTIAL_MAX)
 		plen = 0;
-	for (__u32 k = 0; k < HG_WINDOW; k++) {
+	for (__u32 k = 0; k < HG_LINE; k++) {
 		__u8 kept = s->partial[k & HG_PARTIAL_MAX];
 		__u8 fresh = w->b[(off + k - plen) & (HG_WINDOW - 1)];
 
