@@ -122,7 +122,11 @@ __noinline int hg_header_kind(const struct hg_window *w, __u32 off, __u32 avail,
 /* Eight bytes from w[idx], the first in the lowest bits whatever the byte order. */
 static __always_inline __u64 hg_load8(const struct hg_window *w, __u32 idx)
 {
-	__u64 x = *(const __u64 *)&w->b[idx & (HG_WINDOW - 1)];
+	const void *at = &w->b[idx & (HG_WINDOW - 1)];
+
+	/* Hides the byte array the address came from, or clang loads it a byte at a time. */
+	barrier_var(at);
+	__u64 x = *(const __u64 *)at;
 
 #if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
 	x = __builtin_bswap64(x);
