@@ -114,24 +114,23 @@ __noinline int hg_header_kind(const struct hg_window *w, __u32 off, __u32 avail,
 	return HG_HDR_OTHER;
 }
 
-/* Four bytes as a little-endian word: what the low half of hg_load8() holds. */
-#define HG_LE4(a, b, c, d) ((__u32)(a) | (__u32)(b) << 8 | (__u32)(c) << 16 | (__u32)(d) << 24)
 #define HG_ONES 0x0101010101010101ULL
 #define HG_HIGHS 0x8080808080808080ULL
+
+/* The address of w[idx & (HG_WINDOW - 1)], where eight bytes can be read. */
+static __always_inline const void *hg_at8(const struct hg_window *w, __u32 idx)
+{
+	const void *at = &w->b[idx & (HG_WINDOW - 1)];
+
+	/* Hides the byte array the address came from, or clang reads a word a byte at a time. */
+	barrier_var(at);
+	return at;
+}
 
 /* Eight bytes from w[idx], the first in the lowest bits whatever the byte order. */
 static __always_inline __u64 hg_load8(const struct hg_window *w, __u32 idx)
 {
-	const void *at = &w->b[idx & (HG_WINDOW - 1)];
-
-	/* Hides the byte array the address came from, or clang loads it a byte at a time. */
-	barrier_var(at);
-	__u64 x = *(const __u64 *)at;
-
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-	x = __builtin_bswap64(x);
-#endif
-	return x;
+	return hg_word(hg_at8(w, idx));
 }
 
 /* Index of the lowest byte whose top bit is set in m (m != 0, only top bits set). */

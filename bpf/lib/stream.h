@@ -43,12 +43,18 @@ static __always_inline int hg_step_idle(struct hg_scan *c)
 
 	if (plen > HG_PARTIAL_MAX)
 		plen = 0;
-	/* Read both sources every time and pick: no per-byte paths for the verifier to walk. */
-	for (__u32 k = 0; k < HG_PREFIX; k++) {
-		__u8 kept = s->partial[k & HG_PARTIAL_MAX];
-		__u8 fresh = c->w->b[(base + k - plen) & (HG_WINDOW - 1)];
+	if (!plen) {
+		/* The common case: the whole start is in this segment. Two words. */
+		*(__u64 *)&pre.b[0] = *(const __u64 *)hg_at8(c->w, base);
+		*(__u64 *)&pre.b[8] = *(const __u64 *)hg_at8(c->w, base + 8);
+	} else {
+		/* Read both sources every time and pick: no per-byte paths for the verifier to walk. */
+		for (__u32 k = 0; k < HG_PREFIX; k++) {
+			__u8 kept = s->partial[k & HG_PARTIAL_MAX];
+			__u8 fresh = c->w->b[(base + k - plen) & (HG_WINDOW - 1)];
 
-		pre.b[k] = k < plen ? kept : fresh;
+			pre.b[k] = k < plen ? kept : fresh;
+		}
 	}
 	__u32 n = plen + avail;
 
