@@ -26,6 +26,7 @@
  */
 struct hg_window {
 	__u8 b[HG_WINDOW + 8];
+	__u32 spill; /* see hg_next_line */
 };
 
 struct hg_scratch {
@@ -175,6 +176,65 @@ __noinline int hg_find_newline(const struct hg_window *w, __u32 off, __u32 avail
 		}
 	}
 	return -1;
+}
+
+/*
+ * From w[off], inside a header line, past every line end in w[off .. off+avail)
+ * up to the first line start that needs a closer look: one that may be empty
+ * ('\r' or '\n'), may name Content-Length or Transfer-Encoding ("cont",
+ * "tran" in any case), or has fewer than four bytes in the window. Returns its
+ * offset from off, or -1 when the window ends inside a line. Every other line
+ * is skipped here as hg_header_line would skip it. A line needs at least five
+ * bytes to be skipped, so a window holds fewer than HG_WINDOW / 4 of them.
+ */
+__noinline int hg_next_line(struct hg_window *w, __u32 off, __u32 avail)
+{
+	if (!w)
+		return -1;
+	__u32 i = 0;
+
+	for (__u32 line = 0; line < HG_WINDOW / 4; line++) {
+		/*
+		 * Through memory, where the verifier does not follow it: every way
+		 * into this line then has the same unknown i, and is one state.
+		 */
+		*(volatile __u32 *)&w->spill = i;
+		i = *(volatile __u32 *)&w->spill;
+		__u64 m = 0;
+
+		/* The line's end, a word at a time: the loads do not wait on each other. */
+		for (__u32 n = 0; n <= HG_WINDOW / 8; n++) {
+			if (i >= avail)
+				return -1;
+			__u64 y = hg_load8(w, off + i) ^ (HG_ONES * '\n');
+
+			m = (y - HG_ONES) & ~y & HG_HIGHS;
+			if (m)
+				break;
+			i += 8;
+		}
+		if (!m)
+			return -1;
+		/*
+		 * Past the '\n': the lowest mark's byte index k, by multiplication
+		 * ((m & -m) >> 7 is 1 << 8k, which moves byte 7 - k of the constant, k,
+		 * to the top).
+		 */
+		i += ((((m & -m) >> 7) * 0x0001020304050607ULL) >> 56) + 1;
+		if (i > avail)
+			return -1; /* the '\n' lies past the bytes loaded */
+		if (i + 4 > avail)
+			return i;
+		__u32 x = (__u32)hg_load8(w, off + i);
+		__u8 b0 = x;
+
+		if (b0 == '\r' || b0 == '\n')
+			return i;
+		x |= 0x20202020;
+		if (x == HG_LE4('c', 'o', 'n', 't') || x == HG_LE4('t', 'r', 'a', 'n'))
+			return i;
+	}
+	return i; /* not reached; if it were, a line start all the same */
 }
 
 struct hg_chunk_line {

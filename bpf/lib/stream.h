@@ -20,18 +20,6 @@
 /* Work units per packet (window loads, header lines, bodies, chunks). */
 #define HG_MAX_STEPS 512
 
-/* Sequence numbers wrap: compare by signed distance. */
-/*
- * Lengths from here on cannot be followed to their end in 32-bit sequence
- * space: so much is skipped as body, then boundaries count as lost.
- */
-#define HG_UNTRUSTED_BODY 0x7fffffffu
-
-static __always_inline bool hg_seq_before(__u32 a, __u32 b)
-{
-	return (__s32)(a - b) < 0;
-}
-
 /* Where a message should begin: classify it, joining a start kept from the last segment. */
 static __always_inline int hg_step_idle(struct hg_scan *c)
 {
@@ -241,10 +229,11 @@ static __always_inline int hg_step_headers(struct hg_scan *c)
 
 	if (!avail)
 		return 1;
-	int nl = hg_find_newline(c->w, c->pos - c->win_start, avail);
+	/* Past the lines that need no look, to the next that does (hg_header_line's skip, in bulk). */
+	int next = hg_next_line(c->w, c->pos - c->win_start, avail);
 
-	if (nl >= 0 && nl < HG_WINDOW) {
-		c->pos += nl + 1;
+	if (next >= 0 && next <= HG_WINDOW) {
+		c->pos += next;
 		s->flags |= HG_SF_LINE_START;
 		return 0;
 	}
