@@ -18,6 +18,9 @@
 #define HG_LINE 64
 /* Header name lookahead: "transfer-encoding:" is 18 bytes, plus a value. */
 #define HG_NAME_LOOKAHEAD 32
+/* Every byte of a word. */
+#define HG_ONES 0x0101010101010101ULL
+#define HG_HIGHS 0x8080808080808080ULL
 
 /*
  * Eight bytes of slack past the window, so that an eight-byte load at any
@@ -49,16 +52,31 @@ static __always_inline int hg_hexval(__u8 ch)
 	return -1;
 }
 
-/* Case-insensitive match of a lower-case literal at w[off..]. */
-static __always_inline bool hg_name_at(const struct hg_window *w, __u32 off, const char *lit, __u32 len)
+/* The address of w[idx & (HG_WINDOW - 1)], where eight bytes can be read. */
+static __always_inline const void *hg_at8(const struct hg_window *w, __u32 idx)
 {
-	for (__u32 i = 0; i < HG_NAME_LOOKAHEAD; i++) {
-		if (i >= len)
-			return true;
-		if (hg_lower(w->b[(off + i) & (HG_WINDOW - 1)]) != (__u8)lit[i])
-			return false;
-	}
-	return true;
+	barrier_var(idx); /* keep the mask, even where clang knows idx is in range: it bounds the index */
+	const void *at = &w->b[idx & (HG_WINDOW - 1)];
+
+	/* Hides the byte array the address came from, or clang reads a word a byte at a time. */
+	barrier_var(at);
+	return at;
+}
+
+/* Eight bytes from w[idx], the first in the lowest bits whatever the byte order. */
+static __always_inline __u64 hg_load8(const struct hg_window *w, __u32 idx)
+{
+	return hg_word(hg_at8(w, idx));
+}
+
+/* Or-ing 0x20 lower-cases a letter, and makes no other byte a letter: or it only where lit has one. */
+#define HG_L 0x20
+/* Whether the word x starts with the n bytes of lit (n <= 8), letters in any case (fold: HG_L there). */
+static __always_inline bool hg_word_is(__u64 x, __u64 fold, __u64 lit, __u32 n)
+{
+	__u64 keep = n >= 8 ? ~0ULL : HG_BYTES(n);
+
+	return ((x | fold) & keep) == lit;
 }
 
 #define HG_HDR_OTHER 0
@@ -78,7 +96,11 @@ __noinline int hg_header_kind(const struct hg_window *w, __u32 off, __u32 avail,
 {
 	if (!w || !out || off >= HG_WINDOW)
 		return HG_HDR_OTHER;
-	if (avail >= 15 && hg_name_at(w, off, "content-length:", 15)) {
+	if (avail >= 15 &&
+	    hg_word_is(hg_load8(w, off), HG_LE8(HG_L, HG_L, HG_L, HG_L, HG_L, HG_L, HG_L, 0),
+		       HG_LE8('c', 'o', 'n', 't', 'e', 'n', 't', '-'), 8) &&
+	    hg_word_is(hg_load8(w, off + 8), HG_LE8(HG_L, HG_L, HG_L, HG_L, HG_L, HG_L, 0, 0),
+		       HG_LE8('l', 'e', 'n', 'g', 't', 'h', ':', 0), 7)) {
 		__u64 v = 0;
 		__u32 i = 15;
 		bool digits = false;
@@ -101,37 +123,25 @@ __noinline int hg_header_kind(const struct hg_window *w, __u32 off, __u32 avail,
 		out->v = v;
 		return HG_HDR_LENGTH;
 	}
-	if (avail >= 18 && hg_name_at(w, off, "transfer-encoding:", 18)) {
+	if (avail >= 18 &&
+	    hg_word_is(hg_load8(w, off), HG_ONES * HG_L, HG_LE8('t', 'r', 'a', 'n', 's', 'f', 'e', 'r'), 8) &&
+	    hg_word_is(hg_load8(w, off + 8), HG_LE8(0, HG_L, HG_L, HG_L, HG_L, HG_L, HG_L, HG_L),
+		       HG_LE8('-', 'e', 'n', 'c', 'o', 'd', 'i', 'n'), 8) &&
+	    hg_word_is(hg_load8(w, off + 16), HG_LE8(HG_L, 0, 0, 0, 0, 0, 0, 0),
+		       HG_LE8('g', ':', 0, 0, 0, 0, 0, 0), 2)) {
 		/* "chunked" is the final coding whenever it is present. */
 		for (__u32 i = 18; i + 7 <= HG_NAME_LOOKAHEAD; i++) {
 			if (i + 7 > avail)
 				break;
-			if (hg_name_at(w, off + i, "chunked", 7))
+			if (hg_word_is(hg_load8(w, off + i),
+				       HG_LE8(HG_L, HG_L, HG_L, HG_L, HG_L, HG_L, HG_L, 0),
+				       HG_LE8('c', 'h', 'u', 'n', 'k', 'e', 'd', 0), 7))
 				return HG_HDR_CHUNKED;
 		}
 		/* A value longer than we look at may still name chunked. */
 		return avail > HG_NAME_LOOKAHEAD ? HG_HDR_UNREAD : HG_HDR_OTHER;
 	}
 	return HG_HDR_OTHER;
-}
-
-#define HG_ONES 0x0101010101010101ULL
-#define HG_HIGHS 0x8080808080808080ULL
-
-/* The address of w[idx & (HG_WINDOW - 1)], where eight bytes can be read. */
-static __always_inline const void *hg_at8(const struct hg_window *w, __u32 idx)
-{
-	const void *at = &w->b[idx & (HG_WINDOW - 1)];
-
-	/* Hides the byte array the address came from, or clang reads a word a byte at a time. */
-	barrier_var(at);
-	return at;
-}
-
-/* Eight bytes from w[idx], the first in the lowest bits whatever the byte order. */
-static __always_inline __u64 hg_load8(const struct hg_window *w, __u32 idx)
-{
-	return hg_word(hg_at8(w, idx));
 }
 
 /* Index of the lowest byte whose top bit is set in m (m != 0, only top bits set). */
