@@ -179,6 +179,9 @@ static __always_inline int hg_header_line(struct hg_scan *c, __u32 avail)
 		s->flags |= HG_SF_UNSURE;
 		break;
 	}
+	/* Its '\n' is known: the scan for the next line starts there, not at the line's start. */
+	if (line == c->w && nl > 0 && nl < HG_LINE)
+		c->pos += nl;
 	return 0;
 }
 
@@ -343,7 +346,10 @@ static long hg_step(__u32 i, void *ctx)
 		return 1;
 	switch (c->s->state) {
 	case HG_ST_IDLE:
-		return hg_step_idle(c);
+		/* A message's start line and the header lines after it in one step. */
+		if (hg_step_idle(c))
+			return 1;
+		return hg_step_headers(c);
 	case HG_ST_HEADERS:
 	case HG_ST_TRAILERS:
 		return hg_step_headers(c);
