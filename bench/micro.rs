@@ -119,7 +119,11 @@ fn main() -> Result<()> {
     for (what, d) in &rows {
         println!("{what:<36} {:>10} {:>9.2}", d.as_nanos(), d.as_nanos() as f64 / floor);
     }
-    println!("(median of {runs} runs each; kernel {}; loading and verifying the programs took {} ms)", kernel(), load_time.as_millis());
+    println!(
+        "(median of {runs} runs each; kernel {}; loading and verifying the programs took {} ms)",
+        kernel(),
+        load_time.as_millis()
+    );
     Ok(())
 }
 
