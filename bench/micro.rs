@@ -55,7 +55,9 @@ fn main() -> Result<()> {
 
     let sizes = MapSizes { flows: 65_536, max_series: 10_000 };
     let cfg = ProgramConfig { status_label: StatusLabel::Class, buckets_s: DEFAULT_BUCKETS.to_vec(), series_budget: 0 };
+    let loading = std::time::Instant::now();
     let loader = Loader::new(sizes, cfg)?;
+    let load_time = loading.elapsed();
     let shared = loader.maps();
     // One interface, slot 0; a slot never filled is an interface we are not on.
     maps::set_link(&shared, 0, &watch(vec![]))?;
@@ -117,7 +119,11 @@ fn main() -> Result<()> {
     for (what, d) in &rows {
         println!("{what:<36} {:>10} {:>9.2}", d.as_nanos(), d.as_nanos() as f64 / floor);
     }
-    println!("(median of {runs} runs each; kernel {})", kernel());
+    println!(
+        "(median of {runs} runs each; kernel {}; loading and verifying the programs took {} ms)",
+        kernel(),
+        load_time.as_millis()
+    );
     Ok(())
 }
 

@@ -579,3 +579,40 @@ fn a_connection_closed_before_its_first_request_is_no_anomaly() {
     assert_eq!(s.flows.unwrap().live, 0, "the RST ended it");
     assert_eq!((s.stats.unanswered_reset, s.stats.response_no_request), (0, 0));
 }
+
+#[test]
+fn header_blocks_longer_than_a_window_split_anywhere_are_framed_exactly() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = conn();
+    // Lines longer than the parser's 256-byte window, names in any case,
+    // names that begin like the framing headers, and a body that would be a
+    // response if the framing were missed: each split at every byte.
+    let body = "HTTP/1.1 500 X\r\n\r\n";
+    let by_length = format!(
+        "HTTP/1.1 200 OK\r\nServer: t\r\nSet-Cookie: a={}\r\nContent-Type: text/plain\r\nX-Long: {}\r\n\
+         CONTENT-LENGTH: {}\r\nConnection: keep-alive\r\n\r\n{body}",
+        "a".repeat(300),
+        "b".repeat(200),
+        body.len()
+    );
+    let chunked = format!(
+        "HTTP/1.1 200 OK\r\nX-Long: {}\r\nContent-type: x\r\ntransfer-ENCODING: chunked\r\nDate: x\r\n\r\n\
+         {:x}\r\n{body}\r\n0\r\n\r\n",
+        "c".repeat(280),
+        body.len()
+    );
+    let mut n = 0;
+    for resp in [by_length.as_bytes(), chunked.as_bytes()] {
+        for k in 1..resp.len() {
+            p.ingress(&c.client(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+            p.egress(&c.server(&resp[..k]));
+            p.egress(&c.server(&resp[k..]));
+            n += 1;
+        }
+    }
+    let s = p.snap();
+    assert_eq!(requests(&s, Role::Server, Method::Get), n);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), n);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 5), 0, "a body taken for a response");
+    assert_clean(&s);
+}

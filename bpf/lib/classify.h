@@ -26,9 +26,53 @@ static const __u8 hg_method_ids[9] = {
 	HG_METHOD_CONNECT, HG_METHOD_OPTIONS, HG_METHOD_TRACE, HG_METHOD_PATCH,
 };
 
+/* Aligned, so that it can be read and written a word at a time. */
 struct hg_prefix {
 	__u8 b[HG_PREFIX];
-};
+} __attribute__((aligned(8)));
+
+/* Bytes as little-endian words: the first byte in the lowest bits (what hg_word() returns). */
+#define HG_LE4(a, b, c, d) ((__u32)(a) | (__u32)(b) << 8 | (__u32)(c) << 16 | (__u32)(d) << 24)
+#define HG_LE8(a, b, c, d, e, f, g, h) (HG_LE4(a, b, c, d) | (__u64)HG_LE4(e, f, g, h) << 32)
+/* The low n bytes of a word (n < 8). */
+#define HG_BYTES(n) ((1ULL << (8 * (n))) - 1)
+
+/* Eight bytes from an 8-aligned address, the first in the lowest bits whatever the byte order. */
+static __always_inline __u64 hg_word(const void *at)
+{
+	__u64 x = *(const __u64 *)at;
+
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	x = __builtin_bswap64(x);
+#endif
+	return x;
+}
+
+/* The method whose "<METHOD> " the eight bytes in x begin with, or 0. */
+static __always_inline int hg_method_word(__u64 x)
+{
+	__u32 w4 = (__u32)x;
+
+	if (w4 == HG_LE4('G', 'E', 'T', ' '))
+		return HG_METHOD_GET;
+	if (w4 == HG_LE4('P', 'U', 'T', ' '))
+		return HG_METHOD_PUT;
+	if ((x & HG_BYTES(5)) == HG_LE8('P', 'O', 'S', 'T', ' ', 0, 0, 0))
+		return HG_METHOD_POST;
+	if ((x & HG_BYTES(5)) == HG_LE8('H', 'E', 'A', 'D', ' ', 0, 0, 0))
+		return HG_METHOD_HEAD;
+	if ((x & HG_BYTES(7)) == HG_LE8('D', 'E', 'L', 'E', 'T', 'E', ' ', 0))
+		return HG_METHOD_DELETE;
+	if (x == HG_LE8('C', 'O', 'N', 'N', 'E', 'C', 'T', ' '))
+		return HG_METHOD_CONNECT;
+	if (x == HG_LE8('O', 'P', 'T', 'I', 'O', 'N', 'S', ' '))
+		return HG_METHOD_OPTIONS;
+	if ((x & HG_BYTES(6)) == HG_LE8('T', 'R', 'A', 'C', 'E', ' ', 0, 0))
+		return HG_METHOD_TRACE;
+	if ((x & HG_BYTES(6)) == HG_LE8('P', 'A', 'T', 'C', 'H', ' ', 0, 0))
+		return HG_METHOD_PATCH;
+	return 0;
+}
 
 static __always_inline int hg_classify_request(const __u8 *b, __u32 n)
 {
@@ -64,7 +108,18 @@ static __always_inline int hg_classify_response(const __u8 *b, __u32 n)
 {
 	static const char lit[9] = "HTTP/1.1 ";
 
-	for (int i = 0; i < 12; i++) {
+	if (n >= 12) {
+		/* All twelve bytes are there: "HTTP/1." and '0' or '1' in one word, then the rest. */
+		__u64 x = hg_word(b);
+		__u8 minor = x >> 56;
+
+		if ((x & HG_BYTES(7)) != HG_LE8('H', 'T', 'T', 'P', '/', '1', '.', 0) ||
+		    (minor != '0' && minor != '1') || b[8] != ' ' || !hg_is_digit(b[9]) ||
+		    !hg_is_digit(b[10]) || !hg_is_digit(b[11]))
+			return 0;
+	}
+
+	for (int i = 0; i < 12 && n < 12; i++) {
 		if (i >= n)
 			return -1;
 		__u8 c = b[i];
@@ -97,7 +152,10 @@ __noinline int hg_classify(const struct hg_prefix *p, __u32 n, __u32 dir)
 {
 	if (!p || n > HG_PREFIX)
 		return 0;
-	return dir == HG_DIR_REQ ? hg_classify_request(p->b, n) : hg_classify_response(p->b, n);
+	if (dir == HG_DIR_REQ)
+		/* With eight bytes or more, every method is either all there or not there. */
+		return n >= 8 ? hg_method_word(hg_word(p->b)) : hg_classify_request(p->b, n);
+	return hg_classify_response(p->b, n);
 }
 
 static __always_inline bool hg_looks_like_tls_hello(const __u8 *b, __u32 n)

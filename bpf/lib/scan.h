@@ -33,6 +33,18 @@ enum hg_stream_state {
 #define HG_SF_UNSURE (1 << 6)        /* a header name straddled a segment boundary unread */
 #define HG_SF_CHUNK_EXT (1 << 7)     /* in a chunk-size line, past the hex digits */
 
+/*
+ * Lengths from here on cannot be followed to their end in 32-bit sequence
+ * space: so much is skipped as body, then boundaries count as lost.
+ */
+#define HG_UNTRUSTED_BODY 0x7fffffffu
+
+/* Sequence numbers wrap: compare by signed distance. */
+static __always_inline bool hg_seq_before(__u32 a, __u32 b)
+{
+	return (__s32)(a - b) < 0;
+}
+
 /* State of one pass over one segment of one stream (bpf_loop's context). */
 struct hg_scan {
 	struct __sk_buff *skb;

@@ -20,18 +20,6 @@
 /* Work units per packet (window loads, header lines, bodies, chunks). */
 #define HG_MAX_STEPS 512
 
-/* Sequence numbers wrap: compare by signed distance. */
-/*
- * Lengths from here on cannot be followed to their end in 32-bit sequence
- * space: so much is skipped as body, then boundaries count as lost.
- */
-#define HG_UNTRUSTED_BODY 0x7fffffffu
-
-static __always_inline bool hg_seq_before(__u32 a, __u32 b)
-{
-	return (__s32)(a - b) < 0;
-}
-
 /* Where a message should begin: classify it, joining a start kept from the last segment. */
 static __always_inline int hg_step_idle(struct hg_scan *c)
 {
@@ -43,12 +31,18 @@ static __always_inline int hg_step_idle(struct hg_scan *c)
 
 	if (plen > HG_PARTIAL_MAX)
 		plen = 0;
-	/* Read both sources every time and pick: no per-byte paths for the verifier to walk. */
-	for (__u32 k = 0; k < HG_PREFIX; k++) {
-		__u8 kept = s->partial[k & HG_PARTIAL_MAX];
-		__u8 fresh = c->w->b[(base + k - plen) & (HG_WINDOW - 1)];
+	if (!plen) {
+		/* The common case: the whole start is in this segment. Two words. */
+		*(__u64 *)&pre.b[0] = *(const __u64 *)hg_at8(c->w, base);
+		*(__u64 *)&pre.b[8] = *(const __u64 *)hg_at8(c->w, base + 8);
+	} else {
+		/* Read both sources every time and pick: no per-byte paths for the verifier to walk. */
+		for (__u32 k = 0; k < HG_PREFIX; k++) {
+			__u8 kept = s->partial[k & HG_PARTIAL_MAX];
+			__u8 fresh = c->w->b[(base + k - plen) & (HG_WINDOW - 1)];
 
-		pre.b[k] = k < plen ? kept : fresh;
+			pre.b[k] = k < plen ? kept : fresh;
+		}
 	}
 	__u32 n = plen + avail;
 
@@ -134,41 +128,46 @@ static __always_inline void hg_headers_done(struct hg_scan *c)
  * A header line starts at c->pos (its first bytes may have been kept from the
  * last segment). Note Content-Length and Transfer-Encoding: chunked. Returns 1
  * when the line's start is cut by the segment's end and was kept instead.
+ * avail: bytes in the window from c->pos, at least HG_NAME_LOOKAHEAD + 1 unless
+ * the payload ends sooner.
  */
 static __always_inline int hg_header_line(struct hg_scan *c, __u32 avail)
 {
 	struct hg_stream *s = c->s;
 	struct hg_header_value hv = {};
+	const struct hg_window *line = c->w;
+	__u32 off = c->pos - c->win_start, total = avail;
 
-	/*
-	 * Only "Content-Length" and "Transfer-Encoding" matter, and both start
-	 * with "cont" or "tran": every other whole line is skipped for the price
-	 * of four byte compares (most header lines are Host, Date, Accept, ...).
-	 */
-	if (!s->partial_len && avail >= 4) {
-		__u8 a = hg_lower(hg_byte_at(c, c->pos)), b = hg_lower(hg_byte_at(c, c->pos + 1));
-		__u8 d = hg_lower(hg_byte_at(c, c->pos + 2)), e = hg_lower(hg_byte_at(c, c->pos + 3));
-		bool cont = a == 'c' && b == 'o' && d == 'n' && e == 't';
-		bool tran = a == 't' && b == 'r' && d == 'a' && e == 'n';
+	if (s->partial_len) {
+		/* The line's start was kept: read it joined with what follows. */
+		total += hg_join_line(c->line, s, c->w, off);
+		line = c->line;
+		off = 0;
+	} else if (avail >= 4) {
+		/*
+		 * Only "Content-Length" and "Transfer-Encoding" matter, and both
+		 * start with "cont" or "tran": every other whole line is skipped for
+		 * the price of one compare (most header lines are Host, Date, ...).
+		 * Or-ing 0x20 lower-cases a letter and matches no other byte to one.
+		 */
+		__u32 x = (__u32)hg_load8(c->w, off) | 0x20202020;
 
-		if (!cont && !tran)
+		if (x != HG_LE4('c', 'o', 'n', 't') && x != HG_LE4('t', 'r', 'a', 'n'))
 			return 0;
 	}
-	struct hg_window *line = c->line;
-	__u32 plen = hg_join_line(line, s, c->w, c->pos - c->win_start);
-	__u32 total = plen + avail;
-
-	if (total > HG_WINDOW)
-		total = HG_WINDOW;
-	int nl = hg_find_newline(line, 0, total);
+	if (total > HG_LINE)
+		total = HG_LINE;
+	int nl = hg_find_newline(line, off, total);
 
 	if (nl < 0 && total < HG_NAME_LOOKAHEAD && c->pos + avail >= c->end) {
-		hg_keep_line(s, line, total);
+		if (line == c->w)
+			hg_join_line(c->line, s, c->w, off);
+		hg_keep_line(s, c->line, total);
 		c->pos = c->end;
 		return 1;
 	}
 	s->partial_len = 0;
-	switch (hg_header_kind(line, 0, nl >= 0 ? nl + 1 : total, &hv)) {
+	switch (hg_header_kind(line, off, nl >= 0 ? nl + 1 : total, &hv)) {
 	case HG_HDR_LENGTH:
 		s->left = hv.v;
 		s->flags |= HG_SF_HAS_CL;
@@ -180,6 +179,9 @@ static __always_inline int hg_header_line(struct hg_scan *c, __u32 avail)
 		s->flags |= HG_SF_UNSURE;
 		break;
 	}
+	/* Its '\n' is known: the scan for the next line starts there, not at the line's start. */
+	if (line == c->w && nl > 0 && nl < HG_LINE)
+		c->pos += nl;
 	return 0;
 }
 
@@ -189,7 +191,7 @@ static __always_inline int hg_step_headers(struct hg_scan *c)
 	struct hg_stream *s = c->s;
 
 	if (s->flags & HG_SF_LINE_START) {
-		__u32 avail = hg_window_at(c, HG_NAME_LOOKAHEAD);
+		__u32 avail = hg_window_at(c, HG_NAME_LOOKAHEAD + 1);
 
 		if (!avail)
 			return 1;
@@ -230,10 +232,11 @@ static __always_inline int hg_step_headers(struct hg_scan *c)
 
 	if (!avail)
 		return 1;
-	int nl = hg_find_newline(c->w, c->pos - c->win_start, avail);
+	/* Past the lines that need no look, to the next that does (hg_header_line's skip, in bulk). */
+	int next = hg_next_line(c->w, c->pos - c->win_start, avail);
 
-	if (nl >= 0 && nl < HG_WINDOW) {
-		c->pos += nl + 1;
+	if (next >= 0 && next <= HG_WINDOW) {
+		c->pos += next;
 		s->flags |= HG_SF_LINE_START;
 		return 0;
 	}
@@ -343,7 +346,10 @@ static long hg_step(__u32 i, void *ctx)
 		return 1;
 	switch (c->s->state) {
 	case HG_ST_IDLE:
-		return hg_step_idle(c);
+		/* A message's start line and the header lines after it in one step. */
+		if (hg_step_idle(c))
+			return 1;
+		return hg_step_headers(c);
 	case HG_ST_HEADERS:
 	case HG_ST_TRAILERS:
 		return hg_step_headers(c);
@@ -399,8 +405,15 @@ __noinline int hg_process_segment(struct __sk_buff *skb, const struct hg_packet 
 			s->partial_len = 0;
 	}
 	s->next_seq = seq + len;
-	if (f->flags & (HG_FLOW_UPGRADED | HG_FLOW_CLOSED))
+	if (f->flags & (HG_FLOW_UPGRADED | HG_FLOW_CLOSED) || s->state == HG_ST_UNTIL_CLOSE)
 		return 0;
+	if (s->state == HG_ST_BODY || s->state == HG_ST_CHUNK_DATA) {
+		/* Inside a body that goes on past this segment (hg_step_body's case): nothing to read. */
+		__s32 to_end = s->end_seq - (seq + start);
+
+		if (to_end > 0 && (__u32)to_end > len - start)
+			return 0;
+	}
 
 	__u32 zero = 0;
 	struct hg_scratch *buf = bpf_map_lookup_elem(&scratch, &zero);
