@@ -60,6 +60,8 @@ enum hg_stat {
 	HG_STAT_UNVERIFIED_FLOWS, /* flows a request started with no handshake seen (spoofed, or open before
 				     start) */
 	HG_STAT_UNVERIFIED_CONFIRMED, /* ... and later shown real (the server answered) */
+	HG_STAT_NOT_LOCAL, /* a request on a connection no local socket is an end of: forwarded or bridged
+			      here */
 	/* A stream lost its message boundaries and fell back to the turn-around rule, because of: */
 	HG_STAT_LOST_GAP,           /* bytes missing from the sequence (never seen by this hook) */
 	HG_STAT_LOST_NOT_A_MESSAGE, /* bytes where a message should start that are not one */

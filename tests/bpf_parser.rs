@@ -32,6 +32,7 @@ fn server_exchanges(p: &Parser, base: Tcp) {
     {
         let mut req = base.clone().payload(line.as_bytes());
         req.sport += i as u16;
+        p.handshake(&req);
         p.ingress(&req);
         p.egress(&req.reply().payload(status.as_bytes()));
         let _ = method;
@@ -125,6 +126,7 @@ fn every_standard_method_is_recognised() {
 fn latency_lands_in_the_right_bucket() {
     let Some(p) = Parser::new() else { return };
     let req = client_v4().payload(b"GET /slow HTTP/1.1\r\n\r\n");
+    p.handshake(&req);
     p.ingress(&req);
     std::thread::sleep(Duration::from_millis(30));
     p.egress(&req.reply().payload(b"HTTP/1.1 200 OK\r\n\r\n"));
@@ -187,6 +189,7 @@ fn packets_that_are_not_http_change_nothing() {
 fn a_request_line_in_a_truncated_payload_still_counts_when_whole() {
     // Short payloads (fewer bytes than the parser's prefix) must be read exactly.
     let Some(p) = Parser::new() else { return };
+    p.handshake(&client_v4());
     p.ingress(&client_v4().payload(b"GET / HTTP/1.1\r\n"));
     p.egress(&client_v4().reply().payload(b"HTTP/1.1 301 "));
     let s = p.snap();
@@ -199,6 +202,7 @@ fn keep_alive_pairs_each_response_with_its_request() {
     let Some(p) = Parser::new() else { return };
     let mut seq = 1;
     let mut rseq = 100;
+    p.handshake(&client_v4());
     for status in [200, 404, 200, 503, 200] {
         let line = b"GET /k HTTP/1.1\r\n\r\n";
         let req = client_v4().seq(seq).payload(line);
@@ -220,6 +224,7 @@ fn keep_alive_pairs_each_response_with_its_request() {
 fn a_retransmitted_request_or_response_is_counted_once() {
     let Some(p) = Parser::new() else { return };
     let req = client_v4().seq(7).payload(b"GET / HTTP/1.1\r\n\r\n");
+    p.handshake(&req);
     p.ingress(&req);
     p.ingress(&req);
     let resp = req.reply().payload(b"HTTP/1.1 200 OK\r\n\r\n");
@@ -236,6 +241,7 @@ fn a_retransmitted_request_or_response_is_counted_once() {
 fn interim_1xx_does_not_end_the_request_and_101_ends_parsing() {
     let Some(p) = Parser::new() else { return };
     let req = client_v4().seq(1).payload(b"POST /up HTTP/1.1\r\nExpect: 100-continue\r\n\r\n");
+    p.handshake(&req);
     p.ingress(&req);
     p.egress(&req.reply().seq(10).payload(b"HTTP/1.1 100 Continue\r\n\r\n"));
     p.egress(&req.reply().seq(35).payload(b"HTTP/1.1 201 Created\r\n\r\n"));
@@ -244,6 +250,7 @@ fn interim_1xx_does_not_end_the_request_and_101_ends_parsing() {
     assert_eq!(responses(&s, Role::Server, Method::Post, 1), 0);
 
     let ws = Tcp { sport: 50000, ..client_v4() }.seq(1).payload(b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n");
+    p.handshake(&ws);
     p.ingress(&ws);
     p.egress(&ws.reply().seq(10).payload(b"HTTP/1.1 101 Switching Protocols\r\n\r\n"));
     // WebSocket frames that happen to look like HTTP are not messages.
@@ -282,7 +289,8 @@ fn rst_and_server_fin_end_the_flow_and_count_unanswered() {
     assert_eq!(s.flows.unwrap().live, 0, "closed flows are not live");
     // A new connection on the same 4-tuple (SYN) starts from scratch.
     p.ingress(&b.clone().seq(7_000_000).flags(packet::SYN).payload(b""));
-    p.ingress(&b.clone().seq(7_000_001).payload(b"GET /again HTTP/1.1\r\n\r\n"));
+    p.egress(&b.reply().flags(packet::SYN | ACK).seq(9_000_000).ack(7_000_001).payload(b""));
+    p.ingress(&b.clone().seq(7_000_001).ack(9_000_001).payload(b"GET /again HTTP/1.1\r\n\r\n"));
     p.egress(&b.reply().seq(9_000_001).payload(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
     let s = p.snap();
     assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1);
@@ -303,6 +311,7 @@ fn only_configured_ports_are_watched() {
     let watched = Tcp { dport: 8080, ..client_v4() }.payload(b"GET / HTTP/1.1\r\n\r\n");
     let other = client_v4().payload(b"GET / HTTP/1.1\r\n\r\n");
     for r in [&watched, &other] {
+        p.handshake(r);
         p.ingress(r);
         p.egress(&r.reply().payload(b"HTTP/1.1 418 I'm a teapot\r\n\r\n"));
     }
@@ -347,6 +356,7 @@ fn the_same_request_on_loopback_counts_once_per_side() {
     let Some(p) = Parser::new() else { return };
     let req = Tcp::v4([127, 0, 0, 1], 40000, [127, 0, 0, 1], 80).payload(b"GET / HTTP/1.1\r\n\r\n");
     let resp = req.reply().payload(b"HTTP/1.1 200 OK\r\n\r\n");
+    p.handshake(&req);
     p.egress(&req);
     p.ingress(&req);
     p.egress(&resp);

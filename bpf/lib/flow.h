@@ -54,8 +54,44 @@ static __always_inline const struct hg_link *hg_link_of(__u32 slot)
 const struct hg_flow hg_new_flow_template = {};
 
 /*
+ * Whether a socket of this namespace is the server end of the connection a
+ * packet arriving here belongs to: established (or being accepted), not a
+ * listener. Else the host only forwards or bridges the packet (to a container,
+ * say), and the request is counted where its socket is. tc ingress runs
+ * before netfilter, so a packet a DNAT rule would send elsewhere finds none.
+ */
+static __always_inline bool hg_local_server(struct __sk_buff *skb, const struct hg_flow_key *k)
+{
+	struct bpf_sock_tuple t = {};
+	__u32 len;
+
+	if (k->family == 4) {
+		__builtin_memcpy(&t.ipv4.saddr, k->client_addr, 4);
+		__builtin_memcpy(&t.ipv4.daddr, k->server_addr, 4);
+		t.ipv4.sport = bpf_htons(k->client_port);
+		t.ipv4.dport = bpf_htons(k->server_port);
+		len = sizeof(t.ipv4);
+	} else {
+		__builtin_memcpy(t.ipv6.saddr, k->client_addr, 16);
+		__builtin_memcpy(t.ipv6.daddr, k->server_addr, 16);
+		t.ipv6.sport = bpf_htons(k->client_port);
+		t.ipv6.dport = bpf_htons(k->server_port);
+		len = sizeof(t.ipv6);
+	}
+	struct bpf_sock *sk = bpf_skc_lookup_tcp(skb, &t, len, BPF_F_CURRENT_NETNS, 0);
+
+	if (!sk)
+		return false;
+	bool local = sk->state != BPF_TCP_LISTEN;
+
+	bpf_sk_release(sk);
+	return local;
+}
+
+/*
  * A segment on a connection we do not track yet. A request (or the first
- * bytes of one) starts tracking; anything else is only counted.
+ * bytes of one) starts tracking, where a socket of ours is an end of the
+ * connection; anything else is only counted.
  */
 static __always_inline struct hg_flow *hg_new_flow(struct __sk_buff *skb, const struct hg_packet *p,
 						   bool req_watched, bool resp_watched)
@@ -70,10 +106,17 @@ static __always_inline struct hg_flow *hg_new_flow(struct __sk_buff *skb, const 
 		int r = hg_classify(&pre, n, HG_DIR_REQ);
 
 		if (r != 0) {
-			/* A request leaving (egress) was sent by a local socket: real. One arriving may be
-			 * spoofed. */
+			/*
+			 * A request leaving (egress) with a socket was sent by a local one: real. One
+			 * arriving may be spoofed: shown real later (hg_verify).
+			 */
 			bool arriving = p->req_key.role == HG_ROLE_SERVER;
 
+			if (arriving ? !hg_local_server(skb, &p->req_key) : !skb->sk) {
+				if (r > 0)
+					hg_stat_inc(HG_STAT_NOT_LOCAL);
+				return NULL;
+			}
 			if (bpf_map_update_elem(&flows, &p->req_key, &hg_new_flow_template, BPF_NOEXIST)) {
 				hg_stat_inc(HG_STAT_FLOW_INSERT_FAILED);
 				if (r > 0 && !arriving)
@@ -156,8 +199,11 @@ static __always_inline void hg_close_flow(const struct hg_packet *p, const struc
  * SYN-ACK is only sent for a new connection: a live flow on this 4-tuple is
  * stale (its end was missed) and is replaced.
  */
-static __always_inline void hg_on_syn_ack(const struct hg_packet *p)
+static __always_inline void hg_on_syn_ack(struct __sk_buff *skb, const struct hg_packet *p)
 {
+	/* Only a local listener's: one the host forwards belongs to a server elsewhere. */
+	if (!skb->sk)
+		return;
 	struct hg_flow *f = bpf_map_lookup_elem(&flows, &p->resp_key);
 
 	if (f) {
@@ -202,7 +248,8 @@ static __always_inline void hg_check_handshake(struct hg_flow *f, const struct h
  * The key whose server is this packet's sender is resp_key. A SYN starts a
  * new connection on a 4-tuple we may still remember.
  */
-static __always_inline void hg_on_flags(const struct hg_packet *p, const struct hg_link *l)
+static __always_inline void hg_on_flags(struct __sk_buff *skb, const struct hg_packet *p,
+					const struct hg_link *l)
 {
 	if (p->tcp_flags & HG_TCP_RST) {
 		hg_close_flow(p, &p->resp_key, true, HG_STAT_UNANSWERED_RESET);
@@ -224,7 +271,7 @@ static __always_inline void hg_on_flags(const struct hg_packet *p, const struct 
 	} else if ((p->tcp_flags & (HG_TCP_SYN | HG_TCP_ACK)) == (HG_TCP_SYN | HG_TCP_ACK) &&
 		   p->resp_key.role == HG_ROLE_SERVER &&
 		   (hg_ports_watched(l, p->resp_key.server_port, 0) & 1)) {
-		hg_on_syn_ack(p);
+		hg_on_syn_ack(skb, p);
 	}
 }
 
@@ -291,7 +338,7 @@ static __always_inline int hg_handle(struct __sk_buff *skb, bool ingress)
 	}
 
 	if (p.tcp_flags & (HG_TCP_FIN | HG_TCP_SYN | HG_TCP_RST))
-		hg_on_flags(&p, l);
+		hg_on_flags(skb, &p, l);
 	return TC_ACT_UNSPEC;
 }
 

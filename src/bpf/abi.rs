@@ -130,6 +130,7 @@ impl Stats {
             requests_answered: at(hg_stat::HG_STAT_REQUESTS_ANSWERED),
             unverified_flows: at(hg_stat::HG_STAT_UNVERIFIED_FLOWS),
             unverified_confirmed: at(hg_stat::HG_STAT_UNVERIFIED_CONFIRMED),
+            not_local: at(hg_stat::HG_STAT_NOT_LOCAL),
             framing_lost,
         }
     }

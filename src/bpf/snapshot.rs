@@ -74,6 +74,8 @@ pub struct Stats {
     pub requests_answered: u64,
     pub unverified_flows: u64,
     pub unverified_confirmed: u64,
+    /// Requests on connections no local socket is an end of (forwarded or bridged here).
+    pub not_local: u64,
     /// Boundaries lost, by cause (see `FRAMING_LOST_REASONS`).
     pub framing_lost: [u64; FRAMING_LOST_REASONS.len()],
 }

@@ -64,6 +64,11 @@ const NEVER_CONFIRMED: Desc = Desc::counter(
     "Connections tracked from a request with no handshake seen that ended or were forgotten before the server \
      answered: spoofed segments, mostly. Their requests were not counted (derived; a lower bound).",
 );
+const NOT_LOCAL: Desc = Desc::counter(
+    "http_golden_exporter_requests_not_local_total",
+    "Requests on connections no socket of the interface's namespace is an end of: forwarded or bridged by this \
+     host, and counted where the socket is (a container's namespace, another host).",
+);
 const FRAMING_LOST: Desc = Desc::counter(
     "http_golden_exporter_framing_lost_total",
     "Times a stream lost track of message boundaries and fell back to the request/response turn-around, by cause.",
@@ -122,6 +127,7 @@ pub(super) fn families(s: &State) -> Vec<MetricFamily> {
         TLS.single(st.tls_seen as f64),
         EVICTED.single(s.flows_evicted as f64),
         NEVER_CONFIRMED.single(s.never_confirmed as f64),
+        NOT_LOCAL.single(st.not_local as f64),
         FRAMING_LOST.with(by_reason(FRAMING_LOST_REASONS.into_iter().zip(st.framing_lost))),
         INSERT_FAILED.single(st.flow_insert_failed as f64),
         READS.single(s.reads as f64),

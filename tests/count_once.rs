@@ -1,0 +1,107 @@
+//! Count once, where the socket is (issue 11, point 1): a host that only
+//! routes a request, between a client and a server in other namespaces,
+//! counts nothing for it (a self-metric says how many it passed on); the
+//! server's namespace counts it once.
+//!
+//!   client ns 198.18.1.2 ── rc | router ns (forwarding) | rs ── 198.18.2.2 server ns (busybox httpd)
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{run, unique, Exporter, Metrics, Pair, Proc, TempDir};
+
+struct Routed {
+    client: String,
+    router: String,
+    server: String,
+    rc: String,
+    rs: String,
+    s: String,
+}
+
+impl Routed {
+    fn new() -> Routed {
+        let r = Routed {
+            client: unique("hgoc"),
+            router: unique("hgor"),
+            server: unique("hgos"),
+            rc: unique("hgorc"),
+            rs: unique("hgors"),
+            s: unique("hgoss"),
+        };
+        // From here on Drop removes whatever was made, even if a step fails.
+        for ns in [&r.client, &r.router, &r.server] {
+            run("ip", &["netns", "add", ns]);
+            run("ip", &["-n", ns, "link", "set", "lo", "up"]);
+        }
+        let c = unique("hgoc");
+        run("ip", &["link", "add", &r.rc, "netns", &r.router, "type", "veth", "peer", "name", &c, "netns", &r.client]);
+        run(
+            "ip",
+            &["link", "add", &r.rs, "netns", &r.router, "type", "veth", "peer", "name", &r.s, "netns", &r.server],
+        );
+        for (ns, dev, addr) in [
+            (&r.client, &c, "198.18.1.2/24"),
+            (&r.router, &r.rc, "198.18.1.1/24"),
+            (&r.router, &r.rs, "198.18.2.1/24"),
+            (&r.server, &r.s, "198.18.2.2/24"),
+        ] {
+            run("ip", &["-n", ns, "addr", "add", addr, "dev", dev]);
+            run("ip", &["-n", ns, "link", "set", dev, "up"]);
+        }
+        run("ip", &["-n", &r.client, "route", "add", "default", "via", "198.18.1.1"]);
+        run("ip", &["-n", &r.server, "route", "add", "default", "via", "198.18.2.1"]);
+        run("ip", &["netns", "exec", &r.router, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+        r
+    }
+}
+
+impl Drop for Routed {
+    fn drop(&mut self) {
+        for ns in [&self.client, &self.router, &self.server] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn requests(m: &Metrics, target: &str) -> f64 {
+    m.sum("http_server_requests_total", &[("target", target)])
+        + m.sum("http_client_requests_total", &[("target", target)])
+}
+
+#[test]
+fn a_routed_request_counts_once_in_the_servers_namespace_and_nothing_on_the_router() {
+    if !common::privileged(&["ip", "curl", "busybox"]) {
+        return;
+    }
+    let net = Routed::new();
+    let www = TempDir::new("hgocwww");
+    std::fs::write(www.path().join("index.html"), "ok\n").unwrap();
+    let mut httpd = Pair::cmd(&net.server, "busybox");
+    httpd.args(["httpd", "-f", "-p", "198.18.2.2:80", "-h"]).arg(www.path());
+    let _httpd = Proc::spawn(httpd, "busybox httpd");
+    let config = format!(
+        "[metrics]\nscrape_interval = \"200ms\"\n\
+         [[target]]\nname = \"router\"\ninterfaces = [\"{}\", \"{}\"]\nnetns = \"/run/netns/{}\"\n\
+         [[target]]\nname = \"server\"\ninterfaces = [\"{}\"]\nnetns = \"/run/netns/{}\"\n",
+        net.rc, net.rs, net.router, net.s, net.server
+    );
+    let exp = Exporter::start(&config);
+
+    // busybox httpd closes after each answer: five connections, each through the router.
+    for _ in 0..5 {
+        let mut curl = Pair::cmd(&net.client, "curl");
+        curl.args(["-s", "--retry", "20", "--retry-connrefused", "--retry-delay", "0", "-o", "/dev/null"]);
+        assert!(curl.arg("http://198.18.2.2/index.html").status().unwrap().success());
+    }
+    let m = exp.scrape_until(Duration::from_secs(10), |m| {
+        m.sum("http_server_requests_total", &[("target", "server")]) >= 5.0
+            && m.sum("http_golden_exporter_requests_not_local_total", &[]) >= 10.0
+    });
+    assert_eq!(m.sum("http_server_requests_total", &[("target", "server")]), 5.0, "{}", m.text);
+    assert_eq!(requests(&m, "router"), 0.0, "the router only forwards: {}", m.text);
+    // Each request passed the router twice: in on rc (no socket will take it), out on rs (no socket sent it).
+    assert_eq!(m.sum("http_golden_exporter_requests_not_local_total", &[]), 10.0, "{}", m.text);
+}
