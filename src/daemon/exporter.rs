@@ -204,8 +204,8 @@ async fn read_loop(maps: Arc<ReadMaps>, exposition: Arc<Exposition>, nbuckets: u
     loop {
         tick.tick().await;
         let (maps, exposition) = (maps.clone(), exposition.clone());
-        // Reading and encoding both run off the runtime's one thread, which
-        // must stay free to answer scrapes (an encode of full maps takes ~100 ms).
+        // The read runs off the runtime's one thread, which must stay free to
+        // answer scrapes (a read of full maps takes ~15 ms).
         let done = tokio::task::spawn_blocking(move || {
             let (snap, took) = collector::timed(|| match fail {
                 true => Err(anyhow!("failing on purpose ({FAIL_READS_ENV} is set)")),
