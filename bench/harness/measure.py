@@ -240,6 +240,8 @@ class Bench(StartupPhase, Testbed):
             "scrape_window_s": scrape_wall_s,
             "rss_mib": mem["VmRSS"] / 1024, "hwm_mib": mem["VmHWM"] / 1024,
             "attacher_rss_mib": att["VmRSS"] / 1024, "attacher_hwm_mib": att["VmHWM"] / 1024,
+            "anon_mib": mem["RssAnon"] / 1024, "file_mib": mem["RssFile"] / 1024, "threads": mem["Threads"],
+            "attacher_anon_mib": att["RssAnon"] / 1024, "attacher_file_mib": att["RssFile"] / 1024,
             "pss_mib": proc_pss_mib(p.exporter_pid), "attacher_pss_mib": proc_pss_mib(p.pid),
             "quiet_s": self.a.quiet, "quiet_reads": reads1 - reads0,
             "quiet_cpu_ms_per_s": q["cpu_pct"] * 10, "quiet_rss_mib": q["rss_mib"],
@@ -249,7 +251,8 @@ class Bench(StartupPhase, Testbed):
             f"scrape median {r['scrape_ms_median']:.1f} ms (p99 {r['scrape_ms_p99']:.1f}), gzip median "
             f"{r['gzip_scrape_ms_median']:.1f} ms (p99 {r['gzip_scrape_ms_p99']:.1f}), map read {r['map_read_ms']:.1f} ms, "
             f"RSS {r['rss_mib']:.1f} MiB (peak {r['hwm_mib']:.1f}), attacher {r['attacher_rss_mib']:.1f} MiB "
-            f"(peak {r['attacher_hwm_mib']:.1f}), "
+            f"(peak {r['attacher_hwm_mib']:.1f}); anon + file: exporter {r['anon_mib']:.1f} + {r['file_mib']:.1f} "
+            f"({r['threads']} threads), attacher {r['attacher_anon_mib']:.1f} + {r['attacher_file_mib']:.1f}; "
             f"unscraped CPU {r['quiet_cpu_ms_per_s']:.1f} ms/s")
         return r
 

@@ -25,6 +25,7 @@ pub fn main(
 ) -> i32 {
     // Only the attacher, systemd's main process, talks to systemd.
     std::env::remove_var("NOTIFY_SOCKET");
+    small_heap();
     if let Err(e) = mask.thread_unblock() {
         log::error!("exporter: unblocking signals: {e}");
         return 1;
@@ -129,6 +130,20 @@ fn health(probe: Result<(), String>, since_good_read: Option<Duration>, stale_af
         None => Err("no map read has succeeded yet".into()),
         Some(age) if age > stale_after => Err(format!("no map read has succeeded for {:.1} s", age.as_secs_f64())),
         Some(_) => Ok(()),
+    }
+}
+
+/// glibc's allocator, for a process whose heap should stay a few MiB: one
+/// arena for every thread (the map reads and gzip run on tokio's blocking
+/// threads, and an arena each would keep their freed memory), and what the
+/// attacher's loading left in the heap this process inherited given back.
+fn small_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt and malloc_trim only tune and trim the allocator; the
+    // process has one thread here (it has just been forked).
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::malloc_trim(0);
     }
 }
 
