@@ -54,7 +54,6 @@ fn family(i: usize) -> Option<&'static Family> {
 
 /// How HTTP series are labelled and bucketed.
 pub struct HttpFamilies {
-    pub buckets_s: Vec<f64>,
     pub status_label: StatusLabel,
     /// `,le="0.005"} ` for each bound, as the encoder formats it (f64 `Display`).
     le: Vec<String>,
@@ -81,9 +80,9 @@ impl Cursor {
 }
 
 impl HttpFamilies {
-    pub fn new(buckets_s: Vec<f64>, status_label: StatusLabel) -> HttpFamilies {
+    pub fn new(buckets_s: &[f64], status_label: StatusLabel) -> HttpFamilies {
         let le = buckets_s.iter().map(|b| format!(",le=\"{b}\"}} ")).collect();
-        HttpFamilies { buckets_s, status_label, le }
+        HttpFamilies { status_label, le }
     }
 
     /// Append the text after `cur` to `buf`, whole series at a time, until `buf`

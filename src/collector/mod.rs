@@ -73,7 +73,7 @@ pub struct Exposition {
 impl Exposition {
     pub fn new(buckets_s: Vec<f64>, status_label: StatusLabel, max_series: u32) -> Arc<Exposition> {
         let exp = Arc::new(Exposition {
-            http: Arc::new(HttpFamilies::new(buckets_s, status_label)),
+            http: Arc::new(HttpFamilies::new(&buckets_s, status_label)),
             state: RwLock::new(State { max_series, ..Default::default() }),
             registry: Registry::new(),
         });
@@ -165,7 +165,13 @@ impl Scrape {
     /// The text exposition in pieces of about 64 KiB, each written when asked
     /// for, into one buffer that is reused once the previous piece has been sent.
     pub fn plain(self) -> Plain {
-        Plain { scrape: self, cursor: Cursor::default(), buf: BytesMut::new(), labels: BytesMut::new(), own_sent: false }
+        Plain {
+            scrape: self,
+            cursor: Cursor::default(),
+            buf: BytesMut::new(),
+            labels: BytesMut::new(),
+            own_sent: false,
+        }
     }
 
     /// The gzipped exposition: one gzip member whose HTTP part is deflated at
@@ -174,9 +180,7 @@ impl Scrape {
     pub fn gzip(self) -> Vec<Bytes> {
         let Scrape { http, read, own } = self;
         let prefix = read.gzip.get_or_init(|| {
-            gzip::Prefix::deflate(|cur, buf, labels| {
-                http.fill(&read.snapshot, &read.names, cur, buf, labels, PIECE)
-            })
+            gzip::Prefix::deflate(|cur, buf, labels| http.fill(&read.snapshot, &read.names, cur, buf, labels, PIECE))
         });
         prefix.with(&own)
     }

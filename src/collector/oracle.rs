@@ -34,7 +34,7 @@ fn labels(names: &Topology, k: &SeriesKey, status: Option<StatusLabel>) -> Vec<p
     l
 }
 
-fn expected(fams: &HttpFamilies, snap: &Snapshot, topo: &Topology) -> String {
+fn expected(fams: &HttpFamilies, bounds: &[f64], snap: &Snapshot, topo: &Topology) -> String {
     let mut out = Vec::new();
     for f in FAMILIES.as_flattened() {
         let mut mf = MetricFamily::default();
@@ -49,7 +49,7 @@ fn expected(fams: &HttpFamilies, snap: &Snapshot, topo: &Topology) -> String {
                 ph.set_sample_sum(h.sum_ns as f64 / 1e9);
                 let mut cumulative = 0;
                 let mut buckets = Vec::new();
-                for (bound, n) in fams.buckets_s.iter().zip(&h.buckets) {
+                for (bound, n) in bounds.iter().zip(&h.buckets) {
                     cumulative += n;
                     let mut b = proto::Bucket::default();
                     b.set_upper_bound(*bound);
@@ -127,9 +127,10 @@ fn direct_text_equals_the_prometheus_text_encoder() {
         ..Default::default()
     };
     for status_label in [StatusLabel::Class, StatusLabel::Code] {
-        let fams = HttpFamilies::new(vec![0.0005, 0.01, 2.5], status_label);
+        let bounds = [0.0005, 0.01, 2.5];
+        let fams = HttpFamilies::new(&bounds, status_label);
         for snap in [&snap, &only_server, &Snapshot::default()] {
-            let want = expected(&fams, snap, &topo);
+            let want = expected(&fams, &bounds, snap, &topo);
             for piece in [0, 1, 100, 4096, usize::MAX] {
                 assert_eq!(written(&fams, snap, &names, piece), want, "pieces of at least {piece} bytes");
             }
