@@ -143,6 +143,19 @@ fn small_heap() {
     // process has one thread here (it has just been forked).
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
+        // A fixed threshold (glibc otherwise raises it up to 32 MiB as large
+        // blocks are freed): the snapshot's arrays and the gzipped exposition
+        // get their own mappings, unmapped when freed.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+    trim_heap();
+}
+
+/// Return the free pages of the heap to the kernel (glibc keeps them otherwise).
+fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory; any thread may call it.
+    unsafe {
         libc::malloc_trim(0);
     }
 }
