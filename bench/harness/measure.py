@@ -213,6 +213,14 @@ class Bench(StartupPhase, Testbed):
             size = int(o[2])
         scrape_cpu_s = proc_cpu_seconds(p.exporter_pid) - cpu0
         scrape_wall_s = time.monotonic() - t0
+        # The same number of scrapes as Prometheus makes them (Accept-Encoding: gzip).
+        gz_times = []
+        for _ in range(self.a.scrapes):
+            o = run("curl", "-s", "--compressed", "-o", "/dev/null", "-w", "%{time_total} %{http_code}",
+                    self.metrics_url()).split()
+            if o[1] != "200":
+                raise RuntimeError(f"/metrics (gzip) answered {o[1]}")
+            gz_times.append(float(o[0]) * 1e3)
         cpu_per_scrape_ms = scrape_cpu_s / self.a.scrapes * 1e3
         # The map reads that ran meanwhile, at the unscraped rate, are not the scrapes' doing.
         cpu_per_scrape_net_ms = (scrape_cpu_s - q["cpu_pct"] / 100 * scrape_wall_s) / self.a.scrapes * 1e3
@@ -226,18 +234,25 @@ class Bench(StartupPhase, Testbed):
             "scrape_ms_median": statistics.median(times), "scrape_ms_max": max(times),
             "scrape_ms_min": min(times), "ttfb_ms_median": statistics.median(ttfb),
             "scrape_ms_all": [round(x, 2) for x in times],
+            "scrape_ms_p99": p99(times), "gzip_scrape_ms_median": statistics.median(gz_times),
+            "gzip_scrape_ms_p99": p99(gz_times), "gzip_scrape_ms_all": [round(x, 2) for x in gz_times],
             "cpu_ms_per_scrape": cpu_per_scrape_ms, "cpu_ms_per_scrape_net": cpu_per_scrape_net_ms,
             "scrape_window_s": scrape_wall_s,
             "rss_mib": mem["VmRSS"] / 1024, "hwm_mib": mem["VmHWM"] / 1024,
             "attacher_rss_mib": att["VmRSS"] / 1024, "attacher_hwm_mib": att["VmHWM"] / 1024,
+            "anon_mib": mem["RssAnon"] / 1024, "file_mib": mem["RssFile"] / 1024, "threads": mem["Threads"],
+            "attacher_anon_mib": att["RssAnon"] / 1024, "attacher_file_mib": att["RssFile"] / 1024,
             "pss_mib": proc_pss_mib(p.exporter_pid), "attacher_pss_mib": proc_pss_mib(p.pid),
             "quiet_s": self.a.quiet, "quiet_reads": reads1 - reads0,
             "quiet_cpu_ms_per_s": q["cpu_pct"] * 10, "quiet_rss_mib": q["rss_mib"],
             "scrapes": self.a.scrapes,
         }
         log(f"{ports} ports: series {series}, dropped {dropped:.0f}, {r['samples']} samples, {size} bytes, "
-            f"scrape median {r['scrape_ms_median']:.1f} ms, map read {r['map_read_ms']:.1f} ms, "
-            f"RSS {r['rss_mib']:.1f} MiB (peak {r['hwm_mib']:.1f}), attacher {r['attacher_rss_mib']:.1f} MiB, "
+            f"scrape median {r['scrape_ms_median']:.1f} ms (p99 {r['scrape_ms_p99']:.1f}), gzip median "
+            f"{r['gzip_scrape_ms_median']:.1f} ms (p99 {r['gzip_scrape_ms_p99']:.1f}), map read {r['map_read_ms']:.1f} ms, "
+            f"RSS {r['rss_mib']:.1f} MiB (peak {r['hwm_mib']:.1f}), attacher {r['attacher_rss_mib']:.1f} MiB "
+            f"(peak {r['attacher_hwm_mib']:.1f}); anon + file: exporter {r['anon_mib']:.1f} + {r['file_mib']:.1f} "
+            f"({r['threads']} threads), attacher {r['attacher_anon_mib']:.1f} + {r['attacher_file_mib']:.1f}; "
             f"unscraped CPU {r['quiet_cpu_ms_per_s']:.1f} ms/s")
         return r
 
@@ -263,6 +278,11 @@ class Bench(StartupPhase, Testbed):
         self.extras["elapsed_s"] = time.monotonic() - t0
         self.extras["started"] = started.strftime("%Y-%m-%d %H:%M UTC")
         write_results(self.a, self.runs, self.extras)
+
+
+def p99(xs):
+    """The 99th percentile (linear interpolation; the largest value below 100 samples)."""
+    return statistics.quantiles(xs, n=100, method="inclusive")[98] if len(xs) >= 2 else xs[0]
 
 
 # ---------------------------------------------------------------- wrk output

@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 
-use prometheus::proto::LabelPair;
+use bytes::BytesMut;
 
-use super::text::label;
+use super::text::pair;
 use crate::bpf::SeriesKey;
 use crate::config::StatusLabel;
 use crate::topology::Topology;
@@ -29,27 +29,45 @@ impl Names {
         n
     }
 
-    fn target(&self, id: u16) -> String {
-        self.targets.get(&id).cloned().unwrap_or_else(|| format!("target{id}"))
-    }
-
-    fn interface(&self, target_id: u16, ifindex: u32) -> String {
-        self.interfaces.get(&(target_id, ifindex)).cloned().unwrap_or_else(|| format!("if{ifindex}"))
-    }
-
-    /// target, interface, port, method, and the status label where `status` says how.
-    pub fn series(&self, k: &SeriesKey, status: Option<StatusLabel>) -> Vec<LabelPair> {
-        let mut l = vec![
-            label("target", &self.target(k.target_id)),
-            label("interface", &self.interface(k.target_id, k.ifindex)),
-            label("port", &k.port.to_string()),
-            label("method", k.method.as_str()),
-        ];
+    /// `{target="…",interface="…",port="…",method="…"` and the status label
+    /// where `status` says how, escaped, without the closing brace (the
+    /// histogram's `le` follows).
+    pub fn write_series(&self, buf: &mut BytesMut, k: &SeriesKey, status: Option<StatusLabel>) {
+        let mut d = [0u8; 5];
+        match self.targets.get(&k.target_id) {
+            Some(name) => pair(buf, true, "target", name),
+            None => pair(buf, true, "target", &format!("target{}", k.target_id)),
+        }
+        match self.interfaces.get(&(k.target_id, k.ifindex)) {
+            Some(name) => pair(buf, false, "interface", name),
+            None => pair(buf, false, "interface", &format!("if{}", k.ifindex)),
+        }
+        pair(buf, false, "port", decimal(k.port, &mut d));
+        pair(buf, false, "method", k.method.as_str());
         match status {
-            Some(StatusLabel::Class) => l.push(label("status_class", &format!("{}xx", k.status))),
-            Some(StatusLabel::Code) => l.push(label("status_code", &k.status.to_string())),
+            Some(StatusLabel::Class) => {
+                pair(buf, false, "status_class", decimal(k.status, &mut d));
+                // Inside the closing quote: 2 becomes "2xx".
+                buf.truncate(buf.len() - 1);
+                buf.extend_from_slice(b"xx\"");
+            }
+            Some(StatusLabel::Code) => pair(buf, false, "status_code", decimal(k.status, &mut d)),
             None => {}
         }
-        l
     }
+}
+
+/// `n` in decimal, in `d`, without allocating.
+fn decimal(mut n: u16, d: &mut [u8; 5]) -> &str {
+    let mut i = d.len();
+    loop {
+        i -= 1;
+        d[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // ASCII digits only: never the fallback.
+    std::str::from_utf8(&d[i..]).unwrap_or("0")
 }

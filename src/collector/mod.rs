@@ -1,8 +1,10 @@
 //! From map snapshots to the Prometheus text exposition.
 //!
 //! The map reader hands each [`Snapshot`] to [`Exposition::record_read`], which
-//! encodes the HTTP families once (http.rs, labelled by labels.rs); a scrape
-//! sends that cached text and the exporter's own metrics (own.rs) as of now.
+//! keeps it (with the names to label it by) until the next read. A scrape
+//! writes the HTTP families as text straight from that snapshot, a piece at a
+//! time while the response is sent (http.rs, labelled by labels.rs; gzip.rs
+//! deflates them once per read), then the exporter's own metrics (own.rs) as of now.
 
 mod gzip;
 mod http;
@@ -14,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::Registry;
@@ -22,14 +24,25 @@ use prometheus::Registry;
 use crate::bpf::Snapshot;
 use crate::config::StatusLabel;
 use crate::topology::{Attached, Topology};
-pub use gzip::HttpText;
-use http::HttpFamilies;
+use http::{Cursor, HttpFamilies};
 pub use labels::Names;
+
+/// Pieces of the plain exposition are about this large.
+const PIECE: usize = 64 * 1024;
+
+/// One good map read, served until the next: the snapshot, the names it is
+/// labelled with, and (on first demand) its HTTP families deflated.
+#[derive(Default)]
+struct Read {
+    snapshot: Snapshot,
+    names: Arc<Names>,
+    gzip: std::sync::OnceLock<gzip::Prefix>,
+}
 
 #[derive(Default)]
 struct State {
-    snapshot: Snapshot,
-    names: Names,
+    read: Arc<Read>,
+    names: Arc<Names>,
     attached: Vec<Attached>,
     reads: u64,
     read_errors: u64,
@@ -42,14 +55,17 @@ struct State {
     never_confirmed: u64,
     /// When the last read succeeded: the watchdog's measure of health.
     last_good_read: Option<Instant>,
-    /// The HTTP families of the last read, already encoded (and gzipped once,
-    /// on demand): a scrape then costs a copy-free send, not a rebuild of every series.
-    http_text: Arc<HttpText>,
+}
+
+impl State {
+    fn snapshot(&self) -> &Snapshot {
+        &self.read.snapshot
+    }
 }
 
 /// What the web server exposes; updated by the map reader.
 pub struct Exposition {
-    http: HttpFamilies,
+    http: Arc<HttpFamilies>,
     state: RwLock<State>,
     registry: Registry,
 }
@@ -57,7 +73,7 @@ pub struct Exposition {
 impl Exposition {
     pub fn new(buckets_s: Vec<f64>, status_label: StatusLabel, max_series: u32) -> Arc<Exposition> {
         let exp = Arc::new(Exposition {
-            http: HttpFamilies { buckets_s, status_label },
+            http: Arc::new(HttpFamilies::new(&buckets_s, status_label)),
             state: RwLock::new(State { max_series, ..Default::default() }),
             registry: Registry::new(),
         });
@@ -81,21 +97,12 @@ impl Exposition {
 
     pub fn set_topology(&self, topology: &Topology) {
         let mut s = self.state_mut();
-        s.names = Names::from_topology(topology);
+        s.names = Arc::new(Names::from_topology(topology));
         s.attached = topology.attached.clone();
         s.attached.sort();
     }
 
     pub fn record_read(&self, result: anyhow::Result<Snapshot>, took: Duration) -> anyhow::Result<()> {
-        // Encode before taking the write lock: with full maps this takes a
-        // while, and scrapes must not wait for it.
-        let encoded = match &result {
-            Ok(snap) => {
-                let names = self.state().names.clone();
-                Some(self.http.encode(snap, &names))
-            }
-            Err(_) => None,
-        };
         let mut s = self.state_mut();
         s.reads += 1;
         s.last_read = took;
@@ -107,8 +114,10 @@ impl Exposition {
                     s.evicted_unanswered = s.evicted_unanswered.max(f.evicted_unanswered);
                     s.never_confirmed = s.never_confirmed.max(f.never_confirmed);
                 }
-                s.snapshot = snap;
-                s.http_text = Arc::new(HttpText::new(encoded.unwrap_or_default()));
+                // Labelled with the names known at the time of the read.
+                let read = Arc::new(Read { snapshot: snap, names: s.names.clone(), gzip: Default::default() });
+                // The previous read goes when the last scrape still sending it ends.
+                s.read = read;
                 s.last_good_read = Some(Instant::now());
                 Ok(())
             }
@@ -127,23 +136,81 @@ impl Exposition {
     /// Series currently held in the aggregate maps (requests + histograms).
     pub fn series(&self) -> usize {
         let s = self.state();
-        s.snapshot.requests.len() + s.snapshot.latency.len()
+        s.snapshot().requests.len() + s.snapshot().latency.len()
     }
 
-    /// The text exposition: the HTTP families encoded at the last map read,
-    /// then the exporter's own metrics as of now. Two chunks, sent as they are.
-    pub fn render(&self) -> Vec<Bytes> {
-        let (http, own) = self.render_parts();
-        vec![http.plain.clone(), own]
-    }
-
-    /// The shared HTTP families of the last map read (plain, and gzip on
-    /// demand: see [`HttpText::gzip_with`]) and the self-metrics as of now.
-    pub fn render_parts(&self) -> (Arc<HttpText>, Bytes) {
-        let http = self.state().http_text.clone();
+    /// One scrape: the last read's HTTP families (written as they are sent)
+    /// and the exporter's own metrics as of now.
+    pub fn scrape(&self) -> Scrape {
+        let read = self.state().read.clone();
         let mut own = Vec::new();
         text::encode(&self.registry.gather(), &mut own);
-        (http, Bytes::from(own))
+        Scrape { http: self.http.clone(), read, own: Bytes::from(own) }
+    }
+
+    /// The whole text exposition at once (tests, small maps).
+    pub fn render(&self) -> Vec<Bytes> {
+        self.scrape().plain().collect()
+    }
+}
+
+/// What one scrape sends; see [`Scrape::plain`] and [`Scrape::gzip`].
+pub struct Scrape {
+    http: Arc<HttpFamilies>,
+    read: Arc<Read>,
+    own: Bytes,
+}
+
+impl Scrape {
+    /// The text exposition in pieces of about 64 KiB, each written when asked
+    /// for, into one buffer that is reused once the previous piece has been sent.
+    pub fn plain(self) -> Plain {
+        Plain {
+            scrape: self,
+            cursor: Cursor::default(),
+            buf: BytesMut::new(),
+            labels: BytesMut::new(),
+            own_sent: false,
+        }
+    }
+
+    /// The gzipped exposition: one gzip member whose HTTP part is deflated at
+    /// most once per map read (concurrent callers wait for the one doing it)
+    /// and shared. Blocks for a while on the first call: run it off the runtime.
+    pub fn gzip(self) -> Vec<Bytes> {
+        let Scrape { http, read, own } = self;
+        let prefix = read.gzip.get_or_init(|| {
+            gzip::Prefix::deflate(|cur, buf, labels| http.fill(&read.snapshot, &read.names, cur, buf, labels, PIECE))
+        });
+        prefix.with(&own)
+    }
+}
+
+/// The plain exposition, a piece per `next()`.
+pub struct Plain {
+    scrape: Scrape,
+    cursor: Cursor,
+    buf: BytesMut,
+    labels: BytesMut,
+    own_sent: bool,
+}
+
+impl Iterator for Plain {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        if self.cursor.done() {
+            if self.own_sent {
+                return None;
+            }
+            self.own_sent = true;
+            return Some(self.scrape.own.clone()).filter(|b| !b.is_empty());
+        }
+        // Reclaims the buffer when the piece handed out before has been dropped.
+        self.buf.reserve(PIECE + PIECE / 4);
+        let Scrape { http, read, .. } = &self.scrape;
+        http.fill(&read.snapshot, &read.names, &mut self.cursor, &mut self.buf, &mut self.labels, PIECE);
+        Some(self.buf.split().freeze())
     }
 }
 

@@ -95,7 +95,7 @@ fn by_reason(values: impl IntoIterator<Item = (&'static str, u64)>) -> Vec<Sampl
 }
 
 pub(super) fn families(s: &State) -> Vec<MetricFamily> {
-    let st = &s.snapshot.stats;
+    let st = &s.snapshot().stats;
     let attached = s.attached.iter().map(|a| {
         let labels = vec![
             ("target", a.target.clone()),
@@ -109,8 +109,8 @@ pub(super) fn families(s: &State) -> Vec<MetricFamily> {
         BUILD_INFO.with([(vec![("version", env!("CARGO_PKG_VERSION").to_string())], 1.0)]),
         ATTACHED.with(attached),
         SERIES.with([
-            (vec![("map", "requests".into())], s.snapshot.requests.len() as f64),
-            (vec![("map", "latency".into())], s.snapshot.latency.len() as f64),
+            (vec![("map", "requests".into())], s.snapshot().requests.len() as f64),
+            (vec![("map", "latency".into())], s.snapshot().latency.len() as f64),
         ]),
         MAX_SERIES.single(s.max_series as f64),
         FLOWS.single(s.flows_live as f64),

@@ -25,6 +25,7 @@ pub fn main(
 ) -> i32 {
     // Only the attacher, systemd's main process, talks to systemd.
     std::env::remove_var("NOTIFY_SOCKET");
+    small_heap();
     if let Err(e) = mask.thread_unblock() {
         log::error!("exporter: unblocking signals: {e}");
         return 1;
@@ -132,6 +133,33 @@ fn health(probe: Result<(), String>, since_good_read: Option<Duration>, stale_af
     }
 }
 
+/// glibc's allocator, for a process whose heap should stay a few MiB: one
+/// arena for every thread (the map reads and gzip run on tokio's blocking
+/// threads, and an arena each would keep their freed memory), and what the
+/// attacher's loading left in the heap this process inherited given back.
+fn small_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt and malloc_trim only tune and trim the allocator; the
+    // process has one thread here (it has just been forked).
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+        // A fixed threshold (glibc otherwise raises it up to 32 MiB as large
+        // blocks are freed): the snapshot's arrays and the gzipped exposition
+        // get their own mappings, unmapped when freed.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+    trim_heap();
+}
+
+/// Return the free pages of the heap to the kernel (glibc keeps them otherwise).
+fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory; any thread may call it.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Open connections need descriptors: raise the soft limit to the hard one (as
 /// Go does; under the unit LimitNOFILE= sets both, and setrlimit is filtered).
 fn raise_nofile(max_connections: usize) {
@@ -204,8 +232,8 @@ async fn read_loop(maps: Arc<ReadMaps>, exposition: Arc<Exposition>, nbuckets: u
     loop {
         tick.tick().await;
         let (maps, exposition) = (maps.clone(), exposition.clone());
-        // Reading and encoding both run off the runtime's one thread, which
-        // must stay free to answer scrapes (an encode of full maps takes ~100 ms).
+        // The read runs off the runtime's one thread, which must stay free to
+        // answer scrapes (a read of full maps takes ~15 ms).
         let done = tokio::task::spawn_blocking(move || {
             let (snap, took) = collector::timed(|| match fail {
                 true => Err(anyhow!("failing on purpose ({FAIL_READS_ENV} is set)")),

@@ -108,6 +108,13 @@ pub fn run(cfg: Config, reload: Reloader) -> Result<()> {
     // The exporter keeps only these: the maps it reads, each opened read-only.
     let read_only = Arc::new(maps.read_only().context("opening the maps read-only for the exporter")?);
     let keep_bpf = privsep::fd_reads_need_cap_bpf();
+    // Loading parsed the object and its BTF: give what libbpf freed back
+    // before the fork, so that neither process carries it.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap memory to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 
     let (parent_end, child_end) = Channel::pair()?;
     // Blocked before fork so that none is lost; the attacher reads them from a

@@ -200,21 +200,22 @@ async fn route(shared: &Shared, tracker: &Tracker, req: &Request<Incoming>) -> R
         return text(StatusCode::SERVICE_UNAVAILABLE, "too many concurrent scrapes (web.max_requests); try again\n");
     };
     tracker.hold(permit);
-    let (http, own) = web.exposition.render_parts();
+    let scrape = web.exposition.scrape();
     let gzip = accepts_gzip(req.headers().get(ACCEPT_ENCODING));
     let body = if gzip {
         // The first gzip scrape after a map read deflates the shared part: off the runtime thread.
-        match tokio::task::spawn_blocking(move || http.gzip_with(&own)).await {
-            Ok(parts) => parts,
+        match tokio::task::spawn_blocking(move || scrape.gzip()).await {
+            Ok(parts) => Chunks::new(parts),
             Err(e) => {
                 log::error!("compressing the metrics: {e}");
                 return text(StatusCode::INTERNAL_SERVER_ERROR, "compressing the metrics failed\n");
             }
         }
     } else {
-        vec![http.plain.clone(), own]
+        // Written piece by piece from the last map read as the client takes it.
+        Chunks::streamed(scrape.plain())
     };
-    let mut r = Response::new(Chunks::new(body));
+    let mut r = Response::new(body);
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
