@@ -34,9 +34,11 @@ EXPORTERS = {
 }
 SCRAPE_INTERVAL_S = 1.0
 
+# Issue 14's goals (earlier runs were judged against 0.98 and 2.0; extras.json
+# records the targets a run was judged against).
 TARGETS = {
-    "throughput_ratio": 0.98,
-    "bpf_cost_vs_noop": 2.0,
+    "throughput_ratio": 0.97,
+    "bpf_cost_vs_noop": 4.0,
     "rss_mib": 25.0,
     "metrics_10k_ms": 50.0,
 }
