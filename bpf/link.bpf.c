@@ -31,22 +31,24 @@ struct {
  * the slot from cb[0] and clears it. If the tail call fails (no parser in the
  * array), the packet simply passes: TC_ACT_UNSPEC, as the parser returns.
  */
-SEC("tc")
-int http_ingress(struct __sk_buff *skb)
+static __always_inline int hg_hand_over(struct __sk_buff *skb, __u32 parser)
 {
 	skb->cb[0] = cfg_link;
-	bpf_tail_call(skb, &hg_parsers, HG_PARSE_INGRESS);
+	bpf_tail_call(skb, &hg_parsers, parser);
 	skb->cb[0] = 0;
 	return TC_ACT_UNSPEC;
 }
 
 SEC("tc")
+int http_ingress(struct __sk_buff *skb)
+{
+	return hg_hand_over(skb, HG_PARSE_INGRESS);
+}
+
+SEC("tc")
 int http_egress(struct __sk_buff *skb)
 {
-	skb->cb[0] = cfg_link;
-	bpf_tail_call(skb, &hg_parsers, HG_PARSE_EGRESS);
-	skb->cb[0] = 0;
-	return TC_ACT_UNSPEC;
+	return hg_hand_over(skb, HG_PARSE_EGRESS);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
