@@ -281,8 +281,9 @@ def markdown(args, summary, runs, extras, env):
         md += ["\n## /metrics with many series\n",
                f"nginx on {ser[-1]['ports']:,} ports in the server namespace; one request to each port adds one series to each "
                f"aggregate map (requests, latency). Levels are cumulative, in one exporter process. Latency: curl, "
-               f"{ser[0]['scrapes']} sequential scrapes per level over loopback. The map read (and, since the HTTP "
-               "families are cached, their encoding) runs every scrape_interval whether or not anyone scrapes: "
+               f"{ser[0]['scrapes']} sequential scrapes per level over loopback. The map read runs every "
+               "scrape_interval whether or not anyone scrapes (the text is written at each scrape, from the last "
+               "read): "
                f"'unscraped CPU' is the exporter process's CPU over {ser[0].get('quiet_s', '?')} s without scrapes, "
                "per second of wall time (one map read per second). RSS: the exporter process after the scrapes "
                "(peak), then the attacher; PSS of both (shared pages counted once) after the scrapes.\n",
