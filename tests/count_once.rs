@@ -1,4 +1,5 @@
-//! Count once, where the socket is (issue 11, point 1): a host that only
+//! Count once, where the socket is (issue 11, point 1), and only for the
+//! interface's own target. A host that only
 //! routes a request, between a client and a server in other namespaces,
 //! counts nothing for it (a self-metric says how many it passed on); the
 //! server's namespace counts it once.
@@ -104,4 +105,36 @@ fn a_routed_request_counts_once_in_the_servers_namespace_and_nothing_on_the_rout
     assert_eq!(requests(&m, "router"), 0.0, "the router only forwards: {}", m.text);
     // Each request passed the router twice: in on rc (no socket will take it), out on rs (no socket sent it).
     assert_eq!(m.sum("http_golden_exporter_requests_not_local_total", &[]), 10.0, "{}", m.text);
+}
+
+/// Ifindexes repeat across namespaces (every namespace's loopback is 1): each
+/// interface's slot, not its ifindex, says which target a packet counts for.
+#[test]
+fn the_same_ifindex_in_two_namespaces_counts_for_its_own_target() {
+    if !common::privileged(&["ip", "curl", "busybox"]) {
+        return;
+    }
+    let pair = Pair::new();
+    let www = TempDir::new("hgocwww");
+    std::fs::write(www.path().join("index.html"), "ok\n").unwrap();
+    let mut httpd = Pair::cmd(&pair.server_ns, "busybox");
+    httpd.args(["httpd", "-f", "-p", "127.0.0.1:80", "-h"]).arg(www.path());
+    let _httpd = Proc::spawn(httpd, "busybox httpd");
+    let config = format!(
+        "[metrics]\nscrape_interval = \"200ms\"\n\
+         [[target]]\nname = \"a\"\ninterfaces = [\"lo\"]\nnetns = \"/run/netns/{}\"\n\
+         [[target]]\nname = \"b\"\ninterfaces = [\"lo\"]\nnetns = \"/run/netns/{}\"\n",
+        pair.server_ns, pair.client_ns
+    );
+    let exp = Exporter::start(&config);
+    for _ in 0..3 {
+        let mut curl = Pair::cmd(&pair.server_ns, "curl");
+        curl.args(["-s", "--retry", "20", "--retry-connrefused", "--retry-delay", "0", "-o", "/dev/null"]);
+        assert!(curl.arg("http://127.0.0.1/index.html").status().unwrap().success());
+    }
+    // On lo both ends are local: each request once as client, once as server (docs/accuracy.md).
+    let m = exp.scrape_until(Duration::from_secs(10), |m| requests(m, "a") >= 6.0);
+    assert_eq!(m.sum("http_server_requests_total", &[("target", "a")]), 3.0, "{}", m.text);
+    assert_eq!(m.sum("http_client_requests_total", &[("target", "a")]), 3.0, "{}", m.text);
+    assert_eq!(requests(&m, "b"), 0.0, "the other namespace's lo saw nothing: {}", m.text);
 }
