@@ -1,8 +1,8 @@
 //! Count once, where the socket is (issue 11, point 1), and only for the
-//! interface's own target. A host that only
-//! routes a request, between a client and a server in other namespaces,
-//! counts nothing for it (a self-metric says how many it passed on); the
-//! server's namespace counts it once.
+//! interface's own target. A host that only routes a request, between a
+//! client and a server in other namespaces, counts nothing for it (a
+//! self-metric says how many it passed on); the server's namespace counts it
+//! once.
 //!
 //!   client ns 198.18.1.2 ── rc | router ns (forwarding) | rs ── 198.18.2.2 server ns (busybox httpd)
 
