@@ -72,15 +72,17 @@ enum hg_stat {
 };
 
 /*
- * One TCP connection as seen by one program instance on one interface. Both
- * directions map to this key: it is oriented by role, not by packet direction.
- * `role` is part of the key because on loopback (and bridges) the same request
- * passes egress and ingress of one interface, once for each side.
+ * One TCP connection as one target sees it. Both directions map to this key:
+ * it is oriented by role, not by packet direction. `role` is part of the key
+ * because on loopback the same request passes egress and ingress of one
+ * interface, once for each side. The interface is not: a connection seen on
+ * two interfaces of one target (a bridge and its port) is one flow, owned by
+ * the interface that saw it first (hg_flow.ifindex).
  */
 struct hg_flow_key {
 	__u8 client_addr[16]; /* IPv4 is stored in the first 4 bytes */
 	__u8 server_addr[16];
-	__u32 ifindex;
+	__u32 pad;         /* zero */
 	__u16 client_port; /* host byte order */
 	__u16 server_port;
 	__u16 target_id;
@@ -127,6 +129,7 @@ struct hg_flow {
 	struct hg_stream req;  /* client -> server */
 	struct hg_stream resp; /* server -> client */
 	__u32 handshake_ack;   /* the server's ISN + 1, from its SYN-ACK: what a real client acknowledges */
+	__u32 ifindex;         /* the interface that owns the flow: the only one whose segments are parsed */
 };
 
 /*

@@ -138,3 +138,62 @@ fn the_same_ifindex_in_two_namespaces_counts_for_its_own_target() {
     assert_eq!(m.sum("http_client_requests_total", &[("target", "a")]), 3.0, "{}", m.text);
     assert_eq!(requests(&m, "b"), 0.0, "the other namespace's lo saw nothing: {}", m.text);
 }
+
+/// A local client's request that leaves through a bridge and then the
+/// bridge's port is one client request, not two: the connection is one flow
+/// of the target, parsed on the interface that saw it first.
+#[test]
+fn a_request_through_a_bridge_and_its_port_counts_once() {
+    if !common::privileged(&["ip", "curl", "busybox"]) {
+        return;
+    }
+    let (x, s) = (unique("hgobx"), unique("hgobs"));
+    struct Gone(Vec<String>);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            for ns in &self.0 {
+                let _ = Command::new("ip").args(["netns", "del", ns]).status();
+            }
+        }
+    }
+    let _gone = Gone(vec![x.clone(), s.clone()]);
+    let (br, xv, sv) = (unique("hgobr"), unique("hgobv"), unique("hgobw"));
+    for ns in [&x, &s] {
+        run("ip", &["netns", "add", ns]);
+        run("ip", &["-n", ns, "link", "set", "lo", "up"]);
+    }
+    run("ip", &["-n", &x, "link", "add", &br, "type", "bridge"]);
+    run("ip", &["link", "add", &xv, "netns", &x, "type", "veth", "peer", "name", &sv, "netns", &s]);
+    run("ip", &["-n", &x, "link", "set", &xv, "master", &br]);
+    run("ip", &["-n", &x, "addr", "add", "198.18.3.1/24", "dev", &br]);
+    run("ip", &["-n", &s, "addr", "add", "198.18.3.2/24", "dev", &sv]);
+    for (ns, dev) in [(&x, &br), (&x, &xv), (&s, &sv)] {
+        run("ip", &["-n", ns, "link", "set", dev, "up"]);
+    }
+    let www = TempDir::new("hgocwww");
+    std::fs::write(www.path().join("index.html"), "ok\n").unwrap();
+    let mut httpd = Pair::cmd(&s, "busybox");
+    httpd.args(["httpd", "-f", "-p", "198.18.3.2:80", "-h"]).arg(www.path());
+    let _httpd = Proc::spawn(httpd, "busybox httpd");
+    let config = format!(
+        "[metrics]\nscrape_interval = \"200ms\"\n\
+         [[target]]\nname = \"x\"\ninterfaces = [\"{br}\", \"{xv}\"]\nnetns = \"/run/netns/{x}\"\n"
+    );
+    let exp = Exporter::start(&config);
+    for _ in 0..3 {
+        let mut curl = Pair::cmd(&x, "curl");
+        curl.args(["-s", "--retry", "20", "--retry-connrefused", "--retry-delay", "0", "-o", "/dev/null"]);
+        assert!(curl.arg("http://198.18.3.2/index.html").status().unwrap().success());
+    }
+    let m = exp.scrape_until(Duration::from_secs(10), |m| {
+        m.sum("http_client_request_duration_seconds_count", &[("target", "x")]) >= 3.0
+    });
+    assert_eq!(m.sum("http_client_requests_total", &[("target", "x")]), 3.0, "{}", m.text);
+    assert_eq!(m.sum("http_client_request_duration_seconds_count", &[("target", "x")]), 3.0, "{}", m.text);
+    assert_eq!(
+        m.sum("http_client_requests_total", &[("target", "x"), ("interface", &br)]),
+        3.0,
+        "first seen on the bridge"
+    );
+    assert_eq!(m.sum("http_server_requests_total", &[("target", "x")]), 0.0, "{}", m.text);
+}

@@ -473,8 +473,12 @@ fn five_times_more_idle_connections_than_the_flow_table_holds() {
     drop(idle);
 }
 
+/// A local server behind a bridge: its SYN-ACKs leave through the bridge
+/// first, then the port; requests arrive on the port first, then the bridge.
+/// One target watching both counts each request once, on the bridge, whose
+/// flow it is (issue 11: count once).
 #[test]
-fn the_same_traffic_on_a_bridge_and_its_port_counts_once_per_interface() {
+fn the_same_traffic_on_a_bridge_and_its_port_counts_once_on_the_interface_that_saw_it_first() {
     if !common::privileged(TOOLS) {
         return;
     }
@@ -491,13 +495,12 @@ fn the_same_traffic_on_a_bridge_and_its_port_counts_once_per_interface() {
     let w = World::with_pair(pair, "", Some(&format!("\"{server_if}\", \"hgbr0\"")));
     curl(&w, &[&format!("http://{SERVER_V4}/ok?n=[1-40]")]);
     let m = w.exporter.scrape_until(Duration::from_secs(10), |m| {
-        m.sum("http_server_requests_total", &[("interface", "hgbr0")]) == 40.0
-            && m.sum("http_server_requests_total", &[("interface", &server_if)]) == 40.0
+        m.sum("http_server_request_duration_seconds_count", &[("interface", "hgbr0")]) == 40.0
     });
-    for i in ["hgbr0", server_if.as_str()] {
-        assert_eq!(m.sum("http_server_requests_total", &[("interface", i)]), 40.0, "{i}");
-        assert_eq!(m.sum("http_server_request_duration_seconds_count", &[("interface", i)]), 40.0, "{i}");
-    }
+    assert_eq!(m.sum("http_server_requests_total", &[("interface", "hgbr0")]), 40.0, "{}", m.text);
+    assert_eq!(m.sum("http_server_request_duration_seconds_count", &[("interface", "hgbr0")]), 40.0);
+    assert_eq!(m.sum("http_server_requests_total", &[("interface", &server_if)]), 0.0, "{}", m.text);
+    assert_eq!(m.sum("http_server_request_duration_seconds_count", &[("interface", &server_if)]), 0.0);
     assert_eq!(m.sum("http_client_requests_total", &[("target", "client")]), 40.0);
 }
 

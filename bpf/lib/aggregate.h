@@ -25,11 +25,11 @@ static __always_inline void hg_stat_inc(__u32 idx)
  * used its budget in it (`which`: 0 requests, 1 latency): counted as a drop,
  * and no existing series is ever evicted, so counters stay monotonic.
  */
-static __always_inline void *hg_series(void *map, __u32 which, const struct hg_flow_key *fk, __u8 method,
-				       __u16 status, const void *zero)
+static __always_inline void *hg_series(void *map, __u32 which, const struct hg_flow_key *fk, __u32 ifindex,
+				       __u8 method, __u16 status, const void *zero)
 {
 	struct hg_series_key sk = {
-		.ifindex = fk->ifindex,
+		.ifindex = ifindex,
 		.target_id = fk->target_id,
 		.port = fk->server_port,
 		.role = fk->role,
@@ -58,16 +58,16 @@ static __always_inline void *hg_series(void *map, __u32 which, const struct hg_f
 	return bpf_map_lookup_elem(map, &sk);
 }
 
-static __always_inline void hg_count_request(const struct hg_flow_key *fk, __u8 method)
+static __always_inline void hg_count_request(const struct hg_flow_key *fk, __u32 ifindex, __u8 method)
 {
 	__u64 zero = 0;
-	__u64 *v = hg_series(&requests, 0, fk, method, 0, &zero);
+	__u64 *v = hg_series(&requests, 0, fk, ifindex, method, 0, &zero);
 
 	if (v)
 		*v += 1;
 }
 
-static __always_inline void hg_observe(const struct hg_flow_key *fk, __u8 method, __u16 code,
+static __always_inline void hg_observe(const struct hg_flow_key *fk, __u32 ifindex, __u8 method, __u16 code,
 				       __u64 latency_ns)
 {
 	__u32 zero_idx = 0;
@@ -75,7 +75,8 @@ static __always_inline void hg_observe(const struct hg_flow_key *fk, __u8 method
 
 	if (!zero)
 		return;
-	struct hg_hist *h = hg_series(&latency, 1, fk, method, cfg_status_code ? code : code / 100, zero);
+	struct hg_hist *h =
+		hg_series(&latency, 1, fk, ifindex, method, cfg_status_code ? code : code / 100, zero);
 
 	if (!h)
 		return;

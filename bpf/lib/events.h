@@ -29,7 +29,7 @@ __noinline int hg_verify(struct hg_flow *f, const struct hg_flow_key *key)
 	for (__u32 i = 0; i < HG_PIPELINE_DEPTH; i++) {
 		if (i >= f->pending)
 			break;
-		hg_count_request(key, f->req_method[(f->head + i) % HG_PIPELINE_DEPTH]);
+		hg_count_request(key, f->ifindex, f->req_method[(f->head + i) % HG_PIPELINE_DEPTH]);
 		hg_stat_inc(HG_STAT_REQUESTS_TRACKED);
 	}
 	return 0;
@@ -41,7 +41,7 @@ static __always_inline void hg_on_request(struct hg_scan *c, __u8 method)
 
 	c->s->method = method;
 	if (!(f->flags & HG_FLOW_UNVERIFIED)) {
-		hg_count_request(c->key, method);
+		hg_count_request(c->key, f->ifindex, method);
 		hg_stat_inc(HG_STAT_REQUESTS_TRACKED);
 	}
 	/*
@@ -98,7 +98,7 @@ static __always_inline void hg_on_response(struct hg_scan *c, __u16 code)
 	f->head = (f->head + 1) % HG_PIPELINE_DEPTH;
 	f->pending--;
 	hg_stat_inc(HG_STAT_REQUESTS_ANSWERED);
-	hg_observe(c->key, method, code, now > start ? now - start : 0);
+	hg_observe(c->key, c->f->ifindex, method, code, now > start ? now - start : 0);
 
 	if (method == HG_METHOD_HEAD || code == 204 || code == 304)
 		c->s->flags |= HG_SF_NO_BODY;

@@ -120,12 +120,14 @@ static __always_inline struct hg_flow *hg_new_flow(struct __sk_buff *skb, const 
 			if (bpf_map_update_elem(&flows, &p->req_key, &hg_new_flow_template, BPF_NOEXIST)) {
 				hg_stat_inc(HG_STAT_FLOW_INSERT_FAILED);
 				if (r > 0 && !arriving)
-					hg_count_request(&p->req_key, r);
+					hg_count_request(&p->req_key, skb->ifindex, r);
 				return NULL;
 			}
 			hg_stat_inc(HG_STAT_FLOWS_CREATED);
 			struct hg_flow *f = bpf_map_lookup_elem(&flows, &p->req_key);
 
+			if (f)
+				f->ifindex = skb->ifindex;
 			if (f && arriving) {
 				f->flags |= HG_FLOW_UNVERIFIED;
 				hg_stat_inc(HG_STAT_UNVERIFIED_FLOWS);
@@ -220,6 +222,7 @@ static __always_inline void hg_on_syn_ack(struct __sk_buff *skb, const struct hg
 		return;
 	f->flags = HG_FLOW_UNVERIFIED;
 	f->handshake_ack = p->seq + 1;
+	f->ifindex = skb->ifindex;
 	hg_stat_inc(HG_STAT_FLOWS_CREATED);
 	/*
 	 * Not counted as unverified: a connection that ends before its first
@@ -322,13 +325,20 @@ static __always_inline int hg_handle(struct __sk_buff *skb, bool ingress)
 		if (!f && req_watched) {
 			f = bpf_map_lookup_elem(&flows, &p.req_key);
 			dir = HG_DIR_REQ;
-			if (f)
-				hg_check_handshake(f, &p);
 		}
 		if (!f && resp_watched && !resp_first) {
 			f = bpf_map_lookup_elem(&flows, &p.resp_key);
 			dir = HG_DIR_RESP;
 		}
+		/*
+		 * A segment of a flow another interface of this target owns: the same
+		 * bytes passing a bridge and then its port. Parsed once, where the
+		 * flow was first seen.
+		 */
+		if (f && f->ifindex != skb->ifindex)
+			goto flags;
+		if (f && dir == HG_DIR_REQ)
+			hg_check_handshake(f, &p);
 		if (!f && (req_watched || resp_watched)) {
 			f = hg_new_flow(skb, &p, req_watched, resp_watched);
 			dir = HG_DIR_REQ;
@@ -337,6 +347,7 @@ static __always_inline int hg_handle(struct __sk_buff *skb, bool ingress)
 			hg_process_segment(skb, &p, f, dir);
 	}
 
+flags:
 	if (p.tcp_flags & (HG_TCP_FIN | HG_TCP_SYN | HG_TCP_RST))
 		hg_on_flags(skb, &p, l);
 	return TC_ACT_UNSPEC;

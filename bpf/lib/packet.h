@@ -120,7 +120,6 @@ static __always_inline bool hg_parse_packet(struct __sk_buff *skb, bool ingress,
 	/* Requests go client -> server: as if this packet were one, and as if it were a response. */
 	p->req_key.client_port = bpf_ntohs(tcp->source);
 	p->req_key.server_port = bpf_ntohs(tcp->dest);
-	p->req_key.ifindex = skb->ifindex;
 	p->req_key.family = family;
 	p->req_key.role = ingress ? HG_ROLE_SERVER : HG_ROLE_CLIENT;
 
@@ -128,7 +127,6 @@ static __always_inline bool hg_parse_packet(struct __sk_buff *skb, bool ingress,
 	__builtin_memcpy(p->resp_key.server_addr, p->req_key.client_addr, 16);
 	p->resp_key.client_port = p->req_key.server_port;
 	p->resp_key.server_port = p->req_key.client_port;
-	p->resp_key.ifindex = skb->ifindex;
 	p->resp_key.family = family;
 	p->resp_key.role = ingress ? HG_ROLE_CLIENT : HG_ROLE_SERVER;
 	return true;
