@@ -72,17 +72,32 @@ fn requests(m: &Metrics, target: &str) -> f64 {
         + m.sum("http_client_requests_total", &[("target", target)])
 }
 
+/// busybox httpd serving index.html at `addr` ("IP:PORT") inside namespace `ns`; it closes after each answer.
+fn httpd(ns: &str, addr: &str) -> (TempDir, Proc) {
+    let www = TempDir::new("hgocwww");
+    std::fs::write(www.path().join("index.html"), "ok\n").unwrap();
+    let mut cmd = Pair::cmd(ns, "busybox");
+    cmd.args(["httpd", "-f", "-p", addr, "-h"]).arg(www.path());
+    let proc = Proc::spawn(cmd, "busybox httpd");
+    (www, proc)
+}
+
+/// `n` requests with curl from namespace `ns`, each on its own connection (retried until httpd listens).
+fn get(ns: &str, url: &str, n: usize) {
+    for _ in 0..n {
+        let mut curl = Pair::cmd(ns, "curl");
+        curl.args(["-s", "--retry", "20", "--retry-connrefused", "--retry-delay", "0", "-o", "/dev/null"]);
+        assert!(curl.arg(url).status().unwrap().success(), "curl {url}");
+    }
+}
+
 #[test]
 fn a_routed_request_counts_once_in_the_servers_namespace_and_nothing_on_the_router() {
     if !common::privileged(&["ip", "curl", "busybox"]) {
         return;
     }
     let net = Routed::new();
-    let www = TempDir::new("hgocwww");
-    std::fs::write(www.path().join("index.html"), "ok\n").unwrap();
-    let mut httpd = Pair::cmd(&net.server, "busybox");
-    httpd.args(["httpd", "-f", "-p", "198.18.2.2:80", "-h"]).arg(www.path());
-    let _httpd = Proc::spawn(httpd, "busybox httpd");
+    let _httpd = httpd(&net.server, "198.18.2.2:80");
     let config = format!(
         "[metrics]\nscrape_interval = \"200ms\"\n\
          [[target]]\nname = \"router\"\ninterfaces = [\"{}\", \"{}\"]\nnetns = \"/run/netns/{}\"\n\
@@ -92,11 +107,7 @@ fn a_routed_request_counts_once_in_the_servers_namespace_and_nothing_on_the_rout
     let exp = Exporter::start(&config);
 
     // busybox httpd closes after each answer: five connections, each through the router.
-    for _ in 0..5 {
-        let mut curl = Pair::cmd(&net.client, "curl");
-        curl.args(["-s", "--retry", "20", "--retry-connrefused", "--retry-delay", "0", "-o", "/dev/null"]);
-        assert!(curl.arg("http://198.18.2.2/index.html").status().unwrap().success());
-    }
+    get(&net.client, "http://198.18.2.2/index.html", 5);
     let m = exp.scrape_until(Duration::from_secs(10), |m| {
         m.sum("http_server_requests_total", &[("target", "server")]) >= 5.0
             && m.sum("http_golden_exporter_requests_not_local_total", &[]) >= 10.0
@@ -115,11 +126,7 @@ fn the_same_ifindex_in_two_namespaces_counts_for_its_own_target() {
         return;
     }
     let pair = Pair::new();
-    let www = TempDir::new("hgocwww");
-    std::fs::write(www.path().join("index.html"), "ok\n").unwrap();
-    let mut httpd = Pair::cmd(&pair.server_ns, "busybox");
-    httpd.args(["httpd", "-f", "-p", "127.0.0.1:80", "-h"]).arg(www.path());
-    let _httpd = Proc::spawn(httpd, "busybox httpd");
+    let _httpd = httpd(&pair.server_ns, "127.0.0.1:80");
     let config = format!(
         "[metrics]\nscrape_interval = \"200ms\"\n\
          [[target]]\nname = \"a\"\ninterfaces = [\"lo\"]\nnetns = \"/run/netns/{}\"\n\
@@ -127,11 +134,7 @@ fn the_same_ifindex_in_two_namespaces_counts_for_its_own_target() {
         pair.server_ns, pair.client_ns
     );
     let exp = Exporter::start(&config);
-    for _ in 0..3 {
-        let mut curl = Pair::cmd(&pair.server_ns, "curl");
-        curl.args(["-s", "--retry", "20", "--retry-connrefused", "--retry-delay", "0", "-o", "/dev/null"]);
-        assert!(curl.arg("http://127.0.0.1/index.html").status().unwrap().success());
-    }
+    get(&pair.server_ns, "http://127.0.0.1/index.html", 3);
     // On lo both ends are local: each request once as client, once as server (docs/accuracy.md).
     let m = exp.scrape_until(Duration::from_secs(10), |m| requests(m, "a") >= 6.0);
     assert_eq!(m.sum("http_server_requests_total", &[("target", "a")]), 3.0, "{}", m.text);
@@ -170,21 +173,13 @@ fn a_request_through_a_bridge_and_its_port_counts_once() {
     for (ns, dev) in [(&x, &br), (&x, &xv), (&s, &sv)] {
         run("ip", &["-n", ns, "link", "set", dev, "up"]);
     }
-    let www = TempDir::new("hgocwww");
-    std::fs::write(www.path().join("index.html"), "ok\n").unwrap();
-    let mut httpd = Pair::cmd(&s, "busybox");
-    httpd.args(["httpd", "-f", "-p", "198.18.3.2:80", "-h"]).arg(www.path());
-    let _httpd = Proc::spawn(httpd, "busybox httpd");
+    let _httpd = httpd(&s, "198.18.3.2:80");
     let config = format!(
         "[metrics]\nscrape_interval = \"200ms\"\n\
          [[target]]\nname = \"x\"\ninterfaces = [\"{br}\", \"{xv}\"]\nnetns = \"/run/netns/{x}\"\n"
     );
     let exp = Exporter::start(&config);
-    for _ in 0..3 {
-        let mut curl = Pair::cmd(&x, "curl");
-        curl.args(["-s", "--retry", "20", "--retry-connrefused", "--retry-delay", "0", "-o", "/dev/null"]);
-        assert!(curl.arg("http://198.18.3.2/index.html").status().unwrap().success());
-    }
+    get(&x, "http://198.18.3.2/index.html", 3);
     let m = exp.scrape_until(Duration::from_secs(10), |m| {
         m.sum("http_client_request_duration_seconds_count", &[("target", "x")]) >= 3.0
     });
