@@ -10,7 +10,7 @@
 
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
@@ -159,13 +159,13 @@ pub struct Programs {
 
 /// The loaded parser, and what is needed to load interface programs for it.
 pub struct Loader {
-    maps: std::sync::Arc<SharedMaps>,
+    maps: Arc<SharedMaps>,
     /// The tail-call array every interface program shares, holding the
     /// parser. The kernel empties it when its last fd closes: the programs
     /// left on interfaces (a killed run's tc filters) then do nothing.
     parsers: MapHandle,
-    /// The parser's own programs: the tail-call array refers to them, tests run them directly.
-    parser: Programs,
+    /// The parser's own programs, which the tail-call array refers to.
+    _parser: Programs,
 }
 
 impl Loader {
@@ -194,10 +194,10 @@ impl Loader {
                 .update(&slot.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
                 .context("putting the parser in the tail-call array")?;
         }
-        Ok(Loader { maps: std::sync::Arc::new(maps), parsers, parser })
+        Ok(Loader { maps: Arc::new(maps), parsers, _parser: parser })
     }
 
-    pub fn maps(&self) -> std::sync::Arc<SharedMaps> {
+    pub fn maps(&self) -> Arc<SharedMaps> {
         self.maps.clone()
     }
 
@@ -217,12 +217,6 @@ impl Loader {
                 egress: skel.progs.http_egress.as_fd().try_clone_to_owned()?,
             })
         })
-    }
-
-    /// The parser itself, entered directly: `cb[0]` (the slot) is 0 in a
-    /// test run, so it sees packets as the interface at slot 0 would.
-    pub fn parser(&self) -> &Programs {
-        &self.parser
     }
 }
 
