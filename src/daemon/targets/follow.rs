@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use super::{Running, Targets};
+use super::Targets;
 use crate::privileged::netns::Netns;
 
 /// What a target's `netns` path holds now.
@@ -75,17 +75,16 @@ impl Targets {
     /// hold nothing any more, so they are let go and no longer reported
     /// attached. One that comes back is attached again by a reload.
     fn drop_gone_interfaces(&mut self) -> Vec<String> {
-        let gone: Vec<_> =
-            self.links.iter().filter(|(_, l)| !l.hooks.iter().all(|h| h.held())).map(|(k, _)| *k).collect();
+        let gone: Vec<_> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.hooks.iter().any(|h| !h.held()))
+            .map(|(k, l)| (*k, l.hooks.first().map(|h| (h.target.clone(), h.interface.clone())).unwrap_or_default()))
+            .collect();
         let mut changed = Vec::new();
-        for key in gone {
-            let Some(mut l) = self.links.remove(&key) else { continue };
-            if let Err(e) = crate::bpf::maps::clear_link(&self.maps, l.slot) {
-                log::warn!("{e:#}");
-            }
-            let name = l.hooks.first().map(|h| (h.target.clone(), h.interface.clone())).unwrap_or_default();
+        for (key, name) in gone {
             log::warn!("target {:?}: interface {} is gone; detached", name.0, name.1);
-            l.hooks.clear();
+            self.drop_link(key);
             for r in self.running.iter_mut().filter(|r| r.netns_key == key.0) {
                 r.interfaces.retain(|i| i.ifindex != key.1);
             }
@@ -101,19 +100,15 @@ impl Targets {
         if self.running[i].waiting.as_deref() != Some(why.as_str()) {
             log::warn!("target {:?}: {why}", self.running[i].target.name);
         }
-        let was_attached = self.running[i].waiting.is_none();
+        let mut r = self.running.remove(i);
+        let was_attached = r.waiting.is_none();
         if was_attached {
-            let r = Running {
-                id,
-                target: self.running[i].target.clone(),
-                netns_key: self.running[i].netns_key,
-                interfaces: std::mem::take(&mut self.running[i].interfaces),
-                waiting: None,
-            };
             self.release_links(&r);
-            self.running[i].netns_key = 0;
+            r.interfaces.clear();
+            r.netns_key = 0;
         }
-        self.running[i].waiting = Some(why);
+        r.waiting = Some(why);
+        self.running.insert(i, r);
         was_attached
     }
 }

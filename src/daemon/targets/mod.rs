@@ -264,17 +264,22 @@ impl Targets {
         for i in &r.interfaces {
             let id = (r.netns_key, i.ifindex);
             if self.links.get(&id).is_some_and(|l| l.target_id == r.id) {
-                if let Some(mut l) = self.links.remove(&id) {
-                    if let Err(e) = maps::clear_link(&self.maps, l.slot) {
-                        log::warn!("target {:?}: {e:#}", r.target.name);
-                    }
-                    detach_logged(&mut l.hooks);
-                }
+                self.drop_link(id);
             }
         }
         if let Err(e) = maps::forget_series(&self.maps, r.id) {
             log::warn!("removing the series of target {:?}: {e:#}", r.target.name);
         }
+    }
+
+    /// Take an interface out of `links`: its slot cleared first (packets
+    /// still handed over are ignored), then its programs detached.
+    fn drop_link(&mut self, id: LinkId) {
+        let Some(mut l) = self.links.remove(&id) else { return };
+        if let Err(e) = maps::clear_link(&self.maps, l.slot) {
+            log::warn!("{e:#}");
+        }
+        detach_logged(&mut l.hooks);
     }
 
     /// Detach everything; the number of programs detached, or the first error.
