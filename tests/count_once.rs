@@ -13,6 +13,30 @@ use std::time::Duration;
 
 use common::{run, unique, Exporter, Metrics, Pair, Proc, TempDir};
 
+/// Network namespaces made here, each with lo up; all removed when dropped, also on failure.
+struct Namespaces(Vec<String>);
+
+impl Namespaces {
+    fn new(prefixes: &[&str]) -> Namespaces {
+        let mut made = Namespaces(Vec::new());
+        for p in prefixes {
+            let ns = unique(p);
+            run("ip", &["netns", "add", &ns]);
+            made.0.push(ns.clone());
+            run("ip", &["-n", &ns, "link", "set", "lo", "up"]);
+        }
+        made
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
 struct Routed {
     client: String,
     router: String,
@@ -20,23 +44,21 @@ struct Routed {
     rc: String,
     rs: String,
     s: String,
+    _ns: Namespaces,
 }
 
 impl Routed {
     fn new() -> Routed {
+        let ns = Namespaces::new(&["hgoc", "hgor", "hgos"]);
         let r = Routed {
-            client: unique("hgoc"),
-            router: unique("hgor"),
-            server: unique("hgos"),
+            client: ns.0[0].clone(),
+            router: ns.0[1].clone(),
+            server: ns.0[2].clone(),
             rc: unique("hgorc"),
             rs: unique("hgors"),
             s: unique("hgoss"),
+            _ns: ns,
         };
-        // From here on Drop removes whatever was made, even if a step fails.
-        for ns in [&r.client, &r.router, &r.server] {
-            run("ip", &["netns", "add", ns]);
-            run("ip", &["-n", ns, "link", "set", "lo", "up"]);
-        }
         let c = unique("hgoc");
         run("ip", &["link", "add", &r.rc, "netns", &r.router, "type", "veth", "peer", "name", &c, "netns", &r.client]);
         run(
@@ -59,12 +81,17 @@ impl Routed {
     }
 }
 
-impl Drop for Routed {
-    fn drop(&mut self) {
-        for ns in [&self.client, &self.router, &self.server] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
+/// The exporter's config: a 200 ms read interval and one `[[target]]` per (name, interfaces, namespace).
+fn config(targets: &[(&str, &[&str], &str)]) -> String {
+    let mut c = "[metrics]\nscrape_interval = \"200ms\"\n".to_string();
+    for (name, interfaces, ns) in targets {
+        let list: Vec<String> = interfaces.iter().map(|i| format!("\"{i}\"")).collect();
+        c += &format!(
+            "[[target]]\nname = \"{name}\"\ninterfaces = [{}]\nnetns = \"/run/netns/{ns}\"\n",
+            list.join(", ")
+        );
     }
+    c
 }
 
 fn requests(m: &Metrics, target: &str) -> f64 {
@@ -98,13 +125,8 @@ fn a_routed_request_counts_once_in_the_servers_namespace_and_nothing_on_the_rout
     }
     let net = Routed::new();
     let _httpd = httpd(&net.server, "198.18.2.2:80");
-    let config = format!(
-        "[metrics]\nscrape_interval = \"200ms\"\n\
-         [[target]]\nname = \"router\"\ninterfaces = [\"{}\", \"{}\"]\nnetns = \"/run/netns/{}\"\n\
-         [[target]]\nname = \"server\"\ninterfaces = [\"{}\"]\nnetns = \"/run/netns/{}\"\n",
-        net.rc, net.rs, net.router, net.s, net.server
-    );
-    let exp = Exporter::start(&config);
+    let exp =
+        Exporter::start(&config(&[("router", &[&net.rc, &net.rs], &net.router), ("server", &[&net.s], &net.server)]));
 
     // busybox httpd closes after each answer: five connections, each through the router.
     get(&net.client, "http://198.18.2.2/index.html", 5);
@@ -127,13 +149,7 @@ fn the_same_ifindex_in_two_namespaces_counts_for_its_own_target() {
     }
     let pair = Pair::new();
     let _httpd = httpd(&pair.server_ns, "127.0.0.1:80");
-    let config = format!(
-        "[metrics]\nscrape_interval = \"200ms\"\n\
-         [[target]]\nname = \"a\"\ninterfaces = [\"lo\"]\nnetns = \"/run/netns/{}\"\n\
-         [[target]]\nname = \"b\"\ninterfaces = [\"lo\"]\nnetns = \"/run/netns/{}\"\n",
-        pair.server_ns, pair.client_ns
-    );
-    let exp = Exporter::start(&config);
+    let exp = Exporter::start(&config(&[("a", &["lo"], &pair.server_ns), ("b", &["lo"], &pair.client_ns)]));
     get(&pair.server_ns, "http://127.0.0.1/index.html", 3);
     // On lo both ends are local: each request once as client, once as server (docs/accuracy.md).
     let m = exp.scrape_until(Duration::from_secs(10), |m| requests(m, "a") >= 6.0);
@@ -150,36 +166,20 @@ fn a_request_through_a_bridge_and_its_port_counts_once() {
     if !common::privileged(&["ip", "curl", "busybox"]) {
         return;
     }
-    let (x, s) = (unique("hgobx"), unique("hgobs"));
-    struct Gone(Vec<String>);
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            for ns in &self.0 {
-                let _ = Command::new("ip").args(["netns", "del", ns]).status();
-            }
-        }
-    }
-    let _gone = Gone(vec![x.clone(), s.clone()]);
+    let ns = Namespaces::new(&["hgobx", "hgobs"]);
+    let (x, s) = (ns.0[0].as_str(), ns.0[1].as_str());
     let (br, xv, sv) = (unique("hgobr"), unique("hgobv"), unique("hgobw"));
-    for ns in [&x, &s] {
-        run("ip", &["netns", "add", ns]);
-        run("ip", &["-n", ns, "link", "set", "lo", "up"]);
-    }
-    run("ip", &["-n", &x, "link", "add", &br, "type", "bridge"]);
-    run("ip", &["link", "add", &xv, "netns", &x, "type", "veth", "peer", "name", &sv, "netns", &s]);
-    run("ip", &["-n", &x, "link", "set", &xv, "master", &br]);
-    run("ip", &["-n", &x, "addr", "add", "198.18.3.1/24", "dev", &br]);
-    run("ip", &["-n", &s, "addr", "add", "198.18.3.2/24", "dev", &sv]);
-    for (ns, dev) in [(&x, &br), (&x, &xv), (&s, &sv)] {
+    run("ip", &["-n", x, "link", "add", &br, "type", "bridge"]);
+    run("ip", &["link", "add", &xv, "netns", x, "type", "veth", "peer", "name", &sv, "netns", s]);
+    run("ip", &["-n", x, "link", "set", &xv, "master", &br]);
+    run("ip", &["-n", x, "addr", "add", "198.18.3.1/24", "dev", &br]);
+    run("ip", &["-n", s, "addr", "add", "198.18.3.2/24", "dev", &sv]);
+    for (ns, dev) in [(x, &br), (x, &xv), (s, &sv)] {
         run("ip", &["-n", ns, "link", "set", dev, "up"]);
     }
-    let _httpd = httpd(&s, "198.18.3.2:80");
-    let config = format!(
-        "[metrics]\nscrape_interval = \"200ms\"\n\
-         [[target]]\nname = \"x\"\ninterfaces = [\"{br}\", \"{xv}\"]\nnetns = \"/run/netns/{x}\"\n"
-    );
-    let exp = Exporter::start(&config);
-    get(&x, "http://198.18.3.2/index.html", 3);
+    let _httpd = httpd(s, "198.18.3.2:80");
+    let exp = Exporter::start(&config(&[("x", &[&br, &xv], x)]));
+    get(x, "http://198.18.3.2/index.html", 3);
     let m = exp.scrape_until(Duration::from_secs(10), |m| {
         m.sum("http_client_request_duration_seconds_count", &[("target", "x")]) >= 3.0
     });
