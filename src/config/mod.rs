@@ -39,6 +39,8 @@ pub struct Config {
     pub bpf: Bpf,
     #[serde(default, rename = "target", deserialize_with = "validate::targets")]
     pub targets: Vec<Target>,
+    #[serde(default, rename = "discover")]
+    pub discover: Vec<Discover>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -178,6 +180,56 @@ impl Target {
     }
 }
 
+/// Network namespaces found rather than named: each one found becomes a
+/// target of its own, labelled `target = name` and `container = ` who holds it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Discover {
+    #[serde(deserialize_with = "validate::label_value")]
+    pub name: String,
+    /// Directories whose files are network namespaces (watched with inotify).
+    #[serde(default = "default_netns_dirs", deserialize_with = "validate::netns_dirs")]
+    pub netns_dirs: Vec<PathBuf>,
+    /// Also every namespace a process is in (/proc, scanned every second).
+    #[serde(default = "yes")]
+    pub processes: bool,
+    /// Globs inside each namespace; empty: every interface but loopback.
+    #[serde(default, deserialize_with = "validate::interfaces")]
+    pub interfaces: Vec<String>,
+    #[serde(default, deserialize_with = "validate::ports")]
+    pub ports: Vec<u16>,
+    /// Namespaces attached at most; more are counted and left alone.
+    #[serde(default = "default_max_namespaces", deserialize_with = "validate::max_namespaces")]
+    pub max_namespaces: u32,
+}
+
+fn default_netns_dirs() -> Vec<PathBuf> {
+    vec!["/run/netns".into(), "/run/docker/netns".into()]
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_max_namespaces() -> u32 {
+    512
+}
+
+impl Discover {
+    /// The built-in discovery: every namespace in the usual directories or
+    /// held by a process, every interface but loopback, target "containers".
+    pub fn containers_default() -> Discover {
+        Discover {
+            name: "containers".into(),
+            netns_dirs: default_netns_dirs(),
+            processes: true,
+            interfaces: vec![],
+            ports: vec![],
+            max_namespaces: default_max_namespaces(),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -186,6 +238,7 @@ impl Default for Config {
             metrics: Metrics::default(),
             bpf: Bpf::default(),
             targets: vec![Target::host_default()],
+            discover: vec![Discover::containers_default()],
         }
     }
 }
@@ -204,17 +257,23 @@ impl std::error::Error for Error {}
 impl Config {
     /// Series each target may hold in each aggregate map, so that no target
     /// (and no stranger choosing ports) can fill the maps for the others.
+    /// Each discovered namespace gets this budget too; a `[[discover]]` table
+    /// counts as one target in the even share.
     pub fn series_budget(&self) -> u32 {
-        let even = self.metrics.max_series.div_ceil(self.targets.len().max(1) as u32);
+        let even = self.metrics.max_series.div_ceil((self.targets.len() + self.discover.len()).max(1) as u32);
         self.metrics.max_series_per_target.unwrap_or(even).min(self.metrics.max_series)
     }
 
     pub fn parse(text: &str, origin: &Path) -> Result<Config, Error> {
         let mut cfg: Config =
             toml::from_str(text).map_err(|e| Error(format!("{}: {}", origin.display(), e.to_string().trim_end())))?;
+        if cfg.targets.is_empty() && cfg.discover.is_empty() {
+            cfg.discover.push(Discover::containers_default());
+        }
         if cfg.targets.is_empty() {
             cfg.targets.push(Target::host_default());
         }
+        validate::names_once(&cfg).map_err(|e| Error(format!("{}: {e}", origin.display())))?;
         Ok(cfg)
     }
 
@@ -233,156 +292,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(s: &str) -> Result<Config, String> {
-        Config::parse(s, Path::new("test.toml")).map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn empty_file_is_the_built_in_default() {
-        assert_eq!(parse("").unwrap(), Config::default());
-    }
-
-    #[test]
-    fn the_example_config_shows_exactly_the_defaults() {
-        // It says "the values shown are the defaults": hold it to that.
-        let text = include_str!("../../config.example.toml");
-        assert_eq!(parse(text).unwrap(), Config::default());
-    }
-
-    #[test]
-    fn every_key_of_a_full_config_is_read() {
-        let cfg = parse(
-            r#"
-            user = "metrics"
-            [web]
-            listen_address = "127.0.0.1:9999"
-            telemetry_path = "/m"
-            max_requests = 3
-            config_file = "/etc/hge/web.yml"
-            max_connections = 100
-            read_header_timeout = "2s"
-            idle_timeout = "1m"
-            write_timeout = "500ms"
-            [metrics]
-            scrape_interval = "200ms"
-            buckets = [0.1, 0.2]
-            status_label = "code"
-            max_series = 50
-            max_series_per_target = 20
-            [bpf]
-            attach_mode = "tc"
-            flow_table_size = 1024
-            [[target]]
-            name = "web"
-            interfaces = ["veth*", "eth0"]
-            netns = "/run/netns/web"
-            ports = [80, 8080]
-            "#,
-        )
-        .unwrap();
-        let want = Config {
-            user: Some("metrics".into()),
-            web: Web {
-                listen_address: "127.0.0.1:9999".into(),
-                telemetry_path: "/m".into(),
-                max_requests: 3,
-                config_file: Some(PathBuf::from("/etc/hge/web.yml")),
-                max_connections: 100,
-                read_header_timeout: Duration::from_secs(2),
-                idle_timeout: Duration::from_secs(60),
-                write_timeout: Duration::from_millis(500),
-            },
-            metrics: Metrics {
-                scrape_interval: Duration::from_millis(200),
-                buckets: vec![0.1, 0.2],
-                status_label: StatusLabel::Code,
-                max_series: 50,
-                max_series_per_target: Some(20),
-            },
-            bpf: Bpf { attach_mode: AttachMode::Tc, flow_table_size: 1024 },
-            targets: vec![Target {
-                name: "web".into(),
-                interfaces: vec!["veth*".into(), "eth0".into()],
-                netns: Some(PathBuf::from("/run/netns/web")),
-                ports: vec![80, 8080],
-                up_non_loopback: false,
-            }],
-        };
-        assert_eq!(cfg, want);
-        // None of the values above is a default, so no key can pass by being ignored.
-        let d = Config::default();
-        assert!(cfg.user != d.user && cfg.web.listen_address != d.web.listen_address);
-        assert!(cfg.web.telemetry_path != d.web.telemetry_path && cfg.web.max_requests != d.web.max_requests);
-        assert!(cfg.web.config_file != d.web.config_file && cfg.web.max_connections != d.web.max_connections);
-        assert!(cfg.web.read_header_timeout != d.web.read_header_timeout && cfg.web.idle_timeout != d.web.idle_timeout);
-        assert!(cfg.web.write_timeout != d.web.write_timeout);
-        assert!(cfg.metrics.scrape_interval != d.metrics.scrape_interval && cfg.metrics.buckets != d.metrics.buckets);
-        assert!(cfg.metrics.status_label != d.metrics.status_label && cfg.metrics.max_series != d.metrics.max_series);
-        assert!(cfg.metrics.max_series_per_target != d.metrics.max_series_per_target);
-        assert!(cfg.bpf.attach_mode != d.bpf.attach_mode && cfg.bpf.flow_table_size != d.bpf.flow_table_size);
-    }
-
-    #[test]
-    fn the_series_budget_is_shared_evenly_unless_set() {
-        let two = "[[target]]\nname = \"a\"\ninterfaces = [\"x\"]\n[[target]]\nname = \"b\"\ninterfaces = [\"y\"]\n";
-        assert_eq!(parse("").unwrap().series_budget(), 10_000, "one target: all of it");
-        assert_eq!(parse(two).unwrap().series_budget(), 5_000);
-        assert_eq!(parse(&format!("[metrics]\nmax_series_per_target = 7000\n{two}")).unwrap().series_budget(), 7_000);
-        let capped = format!("[metrics]\nmax_series = 100\nmax_series_per_target = 7000\n{two}");
-        assert_eq!(parse(&capped).unwrap().series_budget(), 100, "never above max_series");
-    }
-
-    #[test]
-    fn unknown_keys_are_rejected_with_line_and_key() {
-        let e = parse("[metrics]\nscrape_interval = \"5s\"\nbukets = [1.0]\n").unwrap_err();
-        assert!(e.contains("line 3"), "{e}");
-        assert!(e.contains("bukets"), "{e}");
-    }
-
-    #[test]
-    fn bad_values_name_their_line() {
-        let cases = [
-            ("[metrics]\nbuckets = [0.5, 0.1]\n", "strictly increasing"),
-            ("[metrics]\nbuckets = []\n", "1 to 30"),
-            ("[metrics]\nscrape_interval = \"soon\"\n", "not a duration"),
-            ("[metrics]\nscrape_interval = \"1ms\"\n", "between 100ms"),
-            ("[metrics]\nstatus_label = \"both\"\n", "class"),
-            ("[metrics]\nmax_series = 0\n", "max_series"),
-            ("[web]\nlisten_address = \"nowhere\"\n", "listen"),
-            ("[web]\ntelemetry_path = \"metrics\"\n", "absolute"),
-            ("[web]\nconfig_file = \"\"\n", "config_file"),
-            ("[web]\nmax_connections = 1\n", "max_connections"),
-            ("[web]\nwrite_timeout = \"0s\"\n", "between 100ms"),
-            ("[[target]]\nname = \"a\"\ninterfaces = []\n", "at least one"),
-            ("[[target]]\nname = \"a\"\ninterfaces = [\"eth0\"]\nports = [0]\n", "port 0"),
-            ("[[target]]\nname = \"a\"\ninterfaces = [\"eth0\"]\nports = [80, 80]\n", "twice"),
-            ("[[target]]\nname = \"\"\ninterfaces = [\"eth0\"]\n", "target name"),
-            ("[bpf]\nattach_mode = \"xdp\"\n", "auto"),
-            ("user = \"a b\"\n", "not a valid user name"),
-            ("[[target]]\nname = \"a\"\ninterfaces = [\"x\"]\nnetns = \"run/netns/a\"\n", "absolute path"),
-        ];
-        for (text, needle) in cases {
-            let e = parse(text).unwrap_err();
-            assert!(e.contains(needle), "{text:?} gave {e}");
-            assert!(e.contains("line "), "{text:?} gave no line: {e}");
-        }
-    }
-
-    #[test]
-    fn duplicate_target_names_are_rejected() {
-        let e =
-            parse("[[target]]\nname = \"a\"\ninterfaces = [\"x\"]\n[[target]]\nname = \"a\"\ninterfaces = [\"y\"]\n")
-                .unwrap_err();
-        assert!(e.contains("used twice"), "{e}");
-    }
-
-    #[test]
-    fn missing_default_file_means_defaults_but_missing_named_file_is_an_error() {
-        let p = Path::new("/nonexistent/http-golden-exporter.toml");
-        assert_eq!(Config::load(p, false).unwrap(), Config::default());
-        assert!(Config::load(p, true).unwrap_err().to_string().contains("reading config file"));
-    }
-}
+mod tests;

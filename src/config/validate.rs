@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
-use super::{Target, MAX_BUCKETS, MAX_PORTS, MAX_TARGETS};
+use super::{Config, Target, MAX_BUCKETS, MAX_PORTS, MAX_TARGETS};
 
 /// ":10114" (every address, as node_exporter), "127.0.0.1:10114", "[::1]:10114".
 pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
@@ -206,6 +206,34 @@ pub(super) fn ports<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::Erro
         out.push(p as u16);
     }
     Ok(out)
+}
+
+pub(super) fn netns_dirs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    for s in &v {
+        if !s.starts_with('/') || s.len() > 4096 || s.contains('\0') {
+            return Err(invalid(format!("netns_dirs: {s:?} must be an absolute directory path such as /run/netns")));
+        }
+    }
+    Ok(v.into_iter().map(PathBuf::from).collect())
+}
+
+pub(super) fn max_namespaces<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    bounded(d, "max_namespaces", 1..=MAX_TARGETS as i64).map(|n| n as u32)
+}
+
+/// A `target` label value names one thing: a static target or a `[[discover]]` table.
+pub(super) fn names_once(cfg: &Config) -> Result<(), String> {
+    let mut names = HashSet::new();
+    let all = cfg.targets.iter().map(|t| (&t.name, "target")).chain(cfg.discover.iter().map(|d| (&d.name, "discover")));
+    for (name, what) in all {
+        if !names.insert(name.as_str()) {
+            return Err(format!(
+                "{what} name {name:?} is used twice (targets and [[discover]] tables share the `target` label)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn targets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Target>, D::Error> {
