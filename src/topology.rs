@@ -44,6 +44,8 @@ impl fmt::Display for Mode {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Attached {
     pub target: String,
+    /// Who holds a discovered namespace; None for a static target.
+    pub container: Option<String>,
     pub interface: String,
     pub direction: Direction,
     pub mode: Mode,
@@ -60,6 +62,8 @@ pub struct InterfaceName {
 pub struct TargetNames {
     pub id: u16,
     pub name: String,
+    /// The `container` label of a discovered namespace; None for a static target.
+    pub container: Option<String>,
     pub interfaces: Vec<InterfaceName>,
 }
 
@@ -68,4 +72,14 @@ pub struct TargetNames {
 pub struct Topology {
     pub targets: Vec<TargetNames>,
     pub attached: Vec<Attached>,
+    pub discovery: Vec<Discovered>,
+}
+
+/// One `[[discover]]` table: how many namespaces it has attached, and how
+/// many it left alone because `max_namespaces` were attached already.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Discovered {
+    pub name: String,
+    pub namespaces: u64,
+    pub limit_reached: u64,
 }

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::podman::{Container, Net};
 use common::{run, unique, Proc, TempDir};
 use http_golden_exporter::discover::{self, enumerate, own_namespace, Event, NsId, Origin, Roots, Settings, Watcher};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -235,86 +236,13 @@ fn reading_proc_for_1000_processes_takes_milliseconds() {
     assert!(best < Duration::from_millis(100), "a scan of {procs} processes took {best:?}");
 }
 
-/// A podman container from a busybox root filesystem, without a network
-/// (no address outside the test ranges), removed on drop.
-struct Container {
-    name: String,
-    _rootfs: TempDir,
-}
-
-fn podman(args: &[&str]) -> std::process::Output {
-    let mut all = vec!["--runtime", "runc", "--cgroup-manager", "cgroupfs"];
-    all.extend_from_slice(args);
-    Command::new("podman").args(&all).output().expect("running podman")
-}
-
-impl Container {
-    fn start(prefix: &str) -> Container {
-        Container::start_in(prefix, None)
-    }
-
-    /// In the network namespace at `netns` if given, else in a new one without a network.
-    fn start_in(prefix: &str, netns: Option<&str>) -> Container {
-        let rootfs = TempDir::new("hgdroot");
-        let r = rootfs.path();
-        for d in ["bin", "www", "etc", "proc", "sys", "dev", "tmp"] {
-            std::fs::create_dir_all(r.join(d)).unwrap();
-        }
-        std::fs::copy(common::which("busybox").expect("busybox"), r.join("bin/busybox")).unwrap();
-        for l in ["sh", "httpd"] {
-            std::os::unix::fs::symlink("busybox", r.join("bin").join(l)).unwrap();
-        }
-        std::fs::write(r.join("www/index.html"), "hello\n").unwrap();
-        let c = Container { name: unique(prefix), _rootfs: rootfs };
-        let root = c._rootfs.path().to_str().unwrap().to_string();
-        let network = netns.map(|p| format!("ns:{p}")).unwrap_or_else(|| "none".into());
-        let out = podman(&[
-            "run",
-            "-d",
-            "--name",
-            &c.name,
-            "--network",
-            &network,
-            "--ulimit",
-            "nofile=20000:20000",
-            "--ulimit",
-            "nproc=4096:4096",
-            "--rootfs",
-            &root,
-            "/bin/httpd",
-            "-f",
-            "-p",
-            "8080",
-            "-h",
-            "/www",
-        ]);
-        assert!(out.status.success(), "podman run: {}", String::from_utf8_lossy(&out.stderr));
-        c
-    }
-
-    fn pid(&self) -> u32 {
-        let out = podman(&["inspect", "-f", "{{.State.Pid}}", &self.name]);
-        String::from_utf8_lossy(&out.stdout).trim().parse().expect("the container's pid")
-    }
-
-    fn remove(&self) {
-        let _ = podman(&["rm", "-f", "-t", "0", &self.name]);
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        self.remove();
-    }
-}
-
 #[test]
 fn a_podman_container_is_discovered_named_and_forgotten_within_2s() {
     if !common::privileged(&["podman", "runc", "busybox"]) {
         return;
     }
     let (mut w, _) = Watcher::new(settings(&["/run/netns"], true)).unwrap();
-    let c = Container::start("hgweb");
+    let c = Container::start("hgweb", Net::None);
     let started = Instant::now();
     let id = ns_id(&format!("/proc/{}/ns/net", c.pid()));
     let (ev, _) = wait_for(&mut w, WITHIN, |e| appeared(e, id))
@@ -343,7 +271,7 @@ fn a_podman_container_joining_a_named_namespace_is_renamed_from_the_file_to_the_
     let (ev, _) = wait_for(&mut w, WITHIN, |e| appeared(e, id)).expect("the namespace file was not reported");
     assert!(matches!(&ev, Event::Appeared { label, .. } if label.value == ns.0), "{ev:?}");
     // As podman does for a container with its own network: the file first, then the process in it.
-    let c = Container::start_in("hgdp", Some(&ns.path()));
+    let c = Container::start("hgdp", Net::Ns(&ns.path()));
     let (ev, took) = wait_for(&mut w, WITHIN, |e| matches!(e, Event::Renamed { id: r, .. } if *r == id))
         .unwrap_or_else(|| panic!("{} was not renamed to container {} within 2 s", ns.path(), c.name));
     let Event::Renamed { label, .. } = ev else { unreachable!() };

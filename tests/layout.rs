@@ -14,7 +14,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("web", &["collector", "config"]),
     ("privileged", &["bpf", "config", "topology"]),
     ("discover", &[]),
-    ("daemon", &["bpf", "collector", "config", "privileged", "topology", "web"]),
+    ("daemon", &["bpf", "collector", "config", "discover", "privileged", "topology", "web"]),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

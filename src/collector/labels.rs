@@ -13,7 +13,7 @@ use crate::topology::Topology;
 /// no name (a target removed since the read) keeps a recognisable fallback.
 #[derive(Debug, Default, Clone)]
 pub struct Names {
-    targets: HashMap<u16, String>,
+    targets: HashMap<u16, (String, Option<String>)>,
     interfaces: HashMap<(u16, u32), String>,
 }
 
@@ -21,7 +21,7 @@ impl Names {
     pub fn from_topology(t: &Topology) -> Names {
         let mut n = Names::default();
         for target in &t.targets {
-            n.targets.insert(target.id, target.name.clone());
+            n.targets.insert(target.id, (target.name.clone(), target.container.clone()));
             for i in &target.interfaces {
                 n.interfaces.insert((target.id, i.ifindex), i.name.clone());
             }
@@ -29,13 +29,19 @@ impl Names {
         n
     }
 
-    /// `{target="…",interface="…",port="…",method="…"` and the status label
+    /// `{target="…",container="…",interface="…",port="…",method="…"` (no
+    /// `container` for a static target) and the status label
     /// where `status` says how, escaped, without the closing brace (the
     /// histogram's `le` follows).
     pub fn write_series(&self, buf: &mut BytesMut, k: &SeriesKey, status: Option<StatusLabel>) {
         let mut d = [0u8; 5];
         match self.targets.get(&k.target_id) {
-            Some(name) => pair(buf, true, "target", name),
+            Some((name, container)) => {
+                pair(buf, true, "target", name);
+                if let Some(c) = container {
+                    pair(buf, false, "container", c);
+                }
+            }
             None => pair(buf, true, "target", &format!("target{}", k.target_id)),
         }
         match self.interfaces.get(&(k.target_id, k.ifindex)) {

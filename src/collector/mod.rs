@@ -23,7 +23,7 @@ use prometheus::Registry;
 
 use crate::bpf::Snapshot;
 use crate::config::StatusLabel;
-use crate::topology::{Attached, Topology};
+use crate::topology::{Attached, Discovered, Topology};
 use http::{Cursor, HttpFamilies};
 pub use labels::Names;
 
@@ -44,6 +44,7 @@ struct State {
     read: Arc<Read>,
     names: Arc<Names>,
     attached: Vec<Attached>,
+    discovery: Vec<Discovered>,
     reads: u64,
     read_errors: u64,
     last_read: Duration,
@@ -100,6 +101,7 @@ impl Exposition {
         s.names = Arc::new(Names::from_topology(topology));
         s.attached = topology.attached.clone();
         s.attached.sort();
+        s.discovery = topology.discovery.clone();
     }
 
     pub fn record_read(&self, result: anyhow::Result<Snapshot>, took: Duration) -> anyhow::Result<()> {
@@ -271,9 +273,11 @@ mod tests {
             targets: vec![TargetNames {
                 id: 0,
                 name: "web".into(),
+                container: None,
                 interfaces: vec![InterfaceName { ifindex: 7, name: "veth0".into() }],
             }],
             attached: vec![],
+            discovery: vec![],
         });
         exp
     }

@@ -20,12 +20,13 @@ fn lp(name: &str, value: &str) -> proto::LabelPair {
 fn labels(names: &Topology, k: &SeriesKey, status: Option<StatusLabel>) -> Vec<proto::LabelPair> {
     let target = names.targets.iter().find(|t| t.id == k.target_id);
     let iface = target.and_then(|t| t.interfaces.iter().find(|i| i.ifindex == k.ifindex));
-    let mut l = vec![
-        lp("target", &target.map_or(format!("target{}", k.target_id), |t| t.name.clone())),
+    let mut l = vec![lp("target", &target.map_or(format!("target{}", k.target_id), |t| t.name.clone()))];
+    l.extend(target.and_then(|t| t.container.as_deref()).map(|c| lp("container", c)));
+    l.extend([
         lp("interface", &iface.map_or(format!("if{}", k.ifindex), |i| i.name.clone())),
         lp("port", &k.port.to_string()),
         lp("method", k.method.as_str()),
-    ];
+    ]);
     match status {
         Some(StatusLabel::Class) => l.push(lp("status_class", &format!("{}xx", k.status))),
         Some(StatusLabel::Code) => l.push(lp("status_code", &k.status.to_string())),
@@ -106,11 +107,13 @@ fn direct_text_equals_the_prometheus_text_encoder() {
             TargetNames {
                 id: 0,
                 name: "web \"front\\end\"\nline".into(),
+                container: None,
                 interfaces: vec![InterfaceName { ifindex: 7, name: "veth0".into() }],
             },
-            TargetNames { id: 3, name: "db".into(), interfaces: vec![] },
+            TargetNames { id: 3, name: "db".into(), container: Some("pod \"a\"\n".into()), interfaces: vec![] },
         ],
         attached: vec![],
+        discovery: vec![],
     };
     let names = Names::from_topology(&topo);
     let mut snap = Snapshot::default();

@@ -13,7 +13,8 @@ const BUILD_INFO: Desc = Desc::gauge(
 );
 const ATTACHED: Desc = Desc::gauge(
     "http_golden_exporter_attached",
-    "1 for every program the exporter has attached, by target, interface, direction and mode (tcx or tc).",
+    "1 for every program the exporter has attached, by target, container (discovered namespaces only), interface, \
+     direction and mode (tcx or tc).",
 );
 const SERIES: Desc = Desc::gauge(
     "http_golden_exporter_series",
@@ -77,6 +78,14 @@ const INSERT_FAILED: Desc = Desc::counter(
     "http_golden_exporter_flow_insert_failures_total",
     "Requests whose connection could not be tracked (flow map insert failed): counted, not timed.",
 );
+const DISCOVERED: Desc = Desc::gauge(
+    "http_golden_exporter_discovered_namespaces",
+    "Network namespaces a [[discover]] table has found and attached to, by discover table.",
+);
+const LIMIT_REACHED: Desc = Desc::counter(
+    "http_golden_exporter_discover_limit_reached_total",
+    "Namespaces a [[discover]] table found but left alone because max_namespaces were attached already.",
+);
 const READS: Desc =
     Desc::counter("http_golden_exporter_map_reads_total", "Reads of the BPF maps (one every scrape_interval).");
 const READ_ERRORS: Desc = Desc::counter(
@@ -88,7 +97,7 @@ const READ_DURATION: Desc =
 
 /// The families whose labels a Collector must declare up front.
 pub(super) const DECLARED: [(&str, &[&str]); 2] =
-    [(BUILD_INFO.name, &["version"]), (ATTACHED.name, &["target", "interface", "direction", "mode"])];
+    [(BUILD_INFO.name, &["version"]), (ATTACHED.name, &["target", "container", "interface", "direction", "mode"])];
 
 fn by_reason(values: impl IntoIterator<Item = (&'static str, u64)>) -> Vec<Sample> {
     values.into_iter().map(|(r, v)| (vec![("reason", r.to_string())], v as f64)).collect()
@@ -97,12 +106,13 @@ fn by_reason(values: impl IntoIterator<Item = (&'static str, u64)>) -> Vec<Sampl
 pub(super) fn families(s: &State) -> Vec<MetricFamily> {
     let st = &s.snapshot().stats;
     let attached = s.attached.iter().map(|a| {
-        let labels = vec![
-            ("target", a.target.clone()),
+        let mut labels = vec![("target", a.target.clone())];
+        labels.extend(a.container.clone().map(|c| ("container", c)));
+        labels.extend([
             ("interface", a.interface.clone()),
             ("direction", a.direction.as_str().to_string()),
             ("mode", a.mode.to_string()),
-        ];
+        ]);
         (labels, 1.0)
     });
     vec![
@@ -130,6 +140,8 @@ pub(super) fn families(s: &State) -> Vec<MetricFamily> {
         NOT_LOCAL.single(st.not_local as f64),
         FRAMING_LOST.with(by_reason(FRAMING_LOST_REASONS.into_iter().zip(st.framing_lost))),
         INSERT_FAILED.single(st.flow_insert_failed as f64),
+        DISCOVERED.with(s.discovery.iter().map(|d| (vec![("discover", d.name.clone())], d.namespaces as f64))),
+        LIMIT_REACHED.with(s.discovery.iter().map(|d| (vec![("discover", d.name.clone())], d.limit_reached as f64))),
         READS.single(s.reads as f64),
         READ_ERRORS.single(s.read_errors as f64),
         READ_DURATION.single(s.last_read.as_secs_f64()),

@@ -14,27 +14,51 @@ use nix::unistd::Pid;
 use sd_notify::NotifyState;
 
 use super::child::{describe_exit, judge_pong, reap, stop_child, MESSAGE_DEADLINE};
+use super::discovery::Discovery;
 use super::ipc::{Channel, Msg, Step};
 use super::targets::{Prepared, Targets};
 use super::Reloader;
 use crate::config::Config;
 use crate::privileged::privsep;
+use crate::topology::Topology;
 
 /// How often the attacher asks the exporter for a map read when systemd has no watchdog.
 const DEFAULT_PING: Duration = Duration::from_secs(10);
 /// How often static targets' namespace files are looked at (targets/follow.rs).
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+/// How long one turn of the loop attaches discovered namespaces before it
+/// looks at signals and the exporter again.
+const DISCOVERY_BATCH: Duration = Duration::from_millis(250);
 
 /// Everything the attacher owns.
 pub(super) struct Attacher {
     cfg: Config,
     targets: Targets,
+    /// Started by `main`, after the configured targets are attached.
+    discovery: Option<Discovery>,
 }
 
 impl Attacher {
     /// Nothing attached yet: `main` attaches what was prepared before the fork.
     pub(super) fn new(cfg: Config, targets: Targets) -> Attacher {
-        Attacher { cfg, targets }
+        Attacher { cfg, targets, discovery: None }
+    }
+
+    fn topology(&self) -> Topology {
+        let mut t = self.targets.topology();
+        t.discovery = self.discovery.as_ref().map(Discovery::stats).unwrap_or_default();
+        t
+    }
+
+    /// Drain the watchers `readable` names and attach what is due, for at
+    /// most `batch`; true if the topology changed.
+    fn discover(&mut self, readable: &[usize], batch: Duration) -> bool {
+        let Some(d) = self.discovery.as_mut() else { return false };
+        let mut changed = false;
+        for &i in readable {
+            changed |= d.drain(i, &mut self.targets);
+        }
+        changed | d.work(&mut self.targets, Instant::now() + batch)
     }
 
     /// Apply a new configuration's targets: attach the new and changed ones
@@ -50,9 +74,21 @@ impl Attacher {
             let id = self.targets.free_id(&fresh)?;
             fresh.push(self.targets.prepare(t, id)?);
         }
+        // A changed [[discover]] starts over: new watchers first (if they
+        // fail, nothing changes), the old tables' namespaces let go after.
+        let old_discover = self.discovery.as_ref().map(Discovery::config).unwrap_or_default();
+        let restart = (new.discover != old_discover).then(|| Discovery::start(&new.discover)).transpose()?;
         let c = self.targets.apply(fresh, &new.targets)?;
         self.cfg.targets = new.targets;
-        Ok(format!("reloaded: {} targets unchanged, {} added, {} removed", c.kept, c.added, c.removed))
+        let mut summary = format!("reloaded: {} targets unchanged, {} added, {} removed", c.kept, c.added, c.removed);
+        if let Some(fresh) = restart {
+            if let Some(mut old) = self.discovery.replace(fresh) {
+                old.release_all(&mut self.targets);
+            }
+            self.cfg.discover = new.discover;
+            summary.push_str("; discovery restarted");
+        }
+        Ok(summary)
     }
 }
 
@@ -108,7 +144,10 @@ pub(super) fn main(
         notify(&[NotifyState::Status("attaching")]);
         prepared.iter().for_each(Prepared::remove_left_behind);
         att.targets.apply(prepared, &[])?;
-        if let Err(e) = ch.send(&Msg::Topology(att.targets.topology())) {
+        // What exists already is attached before READY, however long it takes.
+        att.discovery = Some(Discovery::start(&att.cfg.discover)?);
+        att.discover(&[], Duration::from_secs(3600));
+        if let Err(e) = ch.send(&Msg::Topology(att.topology())) {
             // It died before it could serve; its own message says why.
             return Ok(Exit::ChildGone(format!("{} (sending it the topology: {e:#})", reap(child))));
         }
@@ -148,9 +187,12 @@ fn event_loop(att: &mut Attacher, ch: &mut Channel, child: Pid, sfd: &SignalFd, 
     loop {
         let wake = next_ping.min(next_follow);
         let wake = ch.partial_deadline(MESSAGE_DEADLINE).map_or(wake, |d| d.min(wake));
+        let wake = att.discovery.as_ref().and_then(Discovery::next_due).map_or(wake, |d| d.min(wake));
         let timeout = wake.saturating_duration_since(Instant::now());
         let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
-        let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN), PollFd::new(ch.as_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN), PollFd::new(ch.as_fd(), PollFlags::POLLIN)];
+        let watchers = att.discovery.as_ref().map(Discovery::fds).unwrap_or_default();
+        fds.extend(watchers.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
         match poll(&mut fds, timeout) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
@@ -159,6 +201,9 @@ fn event_loop(att: &mut Attacher, ch: &mut Channel, child: Pid, sfd: &SignalFd, 
         let has = |i: usize, f: PollFlags| fds[i].revents().is_some_and(|r| r.intersects(f));
         let signalled = has(0, PollFlags::POLLIN);
         let from_child = has(1, PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR);
+        let readable: Vec<usize> = (0..watchers.len()).filter(|i| has(2 + i, PollFlags::POLLIN)).collect();
+        drop(fds);
+        drop(watchers);
 
         let mut child_maybe_gone = false;
         if signalled {
@@ -232,13 +277,18 @@ fn event_loop(att: &mut Attacher, ch: &mut Channel, child: Pid, sfd: &SignalFd, 
             next_ping = Instant::now(); // fresh STATUS= with the new series count
         }
 
+        let mut changed = false;
         if Instant::now() >= next_follow {
             if let Some(what) = att.targets.follow_namespaces() {
                 log::info!("{what}");
-                ch.send(&Msg::Topology(att.targets.topology())).context("sending the topology to the exporter")?;
-                next_ping = Instant::now(); // fresh STATUS=
+                changed = true;
             }
             next_follow = Instant::now() + FOLLOW_EVERY;
+        }
+        changed |= att.discover(&readable, DISCOVERY_BATCH);
+        if changed {
+            ch.send(&Msg::Topology(att.topology())).context("sending the topology to the exporter")?;
+            next_ping = Instant::now(); // fresh STATUS=
         }
 
         if Instant::now() >= next_ping {
@@ -269,7 +319,7 @@ fn do_reload(att: &mut Attacher, ch: &Channel, reload: &Reloader) -> Result<()> 
     let status = match reload().and_then(|new| att.apply(new)) {
         Ok(summary) => {
             log::info!("{summary}");
-            ch.send(&Msg::Topology(att.targets.topology())).context("sending the topology to the exporter")?;
+            ch.send(&Msg::Topology(att.topology())).context("sending the topology to the exporter")?;
             summary
         }
         Err(e) => {

@@ -220,7 +220,7 @@ impl AsFd for Channel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topology::{Attached, Direction, InterfaceName, Mode, TargetNames};
+    use crate::topology::{Attached, Direction, Discovered, InterfaceName, Mode, TargetNames};
 
     #[test]
     fn messages_round_trip_including_ones_larger_than_a_packet() {
@@ -230,15 +230,18 @@ mod tests {
                 .map(|id| TargetNames {
                     id,
                     name: format!("target \"{id}\" with a long name {}", "x".repeat(100)),
+                    container: Some(format!("container {id}")),
                     interfaces: vec![InterfaceName { ifindex: 7, name: "eth0".into() }],
                 })
                 .collect(),
             attached: vec![Attached {
                 target: "t".into(),
+                container: Some("c".into()),
                 interface: "eth0".into(),
                 direction: Direction::Ingress,
                 mode: Mode::Tcx,
             }],
+            discovery: vec![Discovered { name: "containers".into(), namespaces: 300, limit_reached: 2 }],
         };
         // The reader runs concurrently: a message of many packets may exceed the socket buffer.
         let msgs = vec![
@@ -264,13 +267,15 @@ mod tests {
     #[test]
     fn topology_gives_names_and_attached() {
         let t = Topology {
-            targets: vec![TargetNames { id: 2, name: "web".into(), interfaces: vec![] }],
+            targets: vec![TargetNames { id: 2, name: "web".into(), container: None, interfaces: vec![] }],
             attached: vec![Attached {
                 target: "web".into(),
+                container: None,
                 interface: "veth0".into(),
                 direction: Direction::Egress,
                 mode: Mode::Tc,
             }],
+            discovery: vec![],
         };
         let (a, mut b) = Channel::pair().unwrap();
         a.send(&Msg::Topology(t.clone())).unwrap();

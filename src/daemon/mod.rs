@@ -17,6 +17,7 @@
 
 mod attacher;
 mod child;
+mod discovery;
 mod exporter;
 pub mod ipc;
 mod targets;

@@ -86,6 +86,12 @@ impl Netns {
         Ok(Netns { path: path.to_path_buf(), fd: file.into() })
     }
 
+    /// A namespace discovery already holds open (`fd` is a dup of its), named
+    /// `path` in messages: entered without opening any path again.
+    pub fn held(path: &Path, fd: OwnedFd) -> Netns {
+        Netns { path: path.to_path_buf(), fd }
+    }
+
     /// The kernel's identity of the namespace (its nsfs inode number).
     pub fn id(&self) -> Result<u64> {
         Ok(nix::sys::stat::fstat(self.fd.as_raw_fd()).with_context(|| format!("fstat {self}"))?.st_ino)
@@ -206,6 +212,23 @@ pub fn resolve(target: &Target, netns: Option<&Netns>) -> Result<Vec<Interface>>
             }
         }
         Ok(picked)
+    })
+}
+
+/// The interfaces of a discovered namespace that `globs` match (none: every
+/// one but loopback). Matching nothing is no error: a container's interface
+/// is often moved in after its namespace appears.
+pub fn matching(globs: &[String], netns: &Netns) -> Result<Vec<Interface>> {
+    let globs: Vec<glob::Pattern> = globs
+        .iter()
+        .map(|g| glob::Pattern::new(g).with_context(|| format!("interface glob {g:?}")))
+        .collect::<Result<_>>()?;
+    enter(Some(netns), || {
+        let all = list_interfaces()?;
+        Ok(all
+            .into_iter()
+            .filter(|i| if globs.is_empty() { !i.loopback } else { globs.iter().any(|g| g.matches(&i.name)) })
+            .collect())
     })
 }
 

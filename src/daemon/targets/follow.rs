@@ -24,7 +24,7 @@ impl Targets {
         let watched: Vec<(u16, u64, bool)> = self
             .running
             .iter()
-            .filter(|r| r.target.netns.is_some())
+            .filter(|r| r.target.netns.is_some() && r.container.is_none())
             .map(|r| (r.id, r.netns_key, r.waiting.is_some()))
             .collect();
         let mut changed = Vec::new();
@@ -83,7 +83,12 @@ impl Targets {
             .collect();
         let mut changed = Vec::new();
         for (key, name) in gone {
-            log::warn!("target {:?}: interface {} is gone; detached", name.0, name.1);
+            // A discovered namespace's interfaces go with it: that is no surprise.
+            if self.running.iter().any(|r| r.netns_key == key.0 && r.container.is_none()) {
+                log::warn!("target {:?}: interface {} is gone; detached", name.0, name.1);
+            } else {
+                log::debug!("target {:?}: interface {} is gone; detached", name.0, name.1);
+            }
             self.drop_link(key);
             for r in self.running.iter_mut().filter(|r| r.netns_key == key.0) {
                 r.interfaces.retain(|i| i.ifindex != key.1);

@@ -18,6 +18,7 @@ use crate::privileged::attach::{self, Hook};
 use crate::privileged::netns::{self, Interface, Netns};
 use crate::topology::{Attached, InterfaceName, TargetNames, Topology};
 
+mod discovered;
 mod follow;
 
 /// An interface: its network namespace (inode) and its ifindex there.
@@ -31,6 +32,8 @@ pub(super) struct Prepared {
     netns: Option<Arc<Netns>>,
     netns_key: u64,
     interfaces: Vec<Interface>,
+    /// Set for a namespace a `[[discover]]` table found: its `container` label.
+    container: Option<String>,
 }
 
 impl Prepared {
@@ -49,6 +52,9 @@ struct Running {
     interfaces: Vec<Interface>,
     /// Detached because its namespace went away: why, as last logged (follow.rs).
     waiting: Option<String>,
+    /// Found by discovery (discovered.rs), not named in the config: kept
+    /// across reloads, followed by the discovery that found it.
+    container: Option<String>,
 }
 
 /// The programs on one interface (both directions), and its slot in `links`.
@@ -69,6 +75,7 @@ pub(super) struct Targets {
     /// so a packet still in flight on a just-detached interface cannot count
     /// for the interface that took its slot.
     next_slot: u32,
+    next_id: std::cell::Cell<u16>,
     /// The namespace of targets without `netns`: ours.
     host_netns: u64,
 }
@@ -84,7 +91,16 @@ impl Targets {
     pub(super) fn new(loader: Loader, mode: AttachMode) -> Result<Targets> {
         let maps = loader.maps();
         let host_netns = Netns::open(std::path::Path::new("/proc/self/ns/net"))?.id()?;
-        Ok(Targets { loader, maps, mode, running: Vec::new(), links: HashMap::new(), next_slot: 0, host_netns })
+        Ok(Targets {
+            loader,
+            maps,
+            mode,
+            running: Vec::new(),
+            links: HashMap::new(),
+            next_slot: 0,
+            next_id: Default::default(),
+            host_netns,
+        })
     }
 
     pub(super) fn maps(&self) -> Arc<SharedMaps> {
@@ -99,8 +115,9 @@ impl Targets {
         self.links.values().map(|l| l.hooks.len()).sum()
     }
 
+    /// The configured targets running now (discovered namespaces are not).
     pub(super) fn current(&self) -> Vec<Target> {
-        self.running.iter().map(|r| r.target.clone()).collect()
+        self.running.iter().filter(|r| r.container.is_none()).map(|r| r.target.clone()).collect()
     }
 
     /// Resolve `target`'s interfaces in its namespace.
@@ -111,22 +128,30 @@ impl Targets {
             Some(n) => n.id()?,
             None => self.host_netns,
         };
-        Ok(Prepared { id, target: target.clone(), netns, netns_key, interfaces })
+        Ok(Prepared { id, target: target.clone(), netns, netns_key, interfaces, container: None })
     }
 
     /// A target id no running target uses, nor any in `also`.
+    /// Ids are given round-robin, like slots: series a packet still in flight
+    /// adds under a just-removed target's id cannot be labelled as the next one.
     pub(super) fn free_id(&self, also: &[Prepared]) -> Result<u16> {
-        (0..crate::config::MAX_TARGETS as u16)
+        let n = crate::config::MAX_TARGETS as u16;
+        let start = self.next_id.get();
+        let id = (0..n)
+            .map(|i| (start + i) % n)
             .find(|id| !self.running.iter().any(|r| r.id == *id) && !also.iter().any(|p| p.id == *id))
-            .context("no free target id")
+            .context("no free target id")?;
+        self.next_id.set((id + 1) % n);
+        Ok(id)
     }
 
-    /// Put `fresh` in place and take out the running targets not in `keep`:
-    /// all of `fresh` or, on error, nothing changes. Interfaces that pass from
-    /// a removed target to a fresh one keep their programs.
+    /// Put `fresh` in place and take out the configured targets not in `keep`
+    /// (discovered ones stay): all of `fresh` or, on error, nothing changes.
+    /// Interfaces that pass from a removed target to a fresh one keep their programs.
     pub(super) fn apply(&mut self, fresh: Vec<Prepared>, keep: &[Target]) -> Result<Change> {
-        let (kept, leaving): (Vec<Running>, Vec<Running>) =
-            std::mem::take(&mut self.running).into_iter().partition(|r| keep.contains(&r.target));
+        let (kept, leaving): (Vec<Running>, Vec<Running>) = std::mem::take(&mut self.running)
+            .into_iter()
+            .partition(|r| r.container.is_some() || keep.contains(&r.target));
         self.running = kept;
         let result = self.attach_fresh(&fresh, &leaving);
         let new_hooks = match result {
@@ -164,6 +189,7 @@ impl Targets {
                 netns_key: p.netns_key,
                 interfaces: p.interfaces,
                 waiting: None,
+                container: p.container,
             });
         }
         for r in leaving {
@@ -307,6 +333,7 @@ impl Targets {
             topo.targets.push(TargetNames {
                 id: t.id,
                 name: t.target.name.clone(),
+                container: t.container.clone(),
                 interfaces: t
                     .interfaces
                     .iter()
@@ -317,6 +344,7 @@ impl Targets {
                 let Some(l) = self.links.get(&(t.netns_key, i.ifindex)) else { continue };
                 topo.attached.extend(l.hooks.iter().map(|h| Attached {
                     target: h.target.clone(),
+                    container: t.container.clone(),
                     interface: h.interface.clone(),
                     direction: h.direction,
                     mode: h.mode,

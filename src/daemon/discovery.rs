@@ -1,0 +1,299 @@
+//! The `[[discover]]` tables at work in the attacher: each owns a
+//! `discover::Watcher` (one fd in the attacher's poll) and turns what it
+//! reports into targets (targets/discovered.rs). A namespace that has no
+//! matching interface yet, or failed to attach, is tried again every
+//! second; one found while `max_namespaces` are attached waits, counted,
+//! until one goes. Attaching happens a batch at a time, so that 200
+//! containers starting at once do not hold up signals and the watchdog.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use super::targets::Targets;
+use crate::config::Discover;
+use crate::discover::{Event, Namespace, NsId, Settings, Watcher};
+use crate::privileged::netns::Netns;
+use crate::topology::Discovered;
+
+/// A namespace with nothing attached yet is looked at again: soon at first
+/// (podman moves the container's interface in just after the namespace
+/// file appears), then less often (a service's namespace with only
+/// loopback never gets an interface to attach to).
+fn retry_after(tries: u32) -> Duration {
+    match tries {
+        0..5 => Duration::from_millis(200),
+        5..15 => Duration::from_secs(1),
+        _ => Duration::from_secs(5),
+    }
+}
+/// Attached namespaces are looked at for new interfaces this often.
+const GROW_EVERY: Duration = Duration::from_secs(5);
+
+/// A namespace found and not attached (yet).
+struct Waiting {
+    ns: Namespace,
+    label: String,
+    due: Instant,
+    /// The last reason it is not attached, logged once.
+    why: Option<String>,
+    tries: u32,
+}
+
+struct Attached {
+    ns: Namespace,
+    id: u16,
+    label: String,
+}
+
+struct Table {
+    cfg: Discover,
+    watcher: Watcher,
+    attached: BTreeMap<NsId, Attached>,
+    waiting: BTreeMap<NsId, Waiting>,
+    /// Found while max_namespaces were attached: each counted once.
+    over: HashMap<NsId, (Namespace, String)>,
+    limit_reached: u64,
+    next_grow: Instant,
+}
+
+pub(super) struct Discovery {
+    tables: Vec<Table>,
+}
+
+impl Discovery {
+    /// Start every table's watcher; what exists now waits to be attached.
+    pub(super) fn start(cfgs: &[Discover]) -> Result<Discovery> {
+        let mut tables = Vec::new();
+        for cfg in cfgs {
+            let settings =
+                Settings { netns_dirs: cfg.netns_dirs.clone(), processes: cfg.processes, ..Settings::default() };
+            let (watcher, events) = Watcher::new(settings)?;
+            let mut t = Table {
+                cfg: cfg.clone(),
+                watcher,
+                attached: BTreeMap::new(),
+                waiting: BTreeMap::new(),
+                over: HashMap::new(),
+                limit_reached: 0,
+                next_grow: Instant::now() + GROW_EVERY,
+            };
+            t.take(events, None);
+            log::info!(
+                "discover {:?}: watching {} for network namespaces{}",
+                cfg.name,
+                cfg.netns_dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "),
+                if cfg.processes { " and every process's (/proc)" } else { "" }
+            );
+            tables.push(t);
+        }
+        Ok(Discovery { tables })
+    }
+
+    pub(super) fn config(&self) -> Vec<Discover> {
+        self.tables.iter().map(|t| t.cfg.clone()).collect()
+    }
+
+    /// The fds to poll: readable when `drain` has something to read.
+    pub(super) fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.tables.iter().map(|t| t.watcher.as_fd()).collect()
+    }
+
+    /// Read what table `i`'s watcher reports; true if labels changed.
+    pub(super) fn drain(&mut self, i: usize, targets: &mut Targets) -> bool {
+        let Some(t) = self.tables.get_mut(i) else { return false };
+        match t.watcher.drain() {
+            Ok(events) => t.take(events, Some(targets)),
+            Err(e) => {
+                log::error!("discover {:?}: {e:#}", t.cfg.name);
+                false
+            }
+        }
+    }
+
+    /// When `work` next has something due.
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        self.tables.iter().flat_map(|t| t.waiting.values().map(|w| w.due).chain([t.next_grow])).min()
+    }
+
+    /// Attach what is due until `deadline`; true if anything changed.
+    pub(super) fn work(&mut self, targets: &mut Targets, deadline: Instant) -> bool {
+        let mut changed = false;
+        for t in &mut self.tables {
+            changed |= t.lose_emptied(targets);
+            changed |= t.attach_due(targets, deadline);
+            if Instant::now() >= t.next_grow {
+                changed |= t.grow(targets);
+                t.next_grow = Instant::now() + GROW_EVERY;
+            }
+        }
+        changed
+    }
+
+    /// Let every found namespace go (shutdown or a reload that changed the tables).
+    pub(super) fn release_all(&mut self, targets: &mut Targets) {
+        for t in &mut self.tables {
+            for (_, a) in std::mem::take(&mut t.attached) {
+                targets.release_found(a.id);
+            }
+        }
+    }
+
+    pub(super) fn stats(&self) -> Vec<Discovered> {
+        self.tables
+            .iter()
+            .map(|t| Discovered {
+                name: t.cfg.name.clone(),
+                namespaces: t.attached.len() as u64,
+                limit_reached: t.limit_reached,
+            })
+            .collect()
+    }
+}
+
+impl Table {
+    /// Take the watcher's events in; true if a running target was renamed or let go.
+    fn take(&mut self, events: Vec<Event>, mut targets: Option<&mut Targets>) -> bool {
+        let mut changed = false;
+        for ev in events {
+            match ev {
+                Event::Appeared { ns, label } => {
+                    log::debug!("discover {:?}: found {} ({})", self.cfg.name, ns.path.display(), label.value);
+                    for note in &label.notes {
+                        log::debug!("discover {:?}: {}: {note}", self.cfg.name, label.value);
+                    }
+                    let w = Waiting { ns, label: label.value, due: Instant::now(), why: None, tries: 0 };
+                    self.waiting.insert(w.ns.id, w);
+                }
+                Event::Gone { id, label } => {
+                    self.waiting.remove(&id);
+                    self.over.remove(&id);
+                    if let (Some(a), Some(targets)) = (self.attached.remove(&id), targets.as_deref_mut()) {
+                        log::info!("discover {:?}: {label} is gone; detached", self.cfg.name);
+                        targets.release_found(a.id);
+                        changed = true;
+                    }
+                }
+                Event::Renamed { id, label } => {
+                    if let Some(w) = self.waiting.get_mut(&id) {
+                        w.label = label.value.clone();
+                    }
+                    if let Some(o) = self.over.get_mut(&id) {
+                        o.1 = label.value.clone();
+                    }
+                    if let (Some(a), Some(targets)) = (self.attached.get_mut(&id), targets.as_deref_mut()) {
+                        log::info!("discover {:?}: {} is {}", self.cfg.name, a.label, label.value);
+                        targets.rename_found(a.id, &label.value);
+                        a.label = label.value;
+                        changed = true;
+                    }
+                }
+            }
+        }
+        changed
+    }
+
+    /// The namespace `id` as the watcher holds it open.
+    fn open(&self, ns: &Namespace) -> Result<Netns> {
+        let fd = self.watcher.fd(ns.id).ok_or_else(|| anyhow::anyhow!("{} is no longer held", ns.path.display()))?;
+        Ok(Netns::held(&ns.path, fd.try_clone_to_owned()?))
+    }
+
+    fn attach_due(&mut self, targets: &mut Targets, deadline: Instant) -> bool {
+        let now = Instant::now();
+        let due: Vec<NsId> = self.waiting.iter().filter(|(_, w)| w.due <= now).map(|(id, _)| *id).collect();
+        let mut changed = false;
+        for id in due {
+            if Instant::now() >= deadline {
+                break;
+            }
+            let Some(mut w) = self.waiting.remove(&id) else { continue };
+            if self.attached.len() >= self.cfg.max_namespaces as usize {
+                self.limit_reached += 1;
+                log::warn!(
+                    "discover {:?}: {} not attached: max_namespaces ({}) are attached already",
+                    self.cfg.name,
+                    w.label,
+                    self.cfg.max_namespaces
+                );
+                self.over.insert(id, (w.ns, w.label));
+                changed = true;
+                continue;
+            }
+            let result = if targets.covers(id.ino) {
+                Err(anyhow::anyhow!("another target counts in it already"))
+            } else {
+                self.open(&w.ns).and_then(|netns| targets.attach_found(&self.cfg, netns, &w.label))
+            };
+            match result {
+                Ok(Some(tid)) => {
+                    log::info!(
+                        "discover {:?}: attached to {} ({}; container {:?})",
+                        self.cfg.name,
+                        w.ns.path.display(),
+                        plural(targets.found_interfaces(tid), "interface"),
+                        w.label
+                    );
+                    self.attached.insert(id, Attached { ns: w.ns, id: tid, label: w.label });
+                    changed = true;
+                }
+                other => {
+                    let why = match other {
+                        Err(e) => format!("{e:#}"),
+                        _ => "no matching interface yet".to_string(),
+                    };
+                    if w.why.as_deref() != Some(why.as_str()) {
+                        log::debug!("discover {:?}: {} waits: {why}", self.cfg.name, w.label);
+                        w.why = Some(why);
+                    }
+                    w.tries += 1;
+                    w.due = Instant::now() + retry_after(w.tries);
+                    self.waiting.insert(id, w);
+                }
+            }
+        }
+        // Room again: those over the limit wait their turn.
+        while self.attached.len() + self.waiting.len() < self.cfg.max_namespaces as usize {
+            let Some(id) = self.over.keys().next().copied() else { break };
+            if let Some((ns, label)) = self.over.remove(&id) {
+                self.waiting.insert(id, Waiting { ns, label, due: Instant::now(), why: None, tries: 0 });
+            }
+        }
+        changed
+    }
+
+    /// Namespaces whose every interface went: let go, and waiting again.
+    fn lose_emptied(&mut self, targets: &mut Targets) -> bool {
+        let empty: Vec<NsId> =
+            self.attached.iter().filter(|(_, a)| targets.found_interfaces(a.id) == 0).map(|(id, _)| *id).collect();
+        for id in &empty {
+            if let Some(a) = self.attached.remove(id) {
+                targets.release_found(a.id);
+                let w = Waiting { ns: a.ns, label: a.label, due: Instant::now() + retry_after(0), why: None, tries: 0 };
+                self.waiting.insert(*id, w);
+            }
+        }
+        !empty.is_empty()
+    }
+
+    fn grow(&mut self, targets: &mut Targets) -> bool {
+        let mut changed = false;
+        for a in self.attached.values() {
+            match self.open(&a.ns).and_then(|n| targets.grow_found(a.id, &self.cfg, n)) {
+                Ok(true) => {
+                    log::info!("discover {:?}: {}: new interfaces attached", self.cfg.name, a.label);
+                    changed = true;
+                }
+                Ok(false) => {}
+                Err(e) => log::debug!("discover {:?}: {}: {e:#}", self.cfg.name, a.label),
+            }
+        }
+        changed
+    }
+}
+
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}

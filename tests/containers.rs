@@ -1,0 +1,293 @@
+//! Containers come and go and the exporter follows them with no per-container
+//! config (issue 11, points 2 to 5 and 7): real podman containers, a named
+//! namespace, a namespace held only by a process. Each request is counted
+//! once, where its server's socket is, labelled with who holds it.
+//!
+//!   remote ns 198.18.M.2 ── veth ── 198.18.M.1 host ── podman bridge 198.18.B.0/24 ── container :8080
+//!
+//! Discovery sees every namespace on the host, so the tests here run one at
+//! a time (SERIAL): none sees another's namespaces come and go.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::podman::{Bridge, Container, Net};
+use common::{run, unique, Exporter, Metrics, Proc, TempDir};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+const WITHIN: Duration = Duration::from_secs(2);
+const SERVED: &str = "http_server_requests_total";
+const SENT: &str = "http_client_requests_total";
+const ATTACHED: &str = "http_golden_exporter_attached";
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A namespace standing in for a remote client: a veth to the host,
+/// 198.18.M.2 there and 198.18.M.1 on the host end. Removed on drop.
+struct Remote {
+    ns: String,
+    host_if: String,
+    host_addr: String,
+}
+
+impl Remote {
+    fn new(m: u8) -> Remote {
+        let r = Remote { ns: unique("hgcr"), host_if: unique("hgch"), host_addr: format!("198.18.{m}.1") };
+        let inside = unique("hgcc");
+        run("ip", &["netns", "add", &r.ns]);
+        run("ip", &["link", "add", &r.host_if, "type", "veth", "peer", "name", &inside, "netns", &r.ns]);
+        run("ip", &["addr", "add", &format!("{}/24", r.host_addr), "dev", &r.host_if]);
+        run("ip", &["link", "set", &r.host_if, "up"]);
+        let addr = format!("198.18.{m}.2/24");
+        for args in [
+            ["addr", "add", addr.as_str(), "dev", inside.as_str()].as_slice(),
+            &["link", "set", inside.as_str(), "up"],
+            &["link", "set", "lo", "up"],
+            &["route", "add", "default", "via", r.host_addr.as_str()],
+        ] {
+            let mut all = vec!["-n", r.ns.as_str()];
+            all.extend_from_slice(args);
+            run("ip", &all);
+        }
+        r
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.host_if]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).stderr(Stdio::null()).status();
+    }
+}
+
+/// `n` GETs of `url` with curl, from namespace `ns` (None: the host); each must get a 200.
+fn get(ns: Option<&str>, url: &str, n: usize) {
+    for _ in 0..n {
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "curl"]);
+                c
+            }
+            None => Command::new("curl"),
+        };
+        let out = cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", url]).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "GET {url} from {ns:?}");
+    }
+}
+
+fn attached(m: &Metrics, container: &str) -> bool {
+    m.has(ATTACHED, &[("container", container)])
+}
+
+/// Scrape until `done`; the time it took, or a panic naming `what` with the last scrape.
+fn within(exp: &Exporter, limit: Duration, what: &str, done: impl Fn(&Metrics) -> bool) -> Duration {
+    let t0 = Instant::now();
+    let m = exp.scrape_until(limit, &done);
+    assert!(done(&m), "{what}: not within {limit:?}\n{}\n{}", m.text, exp.log());
+    t0.elapsed()
+}
+
+const FAST: &str = "[metrics]\nscrape_interval = \"200ms\"\n";
+
+#[test]
+fn with_no_config_a_published_port_is_counted_once_where_the_container_serves_it_and_named() {
+    if !common::privileged(&["ip", "curl", "podman", "runc", "busybox", "promtool"]) {
+        return;
+    }
+    let _one = serial();
+    let remote = Remote::new(101);
+    let bridge = Bridge::new("hgcb", 201);
+    let port = common::free_port();
+    let c = Container::start("hgcweb", Net::Bridge(&bridge, Some(port)));
+    // Only [web] and [metrics]: no [[target]], no [[discover]], the built-in default.
+    let exp = Exporter::start(FAST);
+    let m = exp.scrape();
+    assert!(attached(&m, &c.name), "the container is attached at start-up:\n{}\n{}", m.text, exp.log());
+
+    let url = format!("http://{}:{port}/", remote.host_addr);
+    get(Some(&remote.ns), &url, 5);
+    get(None, &url, 3);
+
+    let m = exp.scrape_until(Duration::from_secs(5), |m| m.sum(SERVED, &[]) >= 8.0);
+    let served: Vec<_> = m.samples.iter().filter(|(n, _, _)| n == SERVED).collect();
+    assert_eq!(m.sum(SERVED, &[]), 8.0, "8 requests served, each counted once:\n{}", m.text);
+    for (_, labels, _) in &served {
+        assert_eq!(labels.get("container"), Some(&c.name), "served where the container is: {labels:?}");
+        assert_eq!(labels.get("target").map(String::as_str), Some("containers"));
+        assert_eq!(labels.get("port").map(String::as_str), Some("8080"), "after DNAT, in the container");
+    }
+    // The host sent 3 of them: one client request each, on the bridge, with no container label.
+    assert_eq!(m.sum(SENT, &[("target", "host")]), 3.0, "{}", m.text);
+    for (_, labels, _) in m.samples.iter().filter(|(n, l, _)| n == SENT && l["target"] == "host") {
+        assert!(!labels.contains_key("container"), "a static target's series has no container: {labels:?}");
+    }
+    // The remote namespace is on this host too, so its 5 are its own client requests.
+    assert_eq!(m.sum(SENT, &[("container", &remote.ns)]), 5.0, "{}", m.text);
+    assert_eq!(m.sum(SENT, &[]), 8.0, "no other client view: {}", m.text);
+    // The host forwarded the remote's requests and counted them as such.
+    assert!(m.sum("http_golden_exporter_requests_not_local_total", &[]) >= 5.0, "{}", m.text);
+    assert!(m.sum("http_golden_exporter_discovered_namespaces", &[("discover", "containers")]) >= 2.0);
+
+    let file = exp.dir.path().join("scrape.txt");
+    std::fs::write(&file, &m.text).unwrap();
+    let out = Command::new("sh").arg("-c").arg(format!("promtool check metrics < {}", file.display())).output();
+    let out = out.unwrap();
+    assert!(out.status.success(), "promtool: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_container_stopped_and_another_started_are_followed_within_2s_without_a_restart() {
+    if !common::privileged(&["ip", "curl", "podman", "runc", "busybox"]) {
+        return;
+    }
+    let _one = serial();
+    let bridge = Bridge::new("hgcb", 202);
+    let first = Container::start("hgcone", Net::Bridge(&bridge, None));
+    let exp = Exporter::start(&format!("{FAST}[[discover]]\nname = \"pods\"\nnetns_dirs = [\"/run/netns\"]\n"));
+    get(None, &format!("http://{}:8080/", first.address()), 2);
+    let m = exp.scrape_until(Duration::from_secs(5), |m| m.sum(SERVED, &[("container", &first.name)]) >= 2.0);
+    assert_eq!(m.sum(SERVED, &[("container", &first.name), ("target", "pods")]), 2.0, "{}", m.text);
+
+    first.remove();
+    let took = within(&exp, WITHIN, "the stopped container let go", |m| !attached(m, &first.name));
+    eprintln!("podman rm: detached after {took:?}");
+    let m = exp.scrape_until(Duration::from_secs(2), |m| !m.has(SERVED, &[("container", &first.name)]));
+    assert!(!m.has(SERVED, &[("container", &first.name)]), "its series are removed:\n{}", m.text);
+
+    let second = Container::start("hgctwo", Net::Bridge(&bridge, None));
+    let took = within(&exp, WITHIN, "the new container attached", |m| attached(m, &second.name));
+    eprintln!("podman run: attached after {took:?}");
+    get(None, &format!("http://{}:8080/", second.address()), 3);
+    let m = exp.scrape_until(Duration::from_secs(5), |m| m.sum(SERVED, &[("container", &second.name)]) >= 3.0);
+    assert_eq!(m.sum(SERVED, &[("container", &second.name)]), 3.0, "{}", m.text);
+    assert_eq!(m.sum(SERVED, &[]), 3.0, "nothing left of the first:\n{}", m.text);
+}
+
+/// `ip netns add NAME` and a veth from the host into it (host 198.18.M.1,
+/// inside .2), with busybox httpd on :8080 inside. Removed on drop.
+struct Named {
+    ns: String,
+    host_if: String,
+    httpd: Option<Proc>,
+    _www: TempDir,
+}
+
+impl Named {
+    fn add() -> Named {
+        let n = Named { ns: unique("hgcn"), host_if: unique("hgnh"), httpd: None, _www: TempDir::new("hgcw") };
+        run("ip", &["netns", "add", &n.ns]);
+        n
+    }
+
+    /// The interface and the server, some time after the namespace appeared (as podman does).
+    fn wire(&mut self, m: u8) {
+        let inside = unique("hgni");
+        run("ip", &["link", "add", &self.host_if, "type", "veth", "peer", "name", &inside, "netns", &self.ns]);
+        run("ip", &["addr", "add", &format!("198.18.{m}.1/24"), "dev", &self.host_if]);
+        run("ip", &["link", "set", &self.host_if, "up"]);
+        run("ip", &["-n", &self.ns, "addr", "add", &format!("198.18.{m}.2/24"), "dev", &inside]);
+        run("ip", &["-n", &self.ns, "link", "set", &inside, "up"]);
+        std::fs::write(self._www.path().join("index.html"), "hello\n").unwrap();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns, "busybox", "httpd", "-f", "-p", "8080", "-h"]).arg(self._www.path());
+        self.httpd = Some(Proc::spawn(cmd, "busybox httpd"));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    fn delete(&mut self) {
+        self.httpd = None;
+        let _ = Command::new("ip").args(["link", "del", &self.host_if]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).stderr(Stdio::null()).status();
+    }
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        self.delete();
+    }
+}
+
+#[test]
+fn a_named_namespace_is_attached_once_it_has_an_interface_and_let_go_when_deleted() {
+    if !common::privileged(&["ip", "curl", "busybox"]) {
+        return;
+    }
+    let _one = serial();
+    let cfg = "[[discover]]\nname = \"named\"\nnetns_dirs = [\"/run/netns\"]\nprocesses = false\n";
+    let exp = Exporter::start(&format!("{FAST}{cfg}"));
+    let mut n = Named::add();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!attached(&exp.scrape(), &n.ns), "nothing to attach to yet: loopback only");
+    n.wire(103);
+    let took = within(&exp, WITHIN, "the namespace attached once it had an interface", |m| attached(m, &n.ns));
+    eprintln!("attached {took:?} after its interface appeared");
+    get(None, "http://198.18.103.2:8080/", 4);
+    let m = exp.scrape_until(Duration::from_secs(5), |m| m.sum(SERVED, &[("container", &n.ns)]) >= 4.0);
+    assert_eq!(m.sum(SERVED, &[("container", &n.ns), ("target", "named")]), 4.0, "{}", m.text);
+
+    n.delete();
+    let took = within(&exp, WITHIN, "the deleted namespace let go", |m| !attached(m, &n.ns));
+    eprintln!("let go {took:?} after ip netns del");
+    let m = exp.scrape_until(Duration::from_secs(2), |m| !m.has(SERVED, &[("container", &n.ns)]));
+    assert!(!m.has(SERVED, &[("container", &n.ns)]), "its series are removed:\n{}", m.text);
+    assert!(!exp.log().contains("ERROR"), "{}", exp.log());
+}
+
+#[test]
+fn a_namespace_held_only_by_a_process_is_attached_and_named_by_its_inode() {
+    if !common::privileged(&["ip", "curl", "busybox", "unshare", "nsenter"]) {
+        return;
+    }
+    let _one = serial();
+    let cfg = "[[discover]]\nname = \"procs\"\nnetns_dirs = []\n";
+    let exp = Exporter::start(&format!("{FAST}{cfg}"));
+    let www = TempDir::new("hgcu");
+    std::fs::write(www.path().join("index.html"), "hello\n").unwrap();
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--net", "busybox", "httpd", "-f", "-p", "8080", "-h"]).arg(www.path());
+    let httpd = Proc::spawn(cmd, "unshare --net busybox httpd");
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = httpd.pid().to_string();
+    let (host_if, inside) = (unique("hguh"), unique("hgui"));
+    struct Link(String);
+    impl Drop for Link {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["link", "del", &self.0]).stderr(Stdio::null()).status();
+        }
+    }
+    run("ip", &["link", "add", &host_if, "type", "veth", "peer", "name", &inside, "netns", &pid]);
+    let _link = Link(host_if.clone());
+    run("ip", &["addr", "add", "198.18.104.1/24", "dev", &host_if]);
+    run("ip", &["link", "set", &host_if, "up"]);
+    for args in [vec!["addr", "add", "198.18.104.2/24", "dev", &inside], vec!["link", "set", &inside, "up"]] {
+        let mut all = vec!["-t", pid.as_str(), "-n", "ip"];
+        all.extend(args);
+        run("nsenter", &all);
+    }
+    let ino = std::fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    let label = format!("netns:{}", ino.unwrap());
+    // Named by its unit instead when this test itself runs in a systemd service.
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let label = match cgroup.lines().find_map(|l| l.strip_prefix("0::")).and_then(|p| p.rsplit('/').next()) {
+        Some(unit) if unit.ends_with(".service") => unit.to_string(),
+        _ => label,
+    };
+    let took =
+        within(&exp, WITHIN + Duration::from_secs(1), "the process's namespace attached", |m| attached(m, &label));
+    eprintln!("attached {took:?} after its interface appeared (/proc is scanned every second)");
+    get(None, "http://198.18.104.2:8080/", 2);
+    let m = exp.scrape_until(Duration::from_secs(5), |m| m.sum(SERVED, &[("container", &label)]) >= 2.0);
+    assert_eq!(m.sum(SERVED, &[("container", &label), ("target", "procs")]), 2.0, "{}", m.text);
+
+    drop(httpd);
+    let took = within(&exp, WITHIN + Duration::from_secs(1), "the namespace let go with its process", |m| {
+        !attached(m, &label)
+    });
+    eprintln!("let go {took:?} after its process exited");
+}
