@@ -180,7 +180,7 @@ impl Container {
         cmd.arg("-D")
             .arg(root)
             .args(["--boot", "--register=no", "--keep-unit", "-M", &name])
-            .args(["--capability=CAP_BPF,CAP_NET_ADMIN,CAP_PERFMON,CAP_SYS_ADMIN", "--system-call-filter=bpf"])
+            .args(["--capability=CAP_BPF,CAP_NET_ADMIN,CAP_PERFMON,CAP_SYS_ADMIN,CAP_SYS_PTRACE,CAP_DAC_READ_SEARCH", "--system-call-filter=bpf"])
             // The test's network namespaces, for targets that name them.
             .arg("--bind-ro=/run/netns")
             .stdin(Stdio::null())
@@ -337,7 +337,7 @@ fn the_deb_installs_and_runs_under_a_real_systemd() {
     assert!(status.starts_with("1 targets, 2 programs attached; "), "STATUS=: {status}");
     assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if).matches(&common::ours(common::auto_mode())).count(), 2);
 
-    // The processes: the attacher (MainPID) as the user with four capabilities, the exporter with none.
+    // The processes: the attacher (MainPID) as the user with six capabilities, the exporter with none.
     let main = c.show("MainPID");
     let kids = c.sh(&format!("cat /proc/{main}/task/{main}/children"));
     let exporter = kids.split_whitespace().next().unwrap_or_else(|| panic!("no exporter: {}", c.journal()));
@@ -349,8 +349,8 @@ fn the_deb_installs_and_runs_under_a_real_systemd() {
     assert!(exp_status.contains("NoNewPrivs:\t1"), "{exp_status}");
     let main_status = st(&main);
     assert!(
-        main_status.contains("CapEff:\t000000c000201000"),
-        "attacher: BPF PERFMON SYS_ADMIN NET_ADMIN:\n{main_status}"
+        main_status.contains("CapEff:\t000000c000281004"),
+        "attacher: BPF PERFMON SYS_ADMIN SYS_PTRACE NET_ADMIN DAC_READ_SEARCH:\n{main_status}"
     );
     assert!(!main_status.contains("Uid:\t0"), "the attacher is not root:\n{main_status}");
 

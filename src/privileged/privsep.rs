@@ -175,11 +175,13 @@ pub fn drop_to(account: &Account, keep_bpf: bool) -> Result<Kept> {
     Ok(if keep_bpf { Kept::CapBpf } else { Kept::Nothing })
 }
 
-/// Kept by the attacher only where it already has it (root outside systemd; the
-/// unit does not grant it): opening /proc/PID/ns/net of a process whose
-/// capabilities are not a subset of ours is a ptrace access check.
-/// Bind-mounted namespace files (/run/netns/NAME, /run/docker/netns/ID) need no such check.
-pub const ATTACHER_OPTIONAL_CAPS: [Capability; 1] = [Capability::CAP_SYS_PTRACE];
+/// Kept by the attacher where it has them (root; the unit grants them), for
+/// discovery: opening /proc/PID/ns/net of a process whose capabilities are
+/// not a subset of ours is a ptrace access check (bind-mounted namespace
+/// files need none), and the runtimes' state files that name containers
+/// (/var/lib/containers/storage, /var/lib/docker) are root's alone. Without
+/// them, discovery finds fewer namespaces and names fewer containers.
+pub const ATTACHER_OPTIONAL_CAPS: [Capability; 2] = [Capability::CAP_SYS_PTRACE, Capability::CAP_DAC_READ_SEARCH];
 
 /// Reduce the attacher to what it needs: its effective and permitted sets keep
 /// only ATTACHER_CAPS and ATTACHER_OPTIONAL_CAPS (of those it has), inheritable and ambient are cleared.
