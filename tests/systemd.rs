@@ -180,7 +180,10 @@ impl Container {
         cmd.arg("-D")
             .arg(root)
             .args(["--boot", "--register=no", "--keep-unit", "-M", &name])
-            .args(["--capability=CAP_BPF,CAP_NET_ADMIN,CAP_PERFMON,CAP_SYS_ADMIN,CAP_SYS_PTRACE,CAP_DAC_READ_SEARCH", "--system-call-filter=bpf"])
+            .args([
+                "--capability=CAP_BPF,CAP_NET_ADMIN,CAP_PERFMON,CAP_SYS_ADMIN,CAP_SYS_PTRACE,CAP_DAC_READ_SEARCH",
+                "--system-call-filter=bpf",
+            ])
             // The test's network namespaces, for targets that name them.
             .arg("--bind-ro=/run/netns")
             .stdin(Stdio::null())
