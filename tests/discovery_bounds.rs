@@ -130,6 +130,28 @@ fn a_reload_keeps_what_unchanged_tables_found_and_starts_over_when_they_change()
     assert_eq!(programs(&m), 2.0, "the new glob: a0 only:\n{}", m.text);
 }
 
+#[test]
+fn interfaces_that_appear_in_a_found_namespace_are_attached_within_2s() {
+    if !common::privileged(&["ip", "unshare", "nsenter", "mount"]) {
+        return;
+    }
+    let mut dir = NsDir::new();
+    let f = dir.add("grows");
+    let exp = Exporter::start(&config(&dir, ""));
+    let programs = |m: &Metrics| m.sum(ATTACHED, &[("container", "grows")]);
+    let m = exp.scrape_until(WITHIN, |m| programs(m) == 4.0);
+    assert_eq!(programs(&m), 4.0, "a0 and b0:\n{}", m.text);
+    let net = format!("--net={}", f.display());
+    run("nsenter", &[&net, "ip", "link", "add", "c0", "type", "veth", "peer", "name", "d0"]);
+    let t0 = std::time::Instant::now();
+    let m = exp.scrape_until(WITHIN, |m| programs(m) == 8.0);
+    assert_eq!(programs(&m), 8.0, "c0 and d0 attached too, told by the kernel:\n{}\n{}", m.text, exp.log());
+    eprintln!("new interfaces attached {:?} after ip link add", t0.elapsed());
+    run("nsenter", &[&net, "ip", "link", "del", "c0"]);
+    let m = exp.scrape_until(WITHIN, |m| programs(m) == 4.0);
+    assert_eq!(programs(&m), 4.0, "c0 and d0 let go once deleted:\n{}", m.text);
+}
+
 fn fds(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
 }

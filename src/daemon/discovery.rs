@@ -1,10 +1,13 @@
 //! The `[[discover]]` tables at work in the attacher: each owns a
-//! `discover::Watcher` (one fd in the attacher's poll) and turns what it
-//! reports into targets (targets/discovered.rs). A namespace that has no
-//! matching interface yet, or failed to attach, is tried again every
-//! second; one found while `max_namespaces` are attached waits, counted,
-//! until one goes. Attaching happens a batch at a time, so that 200
-//! containers starting at once do not hold up signals and the watchdog.
+//! `discover::Watcher` (namespaces appearing and going) and a `LinkEvents`
+//! (interfaces appearing and going inside the namespaces found), two fds in
+//! the attacher's poll, and turns what they report into targets
+//! (targets/discovered.rs). A namespace with no matching interface yet is
+//! attached when the kernel announces one (and looked at again now and
+//! then, should that announcement be missed); one found while
+//! `max_namespaces` are attached waits, counted, until one goes. Attaching
+//! happens a batch at a time, so that 200 containers starting at once do
+//! not hold up signals and the watchdog.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -15,6 +18,7 @@ use anyhow::Result;
 use super::targets::Targets;
 use crate::config::Discover;
 use crate::discover::{Event, Namespace, NsId, Settings, Watcher};
+use crate::privileged::link_events::LinkEvents;
 use crate::privileged::netns::Netns;
 use crate::topology::Discovered;
 
@@ -29,8 +33,9 @@ fn retry_after(tries: u32) -> Duration {
         _ => Duration::from_secs(5),
     }
 }
-/// Attached namespaces are looked at for new interfaces this often.
-const GROW_EVERY: Duration = Duration::from_secs(5);
+/// Attached namespaces are looked at for new interfaces when the kernel says
+/// one appeared, and this often in case an announcement was missed.
+const GROW_EVERY: Duration = Duration::from_secs(30);
 
 /// A namespace found and not attached (yet).
 struct Waiting {
@@ -51,6 +56,8 @@ struct Attached {
 struct Table {
     cfg: Discover,
     watcher: Watcher,
+    /// Link changes in every namespace found, by inode.
+    links: LinkEvents,
     attached: BTreeMap<NsId, Attached>,
     waiting: BTreeMap<NsId, Waiting>,
     /// Found while max_namespaces were attached: each counted once.
@@ -74,6 +81,7 @@ impl Discovery {
             let mut t = Table {
                 cfg: cfg.clone(),
                 watcher,
+                links: LinkEvents::new()?,
                 attached: BTreeMap::new(),
                 waiting: BTreeMap::new(),
                 over: HashMap::new(),
@@ -96,14 +104,18 @@ impl Discovery {
         self.tables.iter().map(|t| t.cfg.clone()).collect()
     }
 
-    /// The fds to poll: readable when `drain` has something to read.
+    /// The fds to poll: readable when `drain` has something to read; two
+    /// per table (its watcher, its link events).
     pub(super) fn fds(&self) -> Vec<BorrowedFd<'_>> {
-        self.tables.iter().map(|t| t.watcher.as_fd()).collect()
+        self.tables.iter().flat_map(|t| [t.watcher.as_fd(), t.links.as_fd()]).collect()
     }
 
-    /// Read what table `i`'s watcher reports; true if labels changed.
+    /// Read what fd `i` of `fds()` reports; true if the topology changed.
     pub(super) fn drain(&mut self, i: usize, targets: &mut Targets) -> bool {
-        let Some(t) = self.tables.get_mut(i) else { return false };
+        let Some(t) = self.tables.get_mut(i / 2) else { return false };
+        if i % 2 == 1 {
+            return t.links_changed(targets);
+        }
         match t.watcher.drain() {
             Ok(events) => t.take(events, Some(targets)),
             Err(e) => {
@@ -164,10 +176,14 @@ impl Table {
                     for note in &label.notes {
                         log::debug!("discover {:?}: {}: {note}", self.cfg.name, label.value);
                     }
+                    if let Err(e) = self.open(&ns).and_then(|n| self.links.watch(ns.id.ino, &n)) {
+                        log::debug!("discover {:?}: {e:#}; its interfaces are looked for now and then", self.cfg.name);
+                    }
                     let w = Waiting { ns, label: label.value, due: Instant::now(), why: None, tries: 0 };
                     self.waiting.insert(w.ns.id, w);
                 }
                 Event::Gone { id, label } => {
+                    self.links.unwatch(id.ino);
                     self.waiting.remove(&id);
                     self.over.remove(&id);
                     if let (Some(a), Some(targets)) = (self.attached.remove(&id), targets.as_deref_mut()) {
@@ -190,6 +206,21 @@ impl Table {
                         changed = true;
                     }
                 }
+            }
+        }
+        changed
+    }
+
+    /// Interfaces appeared or went in namespaces found: a waiting one is
+    /// looked at now, an attached one grows now.
+    fn links_changed(&mut self, targets: &mut Targets) -> bool {
+        let mut changed = false;
+        for ino in self.links.drain() {
+            if let Some(w) = self.waiting.values_mut().find(|w| w.ns.id.ino == ino) {
+                w.due = Instant::now();
+            }
+            if let Some(a) = self.attached.values().find(|a| a.ns.id.ino == ino) {
+                changed |= self.grow_one(a, targets);
             }
         }
         changed
@@ -281,16 +312,24 @@ impl Table {
     fn grow(&mut self, targets: &mut Targets) -> bool {
         let mut changed = false;
         for a in self.attached.values() {
-            match self.open(&a.ns).and_then(|n| targets.grow_found(a.id, &self.cfg, n)) {
-                Ok(true) => {
-                    log::info!("discover {:?}: {}: new interfaces attached", self.cfg.name, a.label);
-                    changed = true;
-                }
-                Ok(false) => {}
-                Err(e) => log::debug!("discover {:?}: {}: {e:#}", self.cfg.name, a.label),
-            }
+            changed |= self.grow_one(a, targets);
         }
         changed
+    }
+
+    /// Attach interfaces that appeared in `a` since; true if there were any.
+    fn grow_one(&self, a: &Attached, targets: &mut Targets) -> bool {
+        match self.open(&a.ns).and_then(|n| targets.grow_found(a.id, &self.cfg, n)) {
+            Ok(true) => {
+                log::info!("discover {:?}: {}: new interfaces attached", self.cfg.name, a.label);
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                log::debug!("discover {:?}: {}: {e:#}", self.cfg.name, a.label);
+                false
+            }
+        }
     }
 }
 
