@@ -122,3 +122,47 @@ fn cleanup_removes_our_filters_from_namespaces_the_config_does_not_name() {
     assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if), "", "{log}");
     assert!(log.contains(&pair.server_if) && log.contains(&Pair::netns_path(&pair.server_ns)), "{log}");
 }
+
+/// Our tc filters on `ifname` in the namespace of process `pid`, as `tc filter show` names them.
+fn filters_in(pid: &str, ifname: &str) -> String {
+    let mut names = Vec::new();
+    for dir in ["ingress", "egress"] {
+        let out = common::run("nsenter", &["-t", pid, "-n", "tc", "filter", "show", "dev", ifname, dir]);
+        let words: Vec<&str> = out.split_whitespace().collect();
+        names.extend(words.windows(2).filter(|w| w[0] == "name").map(|w| w[1].to_string()));
+    }
+    names.sort();
+    names.join(" ")
+}
+
+#[test]
+fn cleanup_also_reaches_namespaces_held_only_by_a_process() {
+    if !common::privileged(&["ip", "tc", "unshare", "nsenter", "sleep"]) {
+        return;
+    }
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--net", "sleep", "600"]);
+    let holder = common::Proc::spawn(cmd, "unshare --net sleep");
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = holder.pid().to_string();
+    common::run("nsenter", &["-t", &pid, "-n", "ip", "link", "add", "a0", "type", "veth", "peer", "name", "b0"]);
+    let config = format!("{HEAD}[[target]]\nname = \"p\"\ninterfaces = [\"a0\"]\nnetns = \"/proc/{pid}/ns/net\"\n");
+    let mut exp = Exporter::start(&config);
+    exp.proc.signal(Signal::SIGKILL);
+    exp.proc.wait_timeout(Duration::from_secs(5)).expect("the attacher dies");
+    assert_eq!(filters_in(&pid, "a0"), "http_egress http_ingress", "the killed run left its filters");
+
+    // No file names this namespace and the config --cleanup reads does not either: only a process holds it.
+    let dir = common::TempDir::new("hgclean");
+    let other = dir.path().join("config.toml");
+    std::fs::write(&other, "[[target]]\nname = \"elsewhere\"\ninterfaces = [\"lo\"]\n").unwrap();
+    let out = std::process::Command::new(common::exporter_bin())
+        .args(["--cleanup", "--log.level", "info", "--config.file"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(filters_in(&pid, "a0"), "", "{log}");
+}

@@ -39,14 +39,23 @@ pub type Reloader = Box<dyn Fn() -> Result<Config>>;
 
 /// `--cleanup`: remove the legacy tc filters of ours that a killed run left
 /// behind (systemd runs it as ExecStopPost), on every interface of the host
-/// namespace, of the configured targets' namespaces and of every namespace
-/// bind-mounted where ip, podman and docker keep them: the run that left them
-/// may have had another configuration.
+/// namespace, of the configured targets' namespaces, of every namespace
+/// bind-mounted where ip, podman and docker keep them and of every namespace
+/// a process is in (discovery attaches there): the run that left them may
+/// have had another configuration.
 pub fn cleanup(cfg: &Config) -> Result<()> {
     // Queries on interfaces without a clsact qdisc make libbpf complain; a
     // real failure comes back as an error anyway.
     libbpf_rs::set_print(None);
-    let paths: Vec<_> = cfg.targets.iter().filter_map(|t| t.netns.clone()).collect();
+    let mut paths: Vec<_> = cfg.targets.iter().filter_map(|t| t.netns.clone()).collect();
+    let every = crate::discover::Settings {
+        netns_dirs: cfg.discover.iter().flat_map(|d| d.netns_dirs.clone()).collect(),
+        ..Default::default()
+    };
+    match crate::discover::enumerate(&every) {
+        Ok(scan) => paths.extend(scan.namespaces.into_iter().map(|n| n.path)),
+        Err(e) => log::warn!("looking for namespaces to clean up: {e:#}"),
+    }
     let (spaces, errors) = netns::other_namespaces(&paths);
     let mut failed = errors.len();
     for e in errors {
