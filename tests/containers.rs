@@ -1,7 +1,8 @@
 //! Containers come and go and the exporter follows them with no per-container
 //! config (issue 11, points 2 to 5 and 7): real podman containers, a named
-//! namespace, a namespace held only by a process. Each request is counted
-//! once, where its server's socket is, labelled with who holds it.
+//! namespace, a namespace held only by a process, a configured target on a
+//! container's namespace through a restart. Each request is counted once,
+//! where its server's socket is, labelled with who holds it.
 //!
 //!   remote ns 198.18.M.2 ── veth ── 198.18.M.1 host ── podman bridge 198.18.B.0/24 ── container :8080
 //!
@@ -187,17 +188,22 @@ impl Named {
 
     /// The interface and the server, some time after the namespace appeared (as podman does).
     fn wire(&mut self, m: u8) {
+        self.link(m);
+        std::fs::write(self._www.path().join("index.html"), "hello\n").unwrap();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns, "busybox", "httpd", "-f", "-p", "8080", "-h"]).arg(self._www.path());
+        self.httpd = Some(Proc::spawn(cmd, "busybox httpd"));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    /// Only the veth (its inside end named hgni*), for a container to join the namespace.
+    fn link(&mut self, m: u8) {
         let inside = unique("hgni");
         run("ip", &["link", "add", &self.host_if, "type", "veth", "peer", "name", &inside, "netns", &self.ns]);
         run("ip", &["addr", "add", &format!("198.18.{m}.1/24"), "dev", &self.host_if]);
         run("ip", &["link", "set", &self.host_if, "up"]);
         run("ip", &["-n", &self.ns, "addr", "add", &format!("198.18.{m}.2/24"), "dev", &inside]);
         run("ip", &["-n", &self.ns, "link", "set", &inside, "up"]);
-        std::fs::write(self._www.path().join("index.html"), "hello\n").unwrap();
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns, "busybox", "httpd", "-f", "-p", "8080", "-h"]).arg(self._www.path());
-        self.httpd = Some(Proc::spawn(cmd, "busybox httpd"));
-        std::thread::sleep(Duration::from_millis(300));
     }
 
     fn delete(&mut self) {
@@ -290,4 +296,41 @@ fn a_namespace_held_only_by_a_process_is_attached_and_named_by_its_inode() {
         !attached(m, &label)
     });
     eprintln!("let go {took:?} after its process exited");
+}
+
+#[test]
+fn a_static_target_on_a_containers_namespace_follows_the_container_through_a_restart() {
+    if !common::privileged(&["ip", "curl", "podman", "runc", "busybox"]) {
+        return;
+    }
+    let _one = serial();
+    // As a runtime that keeps a container's namespace at a fixed path: /run/netns/NAME.
+    let mut n = Named::add();
+    n.link(105);
+    let path = format!("/run/netns/{}", n.ns);
+    let c = Container::start("hgcst", Net::Ns(&path));
+    let cfg = format!("[[target]]\nname = \"web\"\ninterfaces = [\"hgni*\"]\nnetns = \"{path}\"\n");
+    let exp = Exporter::start(&format!("{FAST}{cfg}"));
+    std::thread::sleep(Duration::from_millis(300));
+    get(None, "http://198.18.105.2:8080/", 2);
+    let served = |m: &Metrics| m.sum(SERVED, &[("target", "web")]);
+    let m = exp.scrape_until(Duration::from_secs(5), |m| served(m) >= 2.0);
+    assert_eq!(served(&m), 2.0, "{}", m.text);
+    assert!(m.samples.iter().filter(|(n, _, _)| n == SERVED).all(|(_, l, _)| !l.contains_key("container")));
+
+    // The restart: container and namespace gone, a new namespace under the same name, a new container.
+    c.remove();
+    n.delete();
+    let m = exp.scrape_until(WITHIN, |m| !m.has(ATTACHED, &[("target", "web")]));
+    assert!(!m.has(ATTACHED, &[("target", "web")]), "detached while the namespace is gone:\n{}", m.text);
+    run("ip", &["netns", "add", &n.ns]);
+    n.link(105);
+    let again = Container::start("hgcst", Net::Ns(&path));
+    let took = within(&exp, WITHIN, "re-attached in the new namespace", |m| m.has(ATTACHED, &[("target", "web")]));
+    eprintln!("re-attached {took:?} after the container restarted");
+    assert_eq!(exp.log().matches("holds a new network namespace").count(), 1, "logged once:\n{}", exp.log());
+    get(None, "http://198.18.105.2:8080/", 3);
+    let m = exp.scrape_until(Duration::from_secs(5), |m| served(m) >= 3.0);
+    assert_eq!(served(&m), 3.0, "counted again, anew:\n{}", m.text);
+    drop(again);
 }
