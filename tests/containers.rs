@@ -94,6 +94,14 @@ fn within(exp: &Exporter, limit: Duration, what: &str, done: impl Fn(&Metrics) -
     t0.elapsed()
 }
 
+/// `container` is detached within 2 s (the time it took), and its series are removed.
+fn let_go(exp: &Exporter, container: &str) -> Duration {
+    let took = within(exp, WITHIN, &format!("{container} let go"), |m| !attached(m, container));
+    let m = exp.scrape_until(Duration::from_secs(2), |m| !m.has(SERVED, &[("container", container)]));
+    assert!(!m.has(SERVED, &[("container", container)]), "its series are removed:\n{}", m.text);
+    took
+}
+
 const FAST: &str = "[metrics]\nscrape_interval = \"200ms\"\n";
 
 #[test]
@@ -156,10 +164,8 @@ fn a_container_stopped_and_another_started_are_followed_within_2s_without_a_rest
     assert_eq!(m.sum(SERVED, &[("container", &first.name), ("target", "pods")]), 2.0, "{}", m.text);
 
     first.remove();
-    let took = within(&exp, WITHIN, "the stopped container let go", |m| !attached(m, &first.name));
+    let took = let_go(&exp, &first.name);
     eprintln!("podman rm: detached after {took:?}");
-    let m = exp.scrape_until(Duration::from_secs(2), |m| !m.has(SERVED, &[("container", &first.name)]));
-    assert!(!m.has(SERVED, &[("container", &first.name)]), "its series are removed:\n{}", m.text);
 
     let second = Container::start("hgctwo", Net::Bridge(&bridge, None));
     let took = within(&exp, WITHIN, "the new container attached", |m| attached(m, &second.name));
@@ -238,10 +244,8 @@ fn a_named_namespace_is_attached_once_it_has_an_interface_and_let_go_when_delete
     assert_eq!(m.sum(SERVED, &[("container", &n.ns), ("target", "named")]), 4.0, "{}", m.text);
 
     n.delete();
-    let took = within(&exp, WITHIN, "the deleted namespace let go", |m| !attached(m, &n.ns));
+    let took = let_go(&exp, &n.ns);
     eprintln!("let go {took:?} after ip netns del");
-    let m = exp.scrape_until(Duration::from_secs(2), |m| !m.has(SERVED, &[("container", &n.ns)]));
-    assert!(!m.has(SERVED, &[("container", &n.ns)]), "its series are removed:\n{}", m.text);
     assert!(!exp.log().contains("ERROR"), "{}", exp.log());
 }
 

@@ -96,6 +96,21 @@ fn two_targets_on_one_interface_are_rejected_with_a_clear_error() {
     assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if), "", "{err}");
 }
 
+/// `--cleanup` reading a config that names none of the test's namespaces; its log.
+fn cleanup_with_another_config() -> String {
+    let dir = common::TempDir::new("hgclean");
+    let other = dir.path().join("config.toml");
+    std::fs::write(&other, "[[target]]\nname = \"elsewhere\"\ninterfaces = [\"lo\"]\n").unwrap();
+    let out = std::process::Command::new(common::exporter_bin())
+        .args(["--cleanup", "--log.level", "info", "--config.file"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}");
+    log
+}
+
 #[test]
 fn cleanup_removes_our_filters_from_namespaces_the_config_does_not_name() {
     if !common::privileged(&["ip", "tc"]) {
@@ -109,16 +124,7 @@ fn cleanup_removes_our_filters_from_namespaces_the_config_does_not_name() {
     assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if), "tc:http_egress tc:http_ingress");
 
     // The run that left them had another configuration than the one --cleanup reads now.
-    let dir = common::TempDir::new("hgclean");
-    let other = dir.path().join("config.toml");
-    std::fs::write(&other, "[[target]]\nname = \"elsewhere\"\ninterfaces = [\"lo\"]\n").unwrap();
-    let out = std::process::Command::new(common::exporter_bin())
-        .args(["--cleanup", "--log.level", "info", "--config.file"])
-        .arg(&other)
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
+    let log = cleanup_with_another_config();
     assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if), "", "{log}");
     assert!(log.contains(&pair.server_if) && log.contains(&Pair::netns_path(&pair.server_ns)), "{log}");
 }
@@ -154,15 +160,6 @@ fn cleanup_also_reaches_namespaces_held_only_by_a_process() {
     assert_eq!(filters_in(&pid, "a0"), "http_egress http_ingress", "the killed run left its filters");
 
     // No file names this namespace and the config --cleanup reads does not either: only a process holds it.
-    let dir = common::TempDir::new("hgclean");
-    let other = dir.path().join("config.toml");
-    std::fs::write(&other, "[[target]]\nname = \"elsewhere\"\ninterfaces = [\"lo\"]\n").unwrap();
-    let out = std::process::Command::new(common::exporter_bin())
-        .args(["--cleanup", "--log.level", "info", "--config.file"])
-        .arg(&other)
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
+    let log = cleanup_with_another_config();
     assert_eq!(filters_in(&pid, "a0"), "", "{log}");
 }
