@@ -51,6 +51,22 @@ fn packages() -> &'static Packages {
 
 const UNIT: &str = "systemd/http-golden-exporter.service";
 
+/// Where the packages install each rules file and dashboard of contrib/ (their
+/// unit tests stay out).
+fn contrib_files() -> Vec<String> {
+    let mut out = Vec::new();
+    for (dir, suffix) in [("prometheus", ".yml"), ("grafana", ".json")] {
+        for e in std::fs::read_dir(repo().join("contrib").join(dir)).unwrap() {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            if name.ends_with(suffix) {
+                out.push(format!("/usr/share/http-golden-exporter/{dir}/{name}"));
+            }
+        }
+    }
+    assert!(out.len() >= 3, "rules, alerts and a dashboard: {out:?}");
+    out
+}
+
 #[test]
 fn the_unit_is_rated_at_most_2_5_by_systemd_analyze_security() {
     if !common::privileged(&["systemd-analyze"]) {
@@ -91,6 +107,9 @@ fn the_packages_hold_the_files_and_lintian_finds_no_error() {
     ] {
         assert!(files.contains(f), "deb lacks {f}:\n{files}");
     }
+    for f in contrib_files() {
+        assert!(files.contains(&format!(".{f}")), "deb lacks {f}:\n{files}");
+    }
     let ctl = TempDir::new("hgdebctl");
     run_ok(Command::new("dpkg-deb").arg("-e").arg(&p.deb).arg(ctl.path()));
     let conffiles = std::fs::read_to_string(ctl.path().join("conffiles")).unwrap();
@@ -113,6 +132,9 @@ fn the_packages_hold_the_files_and_lintian_finds_no_error() {
         "/usr/share/doc/http-golden-exporter/web-config.example.yml",
         "/usr/share/licenses/http-golden-exporter/LICENSE",
     ] {
+        assert!(files.lines().any(|l| l == f), "rpm lacks {f}:\n{files}");
+    }
+    for f in contrib_files() {
         assert!(files.lines().any(|l| l == f), "rpm lacks {f}:\n{files}");
     }
     let config = run_ok(Command::new("rpm").arg("-qcp").arg(&p.rpm));
