@@ -152,6 +152,39 @@ fn interfaces_that_appear_in_a_found_namespace_are_attached_within_2s() {
     assert_eq!(programs(&m), 4.0, "c0 and d0 let go once deleted:\n{}", m.text);
 }
 
+#[test]
+fn a_namespace_whose_file_a_configured_target_names_is_left_to_it_also_across_its_restart() {
+    if !common::privileged(&["ip", "unshare", "nsenter", "mount"]) {
+        return;
+    }
+    let mut dir = NsDir::new();
+    let named = dir.add("named");
+    dir.add("other");
+    let cfg = format!(
+        "[metrics]\nscrape_interval = \"200ms\"\n[[target]]\nname = \"static\"\ninterfaces = [\"a0\"]\nnetns = \"{}\"\n\
+         [[discover]]\nname = \"found\"\nnetns_dirs = [\"{}\"]\nprocesses = false\n",
+        named.display(),
+        dir.dir.display()
+    );
+    let exp = Exporter::start(&cfg);
+    let static_programs = |m: &Metrics| m.sum(ATTACHED, &[("target", "static")]);
+    let m = exp.scrape_until(WITHIN, |m| attached(m, "other"));
+    assert!(attached(&m, "other") && !attached(&m, "named"), "the named one is the target's:\n{}", m.text);
+    assert_eq!(static_programs(&m), 2.0, "{}", m.text);
+
+    // A restart: a new namespace behind the same file; the target follows it, discovery stays out.
+    dir.remove(&named);
+    dir.add("named");
+    let m = exp.scrape_until(WITHIN + WITHIN, |m| {
+        exp.log().contains("holds a new network namespace") && static_programs(m) == 2.0
+    });
+    assert_eq!(static_programs(&m), 2.0, "re-attached:\n{}\n{}", m.text, exp.log());
+    std::thread::sleep(Duration::from_millis(500));
+    let m = exp.scrape();
+    assert!(!attached(&m, "named"), "discovery never took it:\n{}\n{}", m.text, exp.log());
+    assert!(!exp.log().contains("both name interface"), "{}", exp.log());
+}
+
 fn fds(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
 }

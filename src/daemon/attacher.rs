@@ -78,6 +78,9 @@ impl Attacher {
         // fail, nothing changes), the old tables' namespaces let go after.
         let old_discover = self.discovery.as_ref().map(Discovery::config).unwrap_or_default();
         let restart = (new.discover != old_discover).then(|| Discovery::start(&new.discover)).transpose()?;
+        if let Some(d) = self.discovery.as_mut() {
+            d.yield_to(&new.targets, &mut self.targets);
+        }
         let c = self.targets.apply(fresh, &new.targets)?;
         self.cfg.targets = new.targets;
         let mut summary = format!("reloaded: {} targets unchanged, {} added, {} removed", c.kept, c.added, c.removed);

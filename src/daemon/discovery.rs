@@ -144,6 +144,29 @@ impl Discovery {
         changed
     }
 
+    /// Let go of found namespaces whose file a configured target names (a
+    /// reload added it): the target takes them; they wait meanwhile.
+    pub(super) fn yield_to(&mut self, configured: &[crate::config::Target], targets: &mut Targets) {
+        for t in &mut self.tables {
+            let named: Vec<NsId> = t
+                .attached
+                .iter()
+                .filter(|(_, a)| {
+                    a.ns.file.as_ref().is_some_and(|f| configured.iter().any(|c| c.netns.as_ref() == Some(f)))
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            for id in named {
+                if let Some(a) = t.attached.remove(&id) {
+                    log::info!("discover {:?}: {} is a configured target's now; let go", t.cfg.name, a.label);
+                    targets.release_found(a.id);
+                    let w = Waiting { ns: a.ns, label: a.label, due: Instant::now(), why: None, tries: 0 };
+                    t.waiting.insert(id, w);
+                }
+            }
+        }
+    }
+
     /// Let every found namespace go (shutdown or a reload that changed the tables).
     pub(super) fn release_all(&mut self, targets: &mut Targets) {
         for t in &mut self.tables {
@@ -253,7 +276,7 @@ impl Table {
                 changed = true;
                 continue;
             }
-            let result = if targets.covers(id.ino) {
+            let result = if targets.covers(id.ino, w.ns.file.as_deref()) {
                 Err(anyhow::anyhow!("another target counts in it already"))
             } else {
                 self.open(&w.ns).and_then(|netns| targets.attach_found(&self.cfg, netns, &w.label))

@@ -3,6 +3,7 @@
 //! the kernel never needs to know it. Discovery (daemon/discovery.rs) decides
 //! when; this file only attaches, grows, renames and lets go.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -13,9 +14,15 @@ use crate::privileged::netns::{self, Netns};
 
 impl Targets {
     /// Whether a running target (configured, or found by another table)
-    /// already counts in the namespace `key`: it is left to that one.
-    pub(in crate::daemon) fn covers(&self, key: u64) -> bool {
-        key == self.host_netns || self.running.iter().any(|r| r.netns_key == key && r.waiting.is_none())
+    /// already counts in the namespace `key`, or a configured one names its
+    /// `file` (and will follow it there within a second, even if it waits
+    /// now): it is left to that one.
+    pub(in crate::daemon) fn covers(&self, key: u64, file: Option<&Path>) -> bool {
+        key == self.host_netns
+            || self.running.iter().any(|r| {
+                (r.netns_key == key && r.waiting.is_none())
+                    || (r.container.is_none() && file.is_some() && r.target.netns.as_deref() == file)
+            })
     }
 
     /// Attach `table`'s programs to the interfaces of a found namespace,
