@@ -2,18 +2,25 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use crate::config::{self, AttachMode};
+use crate::top;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "http-golden-exporter",
     version,
     about = "HTTP/1 golden metrics (request rate, errors by status, latency) for every service on this host, from tc eBPF",
-    long_about = None
+    long_about = None,
+    // Without a subcommand it is the daemon; its flags do not mix with `top`.
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Path to the TOML config file. When the default path does not exist the
     /// built-in defaults are used; a path given here must exist.
     #[arg(long = "config.file", value_name = "PATH")]
@@ -58,6 +65,13 @@ pub struct Cli {
     #[arg(long = "log.level", value_name = "LEVEL", default_value = "info",
           value_parser = ["error", "warn", "info", "debug", "trace"])]
     pub log_level: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Live terminal view of a running exporter: request rate, 5xx share, p50
+    /// and p99 per target, container, port and method
+    Top(top::Args),
 }
 
 impl Cli {

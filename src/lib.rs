@@ -9,6 +9,8 @@
 //! - `daemon`: start-up and fork, the attacher and exporter processes, their IPC.
 //! - `discover`: network namespaces of containers and services, watched and named.
 //! - `cli`: the command-line flags.
+//! - `top`: the `top` subcommand, a terminal view of an exporter's metrics
+//!   fetched over HTTP; it imports nothing of the daemon.
 
 pub mod bpf;
 pub mod cli;
@@ -17,5 +19,6 @@ pub mod config;
 pub mod daemon;
 pub mod discover;
 pub mod privileged;
+pub mod top;
 pub mod topology;
 pub mod web;

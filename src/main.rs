@@ -2,12 +2,21 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use http_golden_exporter::cli::Cli;
+use http_golden_exporter::cli::{Cli, Command};
 use http_golden_exporter::config::Config;
-use http_golden_exporter::daemon;
+use http_golden_exporter::{daemon, top};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(Command::Top(args)) = cli.command.take() {
+        return match top::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("http-golden-exporter top: error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     env_logger::Builder::new().parse_filters(&cli.log_level).format_target(false).init();
 
     let (path, explicit) = cli.config_path();

@@ -8,12 +8,14 @@ use std::path::{Path, PathBuf};
 const ALLOWED: &[(&str, &[&str])] = &[
     ("config", &[]),
     ("topology", &[]),
-    ("cli", &["config"]),
+    ("cli", &["config", "top"]),
     ("bpf", &["config"]),
     ("collector", &["bpf", "config", "topology"]),
     ("web", &["collector", "config"]),
     ("privileged", &["bpf", "config", "topology"]),
     ("discover", &[]),
+    // The terminal view reads /metrics over HTTP like any client: nothing of the daemon.
+    ("top", &[]),
     ("daemon", &["bpf", "collector", "config", "discover", "privileged", "topology", "web"]),
 ];
 

@@ -1,0 +1,161 @@
+//! The screen: a title line, a status (or error) line, the table, a key line.
+//! Only layout and styles here; what to show comes from the other modules.
+
+use std::time::Duration;
+
+use ratatui::layout::{Alignment, Constraint, Layout};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Paragraph, Row as TableRow, Table};
+use ratatui::Frame;
+
+use super::rows::Row;
+use super::table::Column;
+use super::Screen;
+
+pub fn draw(f: &mut Frame, s: &Screen) {
+    let [title, status, table, keys] =
+        Layout::vertical([Constraint::Length(1), Constraint::Length(1), Constraint::Min(1), Constraint::Length(1)])
+            .areas(f.area());
+    let reads = match s.tracker.period() {
+        Some(p) => format!("exporter reads every {}", seconds(p)),
+        None if s.tracker.rows().is_empty() => String::new(),
+        None => "measuring: waiting for two new reads of the exporter".to_string(),
+    };
+    let every = humantime::format_duration(s.interval);
+    let head = format!("http-golden-exporter top  {}  every {every}  {reads}", s.url);
+    f.render_widget(Paragraph::new(head).style(Style::new().add_modifier(Modifier::BOLD)), title);
+
+    let all = s.tracker.rows();
+    let shown = s.view.apply(all);
+    let line = match (&s.error, s.last_ok) {
+        (Some((e, since)), last) => {
+            let age = match last {
+                Some(t) => format!("; data below is {} old", whole_seconds(t.elapsed())),
+                None => String::new(),
+            };
+            let text = format!(
+                "error: {e} (failing for {}, retrying every {}{age})",
+                whole_seconds(since.elapsed()),
+                humantime::format_duration(s.interval)
+            );
+            Line::styled(text, Style::new().fg(Color::Red).add_modifier(Modifier::BOLD))
+        }
+        (None, None) => Line::raw("connecting..."),
+        (None, Some(_)) => {
+            let dir = if s.view.descending { "descending" } else { "ascending" };
+            let mut text =
+                format!("{} rows, {} shown; sorted by {} {dir}", all.len(), shown.len(), s.view.sort.title());
+            if !s.view.filter.is_empty() {
+                text += &format!("; filter: {}", s.view.filter);
+            }
+            Line::raw(text)
+        }
+    };
+    f.render_widget(Paragraph::new(line), status);
+
+    let header = TableRow::new(Column::ALL.iter().map(|&c| {
+        let mark = if c != s.view.sort {
+            ""
+        } else if s.view.descending {
+            "▼"
+        } else {
+            "▲"
+        };
+        let style = if c == s.view.sort { Style::new().add_modifier(Modifier::REVERSED) } else { Style::new() };
+        cell(format!("{} {}{mark}", c.key(), c.title()), c).style(style)
+    }))
+    .style(Style::new().add_modifier(Modifier::BOLD));
+    let texts: Vec<[String; 9]> = shown.iter().map(|r| texts(r)).collect();
+    let widths: Vec<Constraint> = Column::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let title = c.title().chars().count() + 3;
+            let w = texts.iter().map(|t| t[i].chars().count()).max().unwrap_or(0).max(title);
+            Constraint::Length(w.min(32) as u16)
+        })
+        .collect();
+    let body = texts.into_iter().map(|t| TableRow::new(t.into_iter().zip(Column::ALL).map(|(t, c)| cell(t, c))));
+    f.render_widget(Table::new(body, widths).header(header).column_spacing(2), table);
+
+    let help = match &s.view.editing {
+        Some(_) => format!("filter: {}_   (Enter: keep, Esc: cancel)", s.view.filter),
+        None => "q quit  1-9 sort by column (again: reverse)  </> move sort  r reverse  / filter  Esc clear filter"
+            .to_string(),
+    };
+    f.render_widget(Paragraph::new(help).style(Style::new().add_modifier(Modifier::DIM)), keys);
+}
+
+fn cell(text: String, c: Column) -> Cell<'static> {
+    let align = if c.numeric() { Alignment::Right } else { Alignment::Left };
+    Cell::from(Line::from(Span::raw(text)).alignment(align))
+}
+
+/// A row's cells as text, in the order of [`Column::ALL`].
+pub fn texts(r: &Row) -> [String; 9] {
+    let k = &r.key;
+    let or_dash = |s: &str| if s.is_empty() { "-".to_string() } else { s.to_string() };
+    [
+        k.side.as_str().to_string(),
+        or_dash(&k.target),
+        or_dash(&k.container),
+        or_dash(&k.port),
+        or_dash(&k.method),
+        r.rate.map_or("-".into(), rate),
+        r.errors.map_or("-".into(), |e| format!("{e:.1}%")),
+        r.p50.map_or("-".into(), seconds),
+        r.p99.map_or("-".into(), seconds),
+    ]
+}
+
+pub fn rate(r: f64) -> String {
+    if r < 1000.0 {
+        format!("{r:.1}")
+    } else {
+        format!("{r:.0}")
+    }
+}
+
+/// A latency or a period, in the unit that keeps it readable.
+pub fn seconds(s: f64) -> String {
+    if s < 0.001 {
+        format!("{:.0}µs", s * 1e6)
+    } else if s < 1.0 {
+        format!("{:.1}ms", s * 1e3)
+    } else {
+        format!("{s:.2}s")
+    }
+}
+
+fn whole_seconds(d: Duration) -> String {
+    format!("{}s", d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::top::snapshot::{RowKey, Side};
+
+    #[test]
+    fn numbers_in_readable_units() {
+        assert_eq!(seconds(0.375), "375.0ms");
+        assert_eq!(seconds(0.00075), "750µs");
+        assert_eq!(seconds(2.5), "2.50s");
+        assert_eq!(rate(49.96), "50.0");
+        assert_eq!(rate(123456.7), "123457");
+    }
+
+    #[test]
+    fn missing_names_and_numbers_are_dashes() {
+        let key = RowKey {
+            side: Side::Client,
+            target: "t".into(),
+            container: String::new(),
+            port: "80".into(),
+            method: "GET".into(),
+        };
+        let r = Row { key, rate: Some(2.0), errors: None, p50: Some(0.01), p99: None };
+        assert_eq!(texts(&r), ["client", "t", "-", "80", "GET", "2.0", "-", "10.0ms", "-"].map(String::from));
+    }
+}

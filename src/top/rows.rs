@@ -1,0 +1,197 @@
+//! Rows of the table from two snapshots: counter deltas per series (a series
+//! that went down was reset and counts from zero; a new one counts from zero),
+//! summed per row, divided by the time between the two map reads.
+
+use std::collections::BTreeMap;
+
+use super::quantile::quantile;
+use super::snapshot::{RowKey, Snapshot, Values};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub key: RowKey,
+    /// Requests per second.
+    pub rate: Option<f64>,
+    /// 5xx responses, in percent of all responses.
+    pub errors: Option<f64>,
+    /// Seconds.
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+impl Row {
+    fn empty(key: RowKey) -> Row {
+        Row { key, rate: None, errors: None, p50: None, p99: None }
+    }
+}
+
+/// The rows of `snap` with nothing measured yet (no earlier read to compare with).
+pub fn unmeasured(snap: &Snapshot) -> Vec<Row> {
+    snap.rows.iter().cloned().map(Row::empty).collect()
+}
+
+/// Per-row sums of the series deltas.
+#[derive(Default)]
+struct Delta {
+    requests: f64,
+    responses: f64,
+    errors: f64,
+    /// Upper bound → increase of its cumulative count.
+    buckets: BTreeMap<OrdF64, f64>,
+}
+
+/// A bucket bound as a map key, ordered as `f64::total_cmp` orders.
+#[derive(Debug, Clone, Copy)]
+struct OrdF64(f64);
+impl PartialEq for OrdF64 {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o).is_eq()
+    }
+}
+impl Eq for OrdF64 {}
+impl PartialOrd for OrdF64 {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for OrdF64 {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&o.0)
+    }
+}
+
+/// What happened between `prev` and `cur`, `seconds` apart; one row per row of `cur`.
+pub fn diff(prev: &Snapshot, cur: &Snapshot, seconds: f64) -> Vec<Row> {
+    let mut deltas: Vec<Delta> = cur.rows.iter().map(|_| Delta::default()).collect();
+    // Series of `prev` by their row's key and their other labels.
+    let mut before: BTreeMap<(&RowKey, bool, &str), &Values> = BTreeMap::new();
+    for (id, v) in &prev.series {
+        before.insert((&prev.rows[id.row as usize], id.histogram, &id.rest), v);
+    }
+    for (id, v) in &cur.series {
+        let old = before.get(&(&cur.rows[id.row as usize], id.histogram, &*id.rest)).copied();
+        let d = &mut deltas[id.row as usize];
+        if !id.histogram {
+            d.requests += counter(old.map(|o| o.requests), v.requests);
+            continue;
+        }
+        let reset = old.is_some_and(|o| v.responses < o.responses || went_down(&o.buckets, &v.buckets));
+        let old = if reset { None } else { old };
+        let n = v.responses - old.map_or(0.0, |o| o.responses);
+        d.responses += n;
+        if v.error {
+            d.errors += n;
+        }
+        for &(le, c) in &v.buckets {
+            let was = old.and_then(|o| o.buckets.iter().find(|b| b.0 == le)).map_or(0.0, |b| b.1);
+            *d.buckets.entry(OrdF64(le)).or_default() += c - was;
+        }
+    }
+    cur.rows
+        .iter()
+        .zip(deltas)
+        .map(|(key, d)| {
+            let buckets: Vec<(f64, f64)> = d.buckets.iter().map(|(le, c)| (le.0, *c)).collect();
+            Row {
+                key: key.clone(),
+                rate: (seconds > 0.0).then(|| d.requests / seconds),
+                errors: (d.responses > 0.0).then(|| 100.0 * d.errors / d.responses),
+                p50: quantile(0.5, &buckets),
+                p99: quantile(0.99, &buckets),
+            }
+        })
+        .collect()
+}
+
+/// A counter's increase; one that went down was reset, and counts from zero.
+fn counter(old: Option<f64>, new: f64) -> f64 {
+    match old {
+        Some(o) if new >= o => new - o,
+        _ => new,
+    }
+}
+
+fn went_down(old: &[(f64, f64)], new: &[(f64, f64)]) -> bool {
+    new.iter().any(|&(le, c)| old.iter().any(|&(l, o)| l == le && c < o))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// An exposition of one server row (web, port 80, GET) on two interfaces:
+    /// `req` requests on each, and on eth0 `ok` 2xx responses in (0.1, 0.5]
+    /// and `bad` 5xx responses in (0, 0.1].
+    fn text(req: u32, ok: u32, bad: u32) -> String {
+        let l = r#"target="web",interface="eth0",port="80",method="GET""#;
+        let mut t = format!("http_server_requests_total{{{l}}} {req}\n");
+        t += &format!("http_server_requests_total{{{}}} {req}\n", l.replace("eth0", "eth1"));
+        for (class, n, first) in [("2xx", ok, 0), ("5xx", bad, bad)] {
+            let h = "http_server_request_duration_seconds";
+            t += &format!("{h}_bucket{{{l},status_class=\"{class}\",le=\"0.1\"}} {first}\n");
+            t += &format!("{h}_bucket{{{l},status_class=\"{class}\",le=\"0.5\"}} {n}\n");
+            t += &format!("{h}_bucket{{{l},status_class=\"{class}\",le=\"+Inf\"}} {n}\n");
+            t += &format!("{h}_count{{{l},status_class=\"{class}\"}} {n}\n");
+        }
+        t
+    }
+
+    fn snap(t: &str) -> Snapshot {
+        Snapshot::parse(t, Instant::now()).unwrap()
+    }
+
+    #[test]
+    fn rate_error_share_and_quantiles_from_the_deltas() {
+        let a = snap(&text(100, 80, 10));
+        let b = snap(&text(200, 170, 20));
+        let rows = diff(&a, &b, 2.0);
+        assert_eq!(rows.len(), 1);
+        let r = &rows[0];
+        // 100 more on each of two interfaces, in 2 s.
+        assert_eq!(r.rate, Some(100.0));
+        // 90 2xx and 10 5xx in the interval.
+        assert_eq!(r.errors, Some(10.0));
+        // Of 100 responses, 10 in (0, 0.1], 90 in (0.1, 0.5]: the median is rank 50,
+        // 40 of 90 into the second bucket; p99 is rank 99, 89 of 90.
+        let near = |a: Option<f64>, b: f64| (a.unwrap() - b).abs() < 1e-9;
+        assert!(near(r.p50, 0.1 + 0.4 * 40.0 / 90.0), "{:?}", r.p50);
+        assert!(near(r.p99, 0.1 + 0.4 * 89.0 / 90.0), "{:?}", r.p99);
+        // Lifetime totals would say otherwise: the earlier read is subtracted.
+        assert!(!near(r.p50, diff(&snap(""), &b, 2.0)[0].p50.unwrap()));
+    }
+
+    #[test]
+    fn no_traffic_is_a_zero_rate_and_no_error_share_or_latency() {
+        let a = snap(&text(100, 80, 10));
+        let r = &diff(&a, &a, 1.0)[0];
+        assert_eq!((r.rate, r.errors, r.p50, r.p99), (Some(0.0), None, None, None));
+    }
+
+    #[test]
+    fn a_counter_reset_counts_from_zero() {
+        // The exporter restarted: counters start again from small values.
+        let a = snap(&text(1000, 900, 50));
+        let b = snap(&text(3, 2, 1));
+        let r = &diff(&a, &b, 1.0)[0];
+        assert_eq!(r.rate, Some(6.0));
+        assert!((r.errors.unwrap() - 100.0 / 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_series_new_since_the_last_read_counts_from_zero_and_rows_follow_the_current_read() {
+        let a = snap(&text(10, 0, 0).lines().filter(|l| !l.contains("eth1")).collect::<Vec<_>>().join("\n"));
+        let b = snap(&text(10, 0, 0));
+        assert_eq!(diff(&a, &b, 1.0)[0].rate, Some(10.0), "eth1's 10 requests are new");
+        let c = snap("");
+        assert!(diff(&b, &c, 1.0).is_empty(), "a row gone from the current read is not shown");
+    }
+
+    #[test]
+    fn unmeasured_rows_have_no_numbers() {
+        let rows = unmeasured(&snap(&text(1, 1, 1)));
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].rate, rows[0].errors, rows[0].p50), (None, None, None));
+    }
+}
