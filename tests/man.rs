@@ -26,13 +26,29 @@ fn render() -> String {
         .date(DATE)
         .source(format!("http-golden-exporter {}", env!("CARGO_PKG_VERSION")))
         .manual("System Administration");
+    // `top` has a synopsis line and an options section of its own.
+    let top = Cli::command().find_subcommand("top").expect("the top subcommand").clone();
+    let top = clap_mangen::Man::new(top.bin_name("http-golden-exporter top"));
+    let (mut top_synopsis, mut top_options) = (Vec::new(), Vec::new());
+    top.render_synopsis_section(&mut top_synopsis).unwrap();
+    top.render_options_section(&mut top_options).unwrap();
+    let top_synopsis = String::from_utf8(top_synopsis).unwrap().replacen(".SH SYNOPSIS\n", ".br\n", 1);
+    let top_options = String::from_utf8(top_options).unwrap().replacen(
+        ".SH OPTIONS\n",
+        ".SH TOP OPTIONS\nOptions of\n.BR \"http\\-golden\\-exporter top\" ,\nsee\n.BR \"LIVE VIEW\" .\n",
+        1,
+    );
     let mut out = Vec::new();
     man.render_title(&mut out).unwrap();
     man.render_name_section(&mut out).unwrap();
     man.render_synopsis_section(&mut out).unwrap();
+    out.extend_from_slice(top_synopsis.as_bytes());
     man.render_description_section(&mut out).unwrap();
     man.render_options_section(&mut out).unwrap();
-    let mut page = tidy(&String::from_utf8(out).unwrap());
+    out.extend_from_slice(top_options.as_bytes());
+    // The daemon's flags do not mix with a subcommand: its synopsis line names none.
+    let out = String::from_utf8(out).unwrap().replacen(" [\\fIsubcommands\\fR]", "", 1);
+    let mut page = tidy(&out);
     page.push_str(&std::fs::read_to_string(man_dir().join("http-golden-exporter.8.in")).unwrap());
     page
 }
@@ -70,7 +86,17 @@ fn the_committed_man_page_is_the_one_generated_from_the_cli() {
          regenerate it with: HG_UPDATE_MAN=1 cargo test --test man",
         path.display()
     );
-    for flag in ["config.file", "web.listen\\-address", "user", "cleanup", "check\\-config"] {
+    for flag in [
+        "config.file",
+        "web.listen\\-address",
+        "user",
+        "cleanup",
+        "check\\-config",
+        "TOP OPTIONS",
+        "url",
+        "basic\\-auth.password\\-file",
+        "tls.ca\\-file",
+    ] {
         assert!(have.contains(flag), "OPTIONS lacks {flag}");
     }
 }
