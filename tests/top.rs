@@ -153,6 +153,7 @@ fn keys_sort_by_each_column_slash_filters_and_q_quits() {
     t.keys(&["q"]);
     let pane = t.wait_for("q ends top", Duration::from_secs(5), |p| p.contains("top exited with 0"));
     assert!(rows(&pane).is_empty(), "the terminal is given back (alternate screen left):\n{pane}");
+    t.wait_for("the terminal out of raw mode", Duration::from_secs(5), |p| p.contains("terminal: cooked"));
 }
 
 #[test]
@@ -174,6 +175,21 @@ fn an_unreachable_exporter_is_an_error_line_and_top_recovers_when_it_answers() {
     drop(fake);
     t.keys(&["C-c"]);
     t.wait_for("Ctrl-C ends top", Duration::from_secs(5), |p| p.contains("top exited with 0"));
+}
+
+#[test]
+fn sigterm_ends_top_and_gives_the_terminal_back() {
+    if !tmux::available() {
+        return;
+    }
+    let fake = Fake::start(&ROWS, Options { tls: None, authorization: None });
+    let t = top(&fake.url("http"), "");
+    t.wait_for("rows", SETTLE, |p| rows(p).len() == 4);
+    let pid = nix::unistd::Pid::from_raw(t.command_pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::SIGTERM).unwrap();
+    let pane = t.wait_for("top ends on SIGTERM", Duration::from_secs(5), |p| p.contains("top exited with 0"));
+    assert!(rows(&pane).is_empty(), "the alternate screen was left:\n{pane}");
+    t.wait_for("the terminal out of raw mode", Duration::from_secs(5), |p| p.contains("terminal: cooked"));
 }
 
 fn openssl(dir: &Path, args: &[&str]) {

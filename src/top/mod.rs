@@ -17,10 +17,13 @@ mod snapshot;
 mod table;
 
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use table::{Action, Key, View};
 
@@ -100,9 +103,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         error: None,
         last_ok: None,
     };
+    // SIGTERM, SIGHUP and SIGINT (Ctrl-C is a key in raw mode) end it as q does,
+    // so that the terminal is given back.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGTERM, SIGHUP, SIGINT] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing a signal handler")?;
+    }
     fetch::spawn(client, args.interval, tx);
-    let mut terminal = ratatui::try_init()?;
-    let result = event_loop(&mut terminal, &mut screen, &rx);
+    let mut terminal = ratatui::try_init().context("setting up the terminal (top needs one)")?;
+    let result = event_loop(&mut terminal, &mut screen, &rx, &stop);
     ratatui::restore();
     result
 }
@@ -111,10 +120,14 @@ fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     screen: &mut Screen,
     rx: &mpsc::Receiver<Result<snapshot::Snapshot, String>>,
+    stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     let mut drawn = Instant::now();
     let mut dirty = true;
     loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         if dirty || drawn.elapsed() >= Duration::from_secs(1) {
             terminal.draw(|f| draw::draw(f, screen))?;
             drawn = Instant::now();

@@ -21,10 +21,14 @@ pub fn available() -> bool {
 
 impl Tmux {
     /// Runs `command` (a shell command line) in a new session. When it ends,
-    /// the pane prints "top exited with N" and stays.
+    /// the pane prints "top exited with N", then "terminal: cooked" if the
+    /// terminal was given back in canonical mode ("terminal: raw" if not), and stays.
     pub fn start(command: &str) -> Tmux {
         let t = Tmux { socket: super::common::unique("hgtop") };
-        let line = format!("{command}; echo \"top exited with $?\"; sleep 600");
+        let line = format!(
+            "{command}; echo \"top exited with $?\"; \
+             if stty -a | grep -q ' icanon'; then echo 'terminal: cooked'; else echo 'terminal: raw'; fi; sleep 600"
+        );
         let out = t.cmd().args(["new-session", "-d", "-x", "200", "-y", "50", "-s", "top", &line]).output().unwrap();
         assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
         t
@@ -47,6 +51,14 @@ impl Tmux {
     pub fn keys(&self, keys: &[&str]) {
         let out = self.cmd().args(["send-keys", "-t", "top"]).args(keys).output().unwrap();
         assert!(out.status.success(), "tmux send-keys: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// The process the session's shell runs (the command given to `start`).
+    pub fn command_pid(&self) -> i32 {
+        let out = self.cmd().args(["display-message", "-p", "-t", "top", "#{pane_pid}"]).output().unwrap();
+        let shell = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap();
+        children.split_whitespace().next().unwrap_or_else(|| panic!("the shell {shell} runs nothing")).parse().unwrap()
     }
 
     /// Captures until `done` holds; panics with `what` and the last capture after `timeout`.
