@@ -192,6 +192,32 @@ fn sigterm_ends_top_and_gives_the_terminal_back() {
     t.wait_for("the terminal out of raw mode", Duration::from_secs(5), |p| p.contains("terminal: cooked"));
 }
 
+#[test]
+fn a_terminal_that_goes_away_ends_top() {
+    if !tmux::available() {
+        return;
+    }
+    let fake = Fake::start(&ROWS, Options { tls: None, authorization: None });
+    let t = top(&fake.url("http"), "");
+    t.wait_for("rows", SETTLE, |p| rows(p).len() == 4);
+    let pid = t.command_pid();
+    t.kill_server();
+    // Gone, or a zombie waiting for its reaper; not spinning on a terminal that reads end-of-file.
+    let state = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while state().is_some_and(|c| c != 'Z') {
+        if std::time::Instant::now() > deadline {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+            panic!("top (pid {pid}) still runs 5 s after its terminal went away");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl").args(args).current_dir(dir).output().expect("running openssl");
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));

@@ -16,12 +16,15 @@ mod rows;
 mod snapshot;
 mod table;
 
+use std::io::IsTerminal;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
@@ -111,9 +114,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     fetch::spawn(client, args.interval, tx);
     let mut terminal = ratatui::try_init().context("setting up the terminal (top needs one)")?;
+    watch_hangup();
     let result = event_loop(&mut terminal, &mut screen, &rx, &stop);
     ratatui::restore();
     result
+}
+
+/// crossterm's reader loops for ever on a terminal that hung up (every read
+/// returns 0 bytes), so the event loop would see no key and no stop flag again,
+/// and spin: this thread ends the process once the terminal is gone (a closed
+/// ssh session, a killed tmux).
+fn watch_hangup() {
+    let (watch_in, watch_out) = (std::io::stdin().is_terminal(), std::io::stdout().is_terminal());
+    std::thread::spawn(move || loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
+        let mut polled = Vec::new();
+        if watch_in {
+            polled.push(PollFd::new(stdin.as_fd(), PollFlags::empty()));
+        }
+        if watch_out {
+            polled.push(PollFd::new(stdout.as_fd(), PollFlags::empty()));
+        }
+        let hung_up = |p: &PollFd| p.revents().is_some_and(|r| r.contains(PollFlags::POLLHUP));
+        if poll(&mut polled, PollTimeout::ZERO).is_ok() && polled.iter().any(hung_up) {
+            std::process::exit(1);
+        }
+    });
 }
 
 fn event_loop(

@@ -81,6 +81,14 @@ impl Drop for Tmux {
     }
 }
 
+impl Tmux {
+    /// Ends the session as a closed terminal window would: its pty goes away.
+    pub fn kill_server(&self) {
+        let out = self.cmd().arg("kill-server").output().unwrap();
+        assert!(out.status.success(), "tmux kill-server: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 /// The table's rows in the pane, top to bottom, as their cells.
 pub fn rows(pane: &str) -> Vec<Vec<String>> {
     pane.lines()
