@@ -334,6 +334,7 @@ fn bad_flags_and_unreadable_files_are_errors_before_the_terminal_is_taken() {
     };
     for (args, says) in [
         (&["top", "--url", "localhost:10114"][..], "--url"),
+        (&["top", "--url", "http://prometheus:secret@localhost:10114/metrics"], "no credentials in the URL"),
         (&["top", "--interval", "10ms"], "100ms"),
         (&["top", "--basic-auth.username", "u"], "--basic-auth.password-file"),
         (&["top", "--tls.cert-file", "c.pem"], "--tls.key-file"),

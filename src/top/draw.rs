@@ -42,6 +42,7 @@ pub fn draw(f: &mut Frame, s: &Screen) {
             Line::styled(text, Style::new().fg(Color::Red).add_modifier(Modifier::BOLD))
         }
         (None, None) => Line::raw("connecting..."),
+        (None, Some(_)) if all.is_empty() => Line::raw("no HTTP series in the exposition yet (no request seen)"),
         (None, Some(_)) => {
             let dir = if s.view.descending { "descending" } else { "ascending" };
             let mut text =

@@ -69,6 +69,10 @@ pub struct Args {
 fn url(s: &str) -> Result<String, String> {
     let rest = s.strip_prefix("http://").or_else(|| s.strip_prefix("https://"));
     match rest {
+        // The URL is shown on screen: a password in it would be too.
+        Some(r) if r.split('/').next().is_some_and(|authority| authority.contains('@')) => {
+            Err("no credentials in the URL: use --basic-auth.username and --basic-auth.password-file".into())
+        }
         Some(r) if !r.is_empty() && !r.starts_with('/') => Ok(s.to_string()),
         _ => Err("expected http://HOST[:PORT]/PATH or https://HOST[:PORT]/PATH".into()),
     }
@@ -215,6 +219,8 @@ mod tests {
         for bad in ["localhost:10114", "ftp://h/", "http://", "http:///metrics"] {
             assert!(url(bad).is_err(), "{bad}");
         }
+        assert!(url("https://prometheus:secret@host/metrics").unwrap_err().contains("--basic-auth.password-file"));
+        assert!(url("http://host/metrics?user=a@b").is_ok(), "an @ after the host is no credential");
     }
 
     #[test]
