@@ -56,6 +56,8 @@ struct State {
     never_confirmed: u64,
     /// When the last read succeeded: the watchdog's measure of health.
     last_good_read: Option<Instant>,
+    /// The same, as Unix time, for the exposition (clients that compute rates between reads).
+    last_good_read_unix: f64,
 }
 
 impl State {
@@ -121,6 +123,8 @@ impl Exposition {
                 // The previous read goes when the last scrape still sending it ends.
                 s.read = read;
                 s.last_good_read = Some(Instant::now());
+                s.last_good_read_unix =
+                    std::time::SystemTime::UNIX_EPOCH.elapsed().map(|d| d.as_secs_f64()).unwrap_or_default();
                 Ok(())
             }
             Err(e) => {

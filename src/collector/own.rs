@@ -92,6 +92,11 @@ const READ_ERRORS: Desc = Desc::counter(
     "http_golden_exporter_map_read_errors_total",
     "Reads of the BPF maps that failed; the previous values are served meanwhile.",
 );
+const READ_TIME: Desc = Desc::gauge(
+    "http_golden_exporter_last_map_read_timestamp_seconds",
+    "Unix time of the last successful read of the BPF maps: the moment the HTTP series were taken, one per \
+     scrape_interval (rates between two reads divide by the difference of this, not of the scrape times).",
+);
 const READ_DURATION: Desc =
     Desc::gauge("http_golden_exporter_map_read_duration_seconds", "How long the last read of the BPF maps took.");
 
@@ -145,5 +150,6 @@ pub(super) fn families(s: &State) -> Vec<MetricFamily> {
         READS.single(s.reads as f64),
         READ_ERRORS.single(s.read_errors as f64),
         READ_DURATION.single(s.last_read.as_secs_f64()),
+        READ_TIME.single(s.last_good_read_unix),
     ]
 }

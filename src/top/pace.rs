@@ -8,7 +8,9 @@
 //! is estimated from when new reads were first seen: over n reads, the error
 //! is at most one fetch interval divided by n periods, and shrinks as `top` runs.
 //! Without the read counter (another exporter), every fetch is new data and the
-//! time between fetches is used.
+//! time between fetches is used. An exporter that says when each read was
+//! taken (`http_golden_exporter_last_map_read_timestamp_seconds`) needs no
+//! estimate: the time between two reads is the difference, exactly.
 
 use super::rows::{diff, unmeasured, Row};
 use super::snapshot::Snapshot;
@@ -58,6 +60,14 @@ impl Tracker {
             None => self.restart(snap),
             Some(l) if reads < l => self.restart(snap),
             Some(_) => {
+                let exact = self.base.as_ref().and_then(|b| Some(snap.read_at? - b.read_at?)).filter(|d| *d > 0.0);
+                if let Some(seconds) = exact {
+                    let base = self.base.as_ref().expect("read_at came from the base");
+                    self.period = Some(seconds / (reads - base.map_reads.unwrap_or(reads - 1.0)).max(1.0));
+                    self.rows = diff(base, &snap, seconds);
+                    self.base = Some(snap);
+                    return true;
+                }
                 let Some((t0, r0)) = self.anchor else {
                     self.anchor = Some((snap.at, reads));
                     self.base = Some(snap);
@@ -125,6 +135,26 @@ mod tests {
             assert!((r - 40.0).abs() < 1e-9, "at {s} s: {r}");
         }
         assert_eq!(tr.period(), Some(5.0));
+    }
+
+    #[test]
+    fn read_timestamps_give_the_exact_rate_from_the_first_new_read() {
+        // Reads at irregular times (5 s, then 7 s apart): with their timestamps no period is guessed.
+        let t0 = Instant::now();
+        let mut tr = Tracker::default();
+        let with_time = |at: u64, reads: u32, requests: u32, read_at: f64| {
+            let mut snap = fetch(t0 + Duration::from_secs(at), Some(reads), requests);
+            snap.read_at = Some(read_at);
+            snap
+        };
+        assert!(tr.update(with_time(0, 3, 100, 1000.0)));
+        assert!(!tr.measured());
+        assert!(tr.update(with_time(1, 4, 150, 1005.0)), "the first new read is measured at once");
+        assert_eq!(tr.rows()[0].rate, Some(10.0));
+        assert!(!tr.update(with_time(2, 4, 150, 1005.0)));
+        assert!(tr.update(with_time(8, 5, 185, 1012.0)));
+        assert_eq!(tr.rows()[0].rate, Some(5.0));
+        assert_eq!(tr.period(), Some(7.0));
     }
 
     #[test]

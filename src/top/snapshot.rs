@@ -61,6 +61,8 @@ pub struct Snapshot {
     pub series: HashMap<SeriesId, Values>,
     /// `http_golden_exporter_map_reads_total`: which read of the BPF maps this text shows.
     pub map_reads: Option<f64>,
+    /// `http_golden_exporter_last_map_read_timestamp_seconds`: when that read was taken (Unix time).
+    pub read_at: Option<f64>,
     pub at: Instant,
 }
 
@@ -69,12 +71,16 @@ const ROW_LABELS: [&str; 4] = ["target", "container", "port", "method"];
 
 impl Snapshot {
     pub fn parse(text: &str, at: Instant) -> Result<Snapshot, String> {
-        let mut snap = Snapshot { rows: Vec::new(), series: HashMap::new(), map_reads: None, at };
+        let mut snap = Snapshot { rows: Vec::new(), series: HashMap::new(), map_reads: None, read_at: None, at };
         let mut index: HashMap<RowKey, u32> = HashMap::new();
         for s in samples(text) {
             let s = s?;
             if s.name == "http_golden_exporter_map_reads_total" {
                 snap.map_reads = Some(s.value);
+                continue;
+            }
+            if s.name == "http_golden_exporter_last_map_read_timestamp_seconds" {
+                snap.read_at = Some(s.value);
                 continue;
             }
             let Some((side, family)) = family(s.name) else { continue };
