@@ -16,6 +16,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::pki::{issue, self_signed};
 use common::{exporter_bin, TempDir};
 use fake::{Fake, Options, Series, PERIOD};
 use tmux::{order, rows, Tmux};
@@ -218,48 +219,11 @@ fn a_terminal_that_goes_away_ends_top() {
     }
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("running openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// ca.pem, and server.pem / client.pem signed by it (EC keys, two days).
+/// ca.pem, and server.pem / client.pem signed by it.
 fn pki(dir: &Path) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=hge-top-test-ca"]);
-    openssl(dir, &ca);
-    for (name, eku) in [("server", "serverAuth"), ("client", "clientAuth")] {
-        let ext = format!("{name}.ext");
-        std::fs::write(dir.join(&ext), format!("subjectAltName=DNS:localhost\nextendedKeyUsage={eku}\n")).unwrap();
-        let (key, csr, pem, subj) =
-            (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("/CN=hge-{name}"));
-        let mut req = vec!["req"];
-        req.extend(ec);
-        req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
-        openssl(dir, &req);
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &pem,
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-            ],
-        );
-    }
+    self_signed(dir, "ca", "hge-top-test-ca", &[]);
+    issue(dir, "server", "hge-server", "serverAuth");
+    issue(dir, "client", "hge-client", "clientAuth");
 }
 
 fn tls_config(dir: &Path, client_ca: bool) -> Arc<rustls::ServerConfig> {

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::pki::{issue, self_signed};
 use common::{free_port, http_get, Exporter, Pair, Proc, TempDir};
 
 const TOOLS: &[&str] = &["ip", "curl", "openssl", "promtool", "prometheus", "gzip"];
@@ -22,35 +23,6 @@ fn target(pair: &Pair) -> String {
     )
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("running openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A self-signed EC certificate `name`.pem / `name`.key, valid two days.
-fn self_signed(dir: &Path, name: &str, cn: &str, extra: &[&str]) {
-    let (key, pem, subj) = (format!("{name}.key"), format!("{name}.pem"), format!("/CN={cn}"));
-    let mut args = vec![
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        &key,
-        "-out",
-        &pem,
-        "-days",
-        "2",
-        "-subj",
-        &subj,
-    ];
-    args.extend_from_slice(extra);
-    openssl(dir, &args);
-}
-
 /// A CA, a certificate `name` it signs (server and client use), and the files
 /// readable by the exporter's unprivileged user (as a deployment must make them).
 fn pki(dir: &Path) {
@@ -60,53 +32,6 @@ fn pki(dir: &Path) {
     // A client certificate no configured CA signed.
     self_signed(dir, "rogue", "rogue", &["-addext", "extendedKeyUsage=clientAuth"]);
     readable(dir);
-}
-
-fn issue(dir: &Path, name: &str, cn: &str, eku: &str) {
-    std::fs::write(
-        dir.join(format!("{name}.ext")),
-        format!("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage={eku}\n"),
-    )
-    .unwrap();
-    let (key, csr, pem, ext) =
-        (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"));
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &format!("/CN={cn}"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ],
-    );
 }
 
 fn readable(dir: &Path) {

@@ -7,6 +7,7 @@ pub mod netio;
 pub mod nginx;
 pub mod packet;
 pub mod parser;
+pub mod pki;
 pub mod podman;
 
 use std::collections::BTreeMap;
