@@ -9,26 +9,15 @@ pub fn openssl(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// A new P-256 key, unencrypted.
+const NEW_KEY: [&str; 5] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+
 /// A self-signed EC certificate `name`.pem / `name`.key, valid two days.
 pub fn self_signed(dir: &Path, name: &str, cn: &str, extra: &[&str]) {
     let (key, pem, subj) = (format!("{name}.key"), format!("{name}.pem"), format!("/CN={cn}"));
-    let mut args = vec![
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        &key,
-        "-out",
-        &pem,
-        "-days",
-        "2",
-        "-subj",
-        &subj,
-    ];
+    let mut args = vec!["req", "-x509"];
+    args.extend(NEW_KEY);
+    args.extend(["-keyout", &key, "-out", &pem, "-days", "2", "-subj", &subj]);
     args.extend_from_slice(extra);
     openssl(dir, &args);
 }
@@ -42,23 +31,11 @@ pub fn issue(dir: &Path, name: &str, cn: &str, eku: &str) {
     .unwrap();
     let (key, csr, pem, ext) =
         (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"));
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &format!("/CN={cn}"),
-        ],
-    );
+    let subj = format!("/CN={cn}");
+    let mut req = vec!["req"];
+    req.extend(NEW_KEY);
+    req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+    openssl(dir, &req);
     openssl(
         dir,
         &[
