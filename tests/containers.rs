@@ -163,11 +163,18 @@ fn a_container_stopped_and_another_started_are_followed_within_2s_without_a_rest
     let m = exp.scrape_until(Duration::from_secs(5), |m| m.sum(SERVED, &[("container", &first.name)]) >= 2.0);
     assert_eq!(m.sum(SERVED, &[("container", &first.name), ("target", "pods")]), 2.0, "{}", m.text);
 
+    // The built-in host target (no [[target]] here) holds the container's veth host end too.
+    let host = |m: &Metrics| m.sum(ATTACHED, &[("target", "host")]);
+    let with_first = host(&exp.scrape());
     first.remove();
     let took = let_go(&exp, &first.name);
     eprintln!("podman rm: detached after {took:?}");
+    let m = exp.scrape_until(WITHIN, |m| host(m) == with_first - 2.0);
+    assert_eq!(host(&m), with_first - 2.0, "its veth host end let go:\n{}", m.text);
 
     let second = Container::start("hgctwo", Net::Bridge(&bridge, None));
+    let m = exp.scrape_until(WITHIN, |m| host(m) == with_first);
+    assert_eq!(host(&m), with_first, "the new veth host end attached to the host target:\n{}", m.text);
     let took = within(&exp, WITHIN, "the new container attached", |m| attached(m, &second.name));
     eprintln!("podman run: attached after {took:?}");
     get(None, &format!("http://{}:8080/", second.address()), 3);

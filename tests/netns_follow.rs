@@ -87,3 +87,29 @@ fn an_interface_deleted_under_a_target_is_no_longer_reported_attached() {
     assert_eq!(attached_on(&m, &pair.server_if), 0.0, "{}\n{}", m.text, exp.log());
     assert!(exp.log().contains(&format!("interface {} is gone", pair.server_if)), "{}", exp.log());
 }
+
+#[test]
+fn interfaces_created_under_a_running_target_that_names_them_are_attached_within_2s() {
+    if !common::privileged(&["ip"]) {
+        return;
+    }
+    let pair = Pair::new();
+    let ns = pair.server_ns.clone();
+    let cfg = format!(
+        "[metrics]\nscrape_interval = \"200ms\"\n[[target]]\nname = \"web\"\ninterfaces = [\"hg*\"]\nnetns = \"{}\"\n",
+        Pair::netns_path(&ns)
+    );
+    let exp = Exporter::start(&cfg);
+    let programs = |m: &Metrics| m.sum("http_golden_exporter_attached", &[("target", "web")]);
+    assert_eq!(programs(&exp.scrape()), 2.0);
+    let (a, b) = (common::unique("hgga"), common::unique("hggb"));
+    common::run("ip", &["-n", &ns, "link", "add", &a, "type", "veth", "peer", "name", &b]);
+    let t0 = Instant::now();
+    let m = exp.scrape_until(Duration::from_secs(2), |m| programs(m) == 6.0);
+    assert_eq!(programs(&m), 6.0, "both new ends attached:\n{}\n{}", m.text, exp.log());
+    eprintln!("attached {:?} after ip link add", t0.elapsed());
+    common::run("ip", &["-n", &ns, "link", "del", &a]);
+    let m = exp.scrape_until(Duration::from_secs(2), |m| programs(m) == 2.0);
+    assert_eq!(programs(&m), 2.0, "let go once deleted:\n{}", m.text);
+    assert!(!exp.log().contains("ERROR"), "{}", exp.log());
+}

@@ -215,6 +215,28 @@ pub fn resolve(target: &Target, netns: Option<&Netns>) -> Result<Vec<Interface>>
     })
 }
 
+/// The interfaces `target` names now, in its namespace: as `resolve`, but
+/// a name or glob that matches nothing is no error (for a running target,
+/// looking for interfaces created since).
+pub fn named(target: &Target, netns: Option<&Netns>) -> Result<Vec<Interface>> {
+    let globs: Vec<glob::Pattern> = target.interfaces.iter().filter_map(|g| glob::Pattern::new(g).ok()).collect();
+    enter(netns, || {
+        let all = list_interfaces()?;
+        Ok(all
+            .into_iter()
+            .filter(
+                |i| {
+                    if target.up_non_loopback {
+                        i.up && !i.loopback
+                    } else {
+                        globs.iter().any(|g| g.matches(&i.name))
+                    }
+                },
+            )
+            .collect())
+    })
+}
+
 /// The interfaces of a discovered namespace that `globs` match (none: every
 /// one but loopback). Matching nothing is no error: a container's interface
 /// is often moved in after its namespace appears.

@@ -63,32 +63,8 @@ impl Targets {
     /// Interfaces that appeared in found namespace `id` since it was
     /// attached: attached too. True if there were any.
     pub(in crate::daemon) fn grow_found(&mut self, id: u16, table: &Discover, netns: Netns) -> Result<bool> {
-        let Some(r) = self.running.iter().find(|r| r.id == id) else { return Ok(false) };
-        let (key, container) = (r.netns_key, r.container.clone());
-        let new: Vec<_> = netns::matching(&table.interfaces, &netns)?
-            .into_iter()
-            .filter(|i| !self.links.contains_key(&(key, i.ifindex)))
-            .collect();
-        if new.is_empty() {
-            return Ok(false);
-        }
-        let target = r.target.clone();
-        let more = Prepared {
-            id,
-            target: target.clone(),
-            netns: Some(Arc::new(netns)),
-            netns_key: key,
-            interfaces: new,
-            container,
-        };
-        let hooks = self.attach_fresh(std::slice::from_ref(&more), &[])?;
-        for (iface, (slot, hooks)) in more.interfaces.iter().zip(hooks) {
-            self.links.insert((key, iface.ifindex), super::Link { slot, target_id: id, hooks });
-        }
-        if let Some(r) = self.running.iter_mut().find(|r| r.id == id) {
-            r.interfaces.extend(more.interfaces);
-        }
-        Ok(true)
+        let candidates = netns::matching(&table.interfaces, &netns)?;
+        self.grow(id, Some(Arc::new(netns)), candidates)
     }
 
     /// How many interfaces found namespace `id` still has attached.

@@ -76,6 +76,8 @@ pub(super) struct Targets {
     /// for the interface that took its slot.
     next_slot: u32,
     next_id: std::cell::Cell<u16>,
+    /// Growth failures already logged (target id, error): not every second.
+    grow_failed: std::collections::HashSet<(u16, String)>,
     /// The namespace of targets without `netns`: ours.
     host_netns: u64,
 }
@@ -99,6 +101,7 @@ impl Targets {
             links: HashMap::new(),
             next_slot: 0,
             next_id: Default::default(),
+            grow_failed: Default::default(),
             host_netns,
         })
     }
