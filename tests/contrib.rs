@@ -79,52 +79,69 @@ fn run_promtool(promtool: &Path, args: &[&str], files: &[PathBuf]) -> Result<Str
 /// Every sample name the exporter writes (`_bucket`, `_sum`, `_count` of
 /// histograms included) with its label names: the collector's own text for a
 /// map read holding a server and a client series of each family, one attached
-/// program and one discover table, as the daemon would hand it over.
+/// program and one discover table, as the daemon would hand it over; rendered
+/// under both `metrics.status_label` settings (`status_class` and
+/// `status_code` on the duration histograms), since the rules and the
+/// dashboard must work with either.
 fn exported() -> &'static BTreeMap<String, BTreeSet<String>> {
     static E: OnceLock<BTreeMap<String, BTreeSet<String>>> = OnceLock::new();
     E.get_or_init(|| {
-        let exp = Exposition::new(vec![0.1, 0.25], StatusLabel::Class, 100);
-        // From JSON: a field the topology gains later keeps its default here.
-        let topology: Topology = serde_json::from_value(json!({
-            "targets": [
-                {"id": 1, "name": "web", "interfaces": [{"ifindex": 7, "name": "eth0"}]},
-                {"id": 2, "name": "containers", "container": "shop", "interfaces": [{"ifindex": 7, "name": "eth0"}]},
-            ],
-            "attached": [
-                {"target": "web", "interface": "eth0", "direction": "ingress", "mode": "tcx"},
-                {"target": "containers", "container": "shop", "interface": "eth0", "direction": "egress", "mode": "tc"},
-            ],
-            "discovery": [{"name": "containers", "namespaces": 1, "limit_reached": 0}],
-        }))
-        .expect("a topology");
-        exp.set_topology(&topology);
-        let mut snap = Snapshot::default();
-        for target_id in [1, 2] {
-            for role in [Role::Server, Role::Client] {
-                let key = |status| SeriesKey { target_id, ifindex: 7, role, port: 80, method: Method::Get, status };
-                snap.requests.push((key(0), 2));
-                snap.latency.push((key(2), Histogram { buckets: vec![1, 1, 0], sum_ns: 200_000_000, count: 2 }));
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        // The status in a map key: the class digit, or the whole code.
+        for (status_label, status) in [(StatusLabel::Class, 5), (StatusLabel::Code, 503)] {
+            let text = render(status_label, status);
+            for line in text.lines().filter(|l| !l.starts_with('#')) {
+                let series = line.rsplit_once(' ').expect("a sample line has a value").0;
+                let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+                // Made-up label values hold no comma, quote or equals sign.
+                let names = labels.trim_end_matches('}').split(',').filter_map(|p| p.split_once('=')).map(|(k, _)| k);
+                out.entry(name.to_string()).or_default().extend(names.map(str::to_string));
+            }
+            for family in ["http_server_requests_total", "http_client_request_duration_seconds_bucket"] {
+                assert!(
+                    out.get(family).is_some_and(|l| l.contains("container")),
+                    "the made-up read exports no {family} with container:\n{text}"
+                );
+            }
+            assert!(out.contains_key("http_golden_exporter_discovered_namespaces"), "{text}");
+        }
+        for family in ["http_server_request_duration_seconds_count", "http_client_request_duration_seconds_bucket"] {
+            for label in ["status_class", "status_code"] {
+                assert!(out[family].contains(label), "the made-up reads export no {family} with {label}: {out:?}");
             }
         }
-        exp.record_read(Ok(snap), Duration::ZERO).expect("a good read");
-        let text = String::from_utf8(exp.render().concat()).unwrap();
-        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let series = line.rsplit_once(' ').expect("a sample line has a value").0;
-            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
-            // Made-up label values hold no comma, quote or equals sign.
-            let names = labels.trim_end_matches('}').split(',').filter_map(|p| p.split_once('=')).map(|(k, _)| k);
-            out.entry(name.to_string()).or_default().extend(names.map(str::to_string));
-        }
-        for family in ["http_server_requests_total", "http_client_request_duration_seconds_bucket"] {
-            assert!(
-                out.get(family).is_some_and(|l| l.contains("container")),
-                "the made-up read exports no {family} with container:\n{text}"
-            );
-        }
-        assert!(out.contains_key("http_golden_exporter_discovered_namespaces"), "{text}");
         out
     })
+}
+
+/// The collector's text for the made-up map read, its duration histograms'
+/// series keyed with `status`.
+fn render(status_label: StatusLabel, status: u16) -> String {
+    let exp = Exposition::new(vec![0.1, 0.25], status_label, 100);
+    // From JSON: a field the topology gains later keeps its default here.
+    let topology: Topology = serde_json::from_value(json!({
+        "targets": [
+            {"id": 1, "name": "web", "interfaces": [{"ifindex": 7, "name": "eth0"}]},
+            {"id": 2, "name": "containers", "container": "shop", "interfaces": [{"ifindex": 7, "name": "eth0"}]},
+        ],
+        "attached": [
+            {"target": "web", "interface": "eth0", "direction": "ingress", "mode": "tcx"},
+            {"target": "containers", "container": "shop", "interface": "eth0", "direction": "egress", "mode": "tc"},
+        ],
+        "discovery": [{"name": "containers", "namespaces": 1, "limit_reached": 0}],
+    }))
+    .expect("a topology");
+    exp.set_topology(&topology);
+    let mut snap = Snapshot::default();
+    for target_id in [1, 2] {
+        for role in [Role::Server, Role::Client] {
+            let key = |status| SeriesKey { target_id, ifindex: 7, role, port: 80, method: Method::Get, status };
+            snap.requests.push((key(0), 2));
+            snap.latency.push((key(status), Histogram { buckets: vec![1, 1, 0], sum_ns: 200_000_000, count: 2 }));
+        }
+    }
+    exp.record_read(Ok(snap), Duration::ZERO).expect("a good read");
+    String::from_utf8(exp.render().concat()).unwrap()
 }
 
 /// `up`, which Prometheus writes for every scrape target.
