@@ -1,5 +1,6 @@
 //! The screen: a title line, a status (or error) line, the table, a key line.
-//! Only layout and styles here; what to show comes from the other modules.
+//! Only layout and styles here; what to show comes from the other modules
+//! (which rows fit: `scroll`, told how many at each draw).
 
 use std::time::Duration;
 
@@ -10,10 +11,12 @@ use ratatui::widgets::{Cell, Paragraph, Row as TableRow, Table};
 use ratatui::Frame;
 
 use super::rows::Row;
+use super::scroll::range_text;
+use super::snapshot::RowKey;
 use super::table::Column;
 use super::Screen;
 
-pub fn draw(f: &mut Frame, s: &Screen) {
+pub fn draw(f: &mut Frame, s: &mut Screen) {
     let [title, status, table, keys] =
         Layout::vertical([Constraint::Length(1), Constraint::Length(1), Constraint::Min(1), Constraint::Length(1)])
             .areas(f.area());
@@ -28,6 +31,9 @@ pub fn draw(f: &mut Frame, s: &Screen) {
 
     let all = s.tracker.rows();
     let shown = s.view.apply(all);
+    let row_keys: Vec<&RowKey> = shown.iter().map(|r| &r.key).collect();
+    // The header takes a line of the table's area.
+    let on_screen = s.view.scroll.place(&row_keys, table.height.saturating_sub(1) as usize);
     let line = match (&s.error, s.last_ok) {
         (Some((e, since)), last) => {
             let age = match last {
@@ -45,8 +51,8 @@ pub fn draw(f: &mut Frame, s: &Screen) {
         (None, Some(_)) if all.is_empty() => Line::raw("no HTTP series in the exposition yet (no request seen)"),
         (None, Some(_)) => {
             let dir = if s.view.descending { "descending" } else { "ascending" };
-            let mut text =
-                format!("{} rows, {} shown; sorted by {} {dir}", all.len(), shown.len(), s.view.sort.title());
+            let (n, range) = (shown.len(), range_text(&on_screen, shown.len()));
+            let mut text = format!("{} rows, {n} shown; {range}; sorted by {} {dir}", all.len(), s.view.sort.title());
             if !s.view.filter.is_empty() {
                 text += &format!("; filter: {}", s.view.filter);
             }
@@ -77,12 +83,22 @@ pub fn draw(f: &mut Frame, s: &Screen) {
             Constraint::Length(w.min(32) as u16)
         })
         .collect();
-    let body = texts.into_iter().map(|t| TableRow::new(t.into_iter().zip(Column::ALL).map(|(t, c)| cell(t, c))));
+    // Widths from every row shown, so that they do not change while scrolling.
+    let cursor = s.view.scroll.cursor;
+    let body = texts.into_iter().enumerate().skip(on_screen.start).take(on_screen.len()).map(|(i, t)| {
+        let row = TableRow::new(t.into_iter().zip(Column::ALL).map(|(t, c)| cell(t, c)));
+        if i == cursor {
+            row.style(Style::new().add_modifier(Modifier::REVERSED))
+        } else {
+            row
+        }
+    });
     f.render_widget(Table::new(body, widths).header(header).column_spacing(2), table);
 
     let help = match &s.view.editing {
         Some(_) => format!("filter: {}_   (Enter: keep, Esc: cancel)", s.view.filter),
-        None => "q quit  1-9 sort by column (again: reverse)  </> move sort  r reverse  / filter  Esc clear filter"
+        None => "q quit  ↑↓/jk move  PgUp/PgDn page  Home/End first/last  1-9 sort by column (again: reverse)  \
+                 </> move sort  r reverse  / filter  Esc clear filter"
             .to_string(),
     };
     f.render_widget(Paragraph::new(help).style(Style::new().add_modifier(Modifier::DIM)), keys);

@@ -4,8 +4,9 @@
 //! Everything that decides what is shown is plain code with tests: `expo`
 //! parses the text format, `snapshot` groups series by row, `rows` turns two
 //! snapshots into rates, 5xx shares and quantiles (`quantile`), `pace` decides
-//! which fetches to compare, `table` sorts and filters. `fetch` talks HTTP;
-//! `draw` and [`run`] are the thin terminal layer. Nothing here imports the daemon.
+//! which fetches to compare, `table` sorts and filters, `scroll` picks the rows
+//! that fit on screen. `fetch` talks HTTP; `draw` and [`run`] are the thin
+//! terminal layer. Nothing here imports the daemon.
 
 mod draw;
 mod expo;
@@ -13,6 +14,7 @@ mod fetch;
 mod pace;
 mod quantile;
 mod rows;
+mod scroll;
 mod snapshot;
 mod table;
 
@@ -204,6 +206,12 @@ fn key(code: KeyCode, mods: KeyModifiers) -> Option<Key> {
         KeyCode::Backspace => Key::Backspace,
         KeyCode::Left => Key::Left,
         KeyCode::Right => Key::Right,
+        KeyCode::Up => Key::Up,
+        KeyCode::Down => Key::Down,
+        KeyCode::PageUp => Key::PageUp,
+        KeyCode::PageDown => Key::PageDown,
+        KeyCode::Home => Key::Home,
+        KeyCode::End => Key::End,
         _ => return None,
     })
 }
@@ -236,5 +244,7 @@ mod tests {
         assert_eq!(key(KeyCode::Char('c'), KeyModifiers::CONTROL), Some(Key::CtrlC));
         assert_eq!(key(KeyCode::Char('c'), KeyModifiers::NONE), Some(Key::Char('c')));
         assert_eq!(key(KeyCode::F(1), KeyModifiers::NONE), None);
+        assert_eq!(key(KeyCode::PageDown, KeyModifiers::NONE), Some(Key::PageDown));
+        assert_eq!(key(KeyCode::End, KeyModifiers::NONE), Some(Key::End));
     }
 }

@@ -1,9 +1,11 @@
-//! What the operator controls: the sort column and direction, the filter, and
-//! the keys that change them. No terminal here: keys come in as [`Key`].
+//! What the operator controls: the sort column and direction, the filter, the
+//! selected row, and the keys that change them. No terminal here: keys come in as [`Key`].
 
 use std::cmp::Ordering;
 
 use super::rows::Row;
+use super::scroll::{Move, Scroll};
+use super::snapshot::RowKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Column {
@@ -99,6 +101,12 @@ pub enum Key {
     Backspace,
     Left,
     Right,
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Home,
+    End,
     CtrlC,
 }
 
@@ -116,11 +124,12 @@ pub struct View {
     pub filter: String,
     /// The filter being typed after `/`, and the one before it (Esc restores it).
     pub editing: Option<String>,
+    pub scroll: Scroll<RowKey>,
 }
 
 impl Default for View {
     fn default() -> View {
-        View { sort: Column::Rate, descending: true, filter: String::new(), editing: None }
+        View { sort: Column::Rate, descending: true, filter: String::new(), editing: None, scroll: Scroll::default() }
     }
 }
 
@@ -142,6 +151,11 @@ impl View {
                 Key::Char(c) if !c.is_control() => self.filter.push(c),
                 _ => return Action::Nothing,
             }
+            self.scroll.reorder();
+            return Action::Redraw;
+        }
+        if let Some(m) = movement(k) {
+            self.scroll.step(m);
             return Action::Redraw;
         }
         match k {
@@ -154,6 +168,7 @@ impl View {
             Key::Right | Key::Char('>') => self.sort_by(self.step(1)),
             _ => return Action::Nothing,
         }
+        self.scroll.reorder();
         Action::Redraw
     }
 
@@ -188,6 +203,19 @@ impl View {
         });
         out
     }
+}
+
+/// Up, Down (and vi's k, j), a page up or down, the first or the last row.
+fn movement(k: Key) -> Option<Move> {
+    Some(match k {
+        Key::Up | Key::Char('k') => Move::Up,
+        Key::Down | Key::Char('j') => Move::Down,
+        Key::PageUp => Move::PageUp,
+        Key::PageDown => Move::PageDown,
+        Key::Home => Move::Home,
+        Key::End => Move::End,
+        _ => return None,
+    })
 }
 
 /// Every term is part of one of the row's names (side, target, container, port, method), case aside.
@@ -295,6 +323,26 @@ mod tests {
         assert_eq!(targets(&v, &rows), ["api:8080"]);
         v.filter = "nothing".into();
         assert!(v.apply(&rows).is_empty());
+    }
+
+    #[test]
+    fn arrows_j_k_pages_home_and_end_move_the_cursor_but_not_while_typing() {
+        let (mut v, rows) = (View::default(), rows());
+        let keys: Vec<&RowKey> = v.apply(&rows).iter().map(|r| &r.key).collect();
+        v.scroll.place(&keys, 2);
+        for (k, cursor) in [(Key::Down, 1), (Key::Char('j'), 2), (Key::Char('k'), 1), (Key::End, 3), (Key::Up, 2)] {
+            assert_eq!(v.key(k), Action::Redraw);
+            assert_eq!(v.scroll.cursor, cursor, "{k:?}");
+        }
+        v.key(Key::PageUp);
+        assert_eq!(v.scroll.cursor, 0);
+        v.key(Key::PageDown);
+        assert_eq!(v.scroll.cursor, 2);
+        v.key(Key::Home);
+        assert_eq!(v.scroll.cursor, 0);
+        v.key(Key::Char('/'));
+        assert_eq!((v.key(Key::Down), v.key(Key::Char('j'))), (Action::Nothing, Action::Redraw), "j is text");
+        assert_eq!((v.scroll.cursor, v.filter.as_str()), (0, "j"));
     }
 
     #[test]
