@@ -157,6 +157,63 @@ fn keys_sort_by_each_column_slash_filters_and_q_quits() {
     t.wait_for("the terminal out of raw mode", Duration::from_secs(5), |p| p.contains("terminal: cooked"));
 }
 
+/// 120 rows on port 10001 to 10120, port 10000 + i taking i requests a read
+/// (10·i per second): sorted by rate, 10120 first and 10001 last. The 50-line
+/// pane has room for 46 (title, status, header and key lines aside).
+fn many_rows() -> &'static [Series] {
+    let rows = (1..=120u16).map(|i| Series {
+        side: "server",
+        target: "many",
+        container: None,
+        port: 10000 + i,
+        method: "GET",
+        requests: [u64::from(i), 0],
+        responses: &[],
+    });
+    Vec::leak(rows.collect())
+}
+
+#[test]
+fn more_rows_than_fit_scroll_with_page_down_end_and_home() {
+    if !tmux::available() {
+        return;
+    }
+    let fake = Fake::start(many_rows(), Options { tls: None, authorization: None });
+    let t = top(&fake.url("http"), "");
+    let ports = |p: &str| rows(p).into_iter().map(|r| r[3].clone()).collect::<Vec<_>>();
+    let measured = |p: &str| rows(p).iter().all(|r| r[5] != "-") && ports(p).first().is_some_and(|f| f == "10120");
+    let pane = t.wait_for("the first rows, by rate", SETTLE, |p| measured(p) && p.contains("rows 1-46 of 120"));
+    assert!(pane.contains("120 rows, 120 shown"), "{pane}");
+    assert_eq!(ports(&pane), (10075..=10120).rev().map(|p| p.to_string()).collect::<Vec<_>>(), "{pane}");
+    assert!(pane.contains("PgUp/PgDn"), "the key line names the keys:\n{pane}");
+    t.keys(&["NPage"]);
+    let pane = t.wait_for("a page down", Duration::from_secs(5), |p| p.contains("rows 47-92 of 120"));
+    assert_eq!(ports(&pane).first().map(String::as_str), Some("10074"), "{pane}");
+    assert!(!ports(&pane).contains(&"10001".to_string()), "{pane}");
+    t.keys(&["NPage"]);
+    let pane = t.wait_for("the last page", Duration::from_secs(5), |p| p.contains("rows 75-120 of 120"));
+    assert_eq!(ports(&pane).last().map(String::as_str), Some("10001"), "the last row:\n{pane}");
+    t.keys(&["Home"]);
+    let pane = t.wait_for("Home: the first rows", Duration::from_secs(5), |p| p.contains("rows 1-46 of 120"));
+    assert_eq!(ports(&pane).first().map(String::as_str), Some("10120"), "{pane}");
+    assert!(!ports(&pane).contains(&"10001".to_string()), "{pane}");
+    t.keys(&["End"]);
+    let pane = t.wait_for("End: the last rows", Duration::from_secs(5), |p| p.contains("rows 75-120 of 120"));
+    assert_eq!(ports(&pane).last().map(String::as_str), Some("10001"), "{pane}");
+    t.keys(&["PPage"]);
+    t.wait_for("a page up", Duration::from_secs(5), |p| p.contains("rows 29-74 of 120"));
+    // The cursor moving down past the last row on screen drags the screen along; k goes back up.
+    t.keys(&["Home", "Down", &"j".repeat(45)]);
+    let pane = t.wait_for("46 rows down", Duration::from_secs(5), |p| p.contains("rows 2-47 of 120"));
+    assert_eq!(ports(&pane).first().map(String::as_str), Some("10119"), "{pane}");
+    t.keys(&[&"k".repeat(46)]);
+    t.wait_for("46 rows up", Duration::from_secs(5), |p| p.contains("rows 1-46 of 120"));
+    // A filter that leaves fewer rows than fit: all of them, from the first.
+    t.keys(&["/", "1000", "Enter"]);
+    let pane = t.wait_for("filter 1000", Duration::from_secs(5), |p| p.contains("rows 1-9 of 9"));
+    assert_eq!(ports(&pane), (10001..=10009).rev().map(|p| p.to_string()).collect::<Vec<_>>(), "{pane}");
+}
+
 #[test]
 fn an_unreachable_exporter_is_an_error_line_and_top_recovers_when_it_answers() {
     if !tmux::available() {
