@@ -49,10 +49,7 @@ const volatile __u32 cfg_series_budget = 0; /* series per aggregate map for each
  */
 const volatile struct hg_abi hg_abi = {};
 
-/*
- * Before the maps, since lines.h defines the scratch map's value; after the
- * config, so that .rodata stays ahead of the string literals' section.
- */
+/* After the config, so that .rodata stays ahead of the string literals' section. */
 #include "lib/classify.h"
 #include "lib/lines.h"
 
@@ -114,14 +111,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct hg_hist);
 } hist_zero SEC(".maps");
-
-/* Per-CPU buffers: the BPF stack (512 bytes for all frames) is too small for them. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct hg_scratch);
-} scratch SEC(".maps");
 
 /* After the maps and the config they use. */
 #include "lib/packet.h"

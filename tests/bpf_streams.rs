@@ -444,6 +444,49 @@ fn a_malformed_chunk_size_is_a_bad_chunk() {
 }
 
 #[test]
+fn a_chunk_size_of_32_digits_is_read_and_of_33_is_a_bad_chunk() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = open(&p);
+    p.ingress(&c.client(b"GET /zeros HTTP/1.1\r\n\r\n"));
+    let size = format!("{:0>32}", "5");
+    p.egress(&c.server(
+        format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{size}\r\nHTTP/\r\n0\r\n\r\n").as_bytes(),
+    ));
+    p.ingress(&c.client(b"GET /more-zeros HTTP/1.1\r\n\r\n"));
+    let size = format!("{:0>33}", "5");
+    p.egress(&c.server(
+        format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{size}\r\nHTTP/\r\n0\r\n\r\n").as_bytes(),
+    ));
+    let s = p.snap();
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 2);
+    assert_eq!(lost(&s), [0, 0, 0, 1, 0], "only the 33-digit size is refused: {:?}", s.stats);
+}
+
+#[test]
+fn short_header_lines_several_to_a_word_hide_no_content_length() {
+    let Some(p) = Parser::new() else { return };
+    let mut c = open(&p);
+    // Lines of three to five bytes (bare LF ends too, which recipients accept): up to three line ends
+    // in the eight bytes the parser reads at once.
+    let short = "a:1\r\nb:2\r\na:\nb:\nc:\nd:\ne:\nf:\ng:\nh:\n";
+    p.ingress(&c.client(
+        format!("POST /form HTTP/1.1\r\n{short}Content-Length: 20\r\n{short}\r\nGET /body HTTP/1.1\r\n").as_bytes(),
+    ));
+    p.egress(&c.server(
+        format!("HTTP/1.1 200 OK\r\n{short}Content-Length: 19\r\n{short}\r\nHTTP/1.1 500 body\r\n").as_bytes(),
+    ));
+    p.ingress(&c.client(b"GET /next HTTP/1.1\r\n\r\n"));
+    p.egress(&c.server(&ok("n")));
+    let s = p.snap();
+    assert_eq!(requests(&s, Role::Server, Method::Post), 1);
+    assert_eq!(requests(&s, Role::Server, Method::Get), 1, "the GET in the body is body");
+    assert_eq!(responses(&s, Role::Server, Method::Post, 2), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 5), 0, "the status line in the body is body");
+    assert_clean(&s);
+}
+
+#[test]
 fn a_segment_needing_more_steps_than_allowed_is_too_complex() {
     let Some(p) = Parser::new() else { return };
     let mut c = open(&p);

@@ -11,12 +11,17 @@
 
 #include "http_golden.h"
 
-static __always_inline void hg_stat_inc(__u32 idx)
+static __always_inline void hg_stat_add(__u32 idx, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
 
 	if (v)
-		*v += 1;
+		*v += n;
+}
+
+static __always_inline void hg_stat_inc(__u32 idx)
+{
+	hg_stat_add(idx, 1);
 }
 
 /*
@@ -58,28 +63,37 @@ static __always_inline void *hg_series(void *map, __u32 which, const struct hg_f
 	return bpf_map_lookup_elem(map, &sk);
 }
 
-static __always_inline void hg_count_request(const struct hg_flow_key *fk, __u32 ifindex, __u8 method)
+/* One request of this flow and method. Global, like hg_observe: verified once, not at each caller. */
+static __always_inline int hg_count_request(const struct hg_flow_key *fk, __u32 ifindex, __u32 method)
 {
 	__u64 zero = 0;
+
+	if (!fk)
+		return 0;
 	__u64 *v = hg_series(&requests, 0, fk, ifindex, method, 0, &zero);
 
 	if (v)
 		*v += 1;
+	return 0;
 }
 
-static __always_inline void hg_observe(const struct hg_flow_key *fk, __u32 ifindex, __u8 method, __u16 code,
-				       __u64 latency_ns)
+/* One response's latency, in the histogram of its flow, method and status. */
+__noinline int hg_observe(const struct hg_flow_key *fk, __u32 ifindex, __u32 method, __u32 code,
+			  __u64 latency_ns)
 {
 	__u32 zero_idx = 0;
+
+	if (!fk)
+		return 0;
 	struct hg_hist *zero = bpf_map_lookup_elem(&hist_zero, &zero_idx);
 
 	if (!zero)
-		return;
+		return 0;
 	struct hg_hist *h =
 		hg_series(&latency, 1, fk, ifindex, method, cfg_status_code ? code : code / 100, zero);
 
 	if (!h)
-		return;
+		return 0;
 
 	__u32 slot = 0;
 
@@ -91,6 +105,7 @@ static __always_inline void hg_observe(const struct hg_flow_key *fk, __u32 ifind
 		h->slots[slot] += 1;
 	h->sum_ns += latency_ns;
 	h->count += 1;
+	return 0;
 }
 
 #endif

@@ -4,7 +4,7 @@
  * response (HTTP/1.1 pipelining, HG_PIPELINE_DEPTH deep); a final status
  * settles the oldest one and is observed in the latency histogram; 101, or a
  * 2xx to CONNECT, stops the parsing of the flow. Needs what lib/aggregate.h
- * needs.
+ * needs. Each event is a global function: verified once, not at each caller.
  */
 #ifndef HG_LIB_EVENTS_H
 #define HG_LIB_EVENTS_H
@@ -16,7 +16,7 @@
 /*
  * The connection is shown to be real: the requests held back until now are
  * counted. Requests beyond the queue on an unverified flow are not (their
- * methods were not kept). Global: verified once, not at every caller.
+ * methods were not kept).
  */
 __noinline int hg_verify(struct hg_flow *f, const struct hg_flow_key *key)
 {
@@ -35,13 +35,14 @@ __noinline int hg_verify(struct hg_flow *f, const struct hg_flow_key *key)
 	return 0;
 }
 
-static __always_inline void hg_on_request(struct hg_scan *c, __u8 method)
+/* A request line on the flow's request stream, at the cursor. */
+static __always_inline int hg_on_request(struct hg_flow *f, struct hg_scratch *x, __u32 method)
 {
-	struct hg_flow *f = c->f;
-
-	c->s->method = method;
+	if (!f || !x)
+		return 0;
+	f->req.method = method;
 	if (!(f->flags & HG_FLOW_UNVERIFIED)) {
-		hg_count_request(c->key, f->ifindex, method);
+		hg_count_request(hg_key_of(x), f->ifindex, method);
 		hg_stat_inc(HG_STAT_REQUESTS_TRACKED);
 	}
 	/*
@@ -52,13 +53,14 @@ static __always_inline void hg_on_request(struct hg_scan *c, __u8 method)
 		if (f->skipped < 255)
 			f->skipped++;
 		hg_stat_inc(HG_STAT_PIPELINE_OVERFLOW);
-		return;
+		return 0;
 	}
 	__u32 idx = (f->head + f->pending) % HG_PIPELINE_DEPTH;
 
 	f->req_ts[idx] = bpf_ktime_get_ns();
 	f->req_method[idx] = method;
 	f->pending++;
+	return 0;
 }
 
 static __always_inline void hg_upgrade(struct hg_flow *f)
@@ -69,18 +71,20 @@ static __always_inline void hg_upgrade(struct hg_flow *f)
 	hg_stat_inc(HG_STAT_UPGRADED);
 }
 
-static __always_inline void hg_on_response(struct hg_scan *c, __u16 code)
+/* A status line on the flow's response stream, at the cursor. */
+static __always_inline int hg_on_response(struct hg_flow *f, struct hg_scratch *x, __u32 code)
 {
-	struct hg_flow *f = c->f;
+	if (!f || !x)
+		return 0;
 	__u64 now = bpf_ktime_get_ns();
 
 	/* A status line from the server side: whatever it says, the connection is real. */
 	if (f->flags & HG_FLOW_UNVERIFIED)
-		hg_verify(f, c->key);
+		hg_verify(f, hg_key_of(x));
 	/* 100 Continue, 102, 103 Early Hints: no body, and the final status is still to come. */
 	if (code < 200 && code != 101) {
-		c->s->flags |= HG_SF_NO_BODY;
-		return;
+		f->resp.flags |= HG_SF_NO_BODY;
+		return 0;
 	}
 	if (f->pending == 0) {
 		if (f->skipped) {
@@ -89,7 +93,7 @@ static __always_inline void hg_on_response(struct hg_scan *c, __u16 code)
 		} else {
 			hg_stat_inc(HG_STAT_RESPONSE_NO_REQUEST);
 		}
-		return;
+		return 0;
 	}
 	__u32 idx = f->head % HG_PIPELINE_DEPTH;
 	__u64 start = f->req_ts[idx];
@@ -98,12 +102,13 @@ static __always_inline void hg_on_response(struct hg_scan *c, __u16 code)
 	f->head = (f->head + 1) % HG_PIPELINE_DEPTH;
 	f->pending--;
 	hg_stat_inc(HG_STAT_REQUESTS_ANSWERED);
-	hg_observe(c->key, c->f->ifindex, method, code, now > start ? now - start : 0);
+	hg_observe(hg_key_of(x), f->ifindex, method, code, now > start ? now - start : 0);
 
 	if (method == HG_METHOD_HEAD || code == 204 || code == 304)
-		c->s->flags |= HG_SF_NO_BODY;
+		f->resp.flags |= HG_SF_NO_BODY;
 	if (code == 101 || (method == HG_METHOD_CONNECT && code < 300))
 		hg_upgrade(f);
+	return 0;
 }
 
 #endif

@@ -13,6 +13,7 @@
 #include "lib/aggregate.h"
 #include "lib/classify.h"
 #include "lib/packet.h"
+#include "lib/scan.h"
 #include "lib/stream.h"
 
 /*
@@ -99,8 +100,7 @@ static __always_inline struct hg_flow *hg_new_flow(struct __sk_buff *skb, const 
 	struct hg_prefix pre = {};
 	__u64 n = p->payload_len < HG_PREFIX ? p->payload_len : HG_PREFIX;
 
-	barrier_var(n);
-	if (n < 1 || n > HG_PREFIX || bpf_skb_load_bytes(skb, p->payload_off, pre.b, n))
+	if (n < 1 || bpf_skb_load_bytes(skb, p->payload_off, pre.b, hg_load_len(n, HG_PREFIX)))
 		return NULL;
 	if (req_watched) {
 		int r = hg_classify(&pre, n, HG_DIR_REQ);
@@ -180,8 +180,8 @@ __noinline int hg_end_flow(struct hg_flow *f, __u32 reason)
 	f->skipped = 0;
 	f->flags |= HG_FLOW_CLOSED;
 	hg_stat_inc(HG_STAT_FLOWS_ENDED);
-	for (__u32 i = 0; i < HG_PIPELINE_DEPTH + 255 && i < n; i++)
-		hg_stat_inc(reason);
+	if (n)
+		hg_stat_add(reason, n);
 	return 0;
 }
 
@@ -281,34 +281,40 @@ static __always_inline void hg_on_flags(struct __sk_buff *skb, const struct hg_p
 /* One packet, in either program: its stream, then what its TCP flags end or start. */
 static __always_inline int hg_handle(struct __sk_buff *skb, bool ingress)
 {
-	struct hg_packet p = {};
 	/* The interface's slot, from its program; cleared so that programs after us find cb as without us. */
-	__u32 slot = skb->cb[0];
+	__u32 slot = skb->cb[0], zero = 0;
 
 	skb->cb[0] = 0;
 
-	if (!hg_parse_packet(skb, ingress, &p)) {
+	struct hg_scratch *x = bpf_map_lookup_elem(&scratch, &zero);
+
+	if (!x)
+		return TC_ACT_UNSPEC;
+	struct hg_packet *p = &x->pkt;
+
+	__builtin_memset(p, 0, sizeof(*p));
+	if (!hg_parse_packet(skb, ingress, p)) {
 		/* Headers beyond the linear area (rare): pull them in once and retry. */
 		if (skb->len <= skb->data_end - skb->data)
 			return TC_ACT_UNSPEC;
 		if (bpf_skb_pull_data(skb, skb->len < HG_MAX_HDR_LEN ? skb->len : HG_MAX_HDR_LEN))
 			return TC_ACT_UNSPEC;
-		if (!hg_parse_packet(skb, ingress, &p))
+		if (!hg_parse_packet(skb, ingress, p))
 			return TC_ACT_UNSPEC;
 	}
 	/* Pure ACKs, the most common packets, need nothing more. */
-	if (p.payload_len == 0 && !(p.tcp_flags & (HG_TCP_FIN | HG_TCP_SYN | HG_TCP_RST)))
+	if (p->payload_len == 0 && !(p->tcp_flags & (HG_TCP_FIN | HG_TCP_SYN | HG_TCP_RST)))
 		return TC_ACT_UNSPEC;
 
 	const struct hg_link *l = hg_link_of(slot);
 
 	if (!l)
 		return TC_ACT_UNSPEC;
-	p.req_key.target_id = l->target_id;
-	p.resp_key.target_id = l->target_id;
+	p->req_key.target_id = l->target_id;
+	p->resp_key.target_id = l->target_id;
 
-	if (p.payload_len > 0) {
-		int watched = hg_ports_watched(l, p.req_key.server_port, p.resp_key.server_port);
+	if (p->payload_len > 0) {
+		int watched = hg_ports_watched(l, p->req_key.server_port, p->resp_key.server_port);
 		bool req_watched = watched & 1;
 		bool resp_watched = watched & 2;
 		/*
@@ -316,18 +322,18 @@ static __always_inline int hg_handle(struct __sk_buff *skb, bool ingress)
 		 * server port is the lower (clients' ephemeral ports are high). A
 		 * 4-tuple has a flow in at most one orientation.
 		 */
-		bool resp_first = resp_watched && p.resp_key.server_port < p.req_key.server_port;
+		bool resp_first = resp_watched && p->resp_key.server_port < p->req_key.server_port;
 		struct hg_flow *f = NULL;
 		__u8 dir = HG_DIR_RESP;
 
 		if (resp_first)
-			f = bpf_map_lookup_elem(&flows, &p.resp_key);
+			f = bpf_map_lookup_elem(&flows, &p->resp_key);
 		if (!f && req_watched) {
-			f = bpf_map_lookup_elem(&flows, &p.req_key);
+			f = bpf_map_lookup_elem(&flows, &p->req_key);
 			dir = HG_DIR_REQ;
 		}
 		if (!f && resp_watched && !resp_first) {
-			f = bpf_map_lookup_elem(&flows, &p.resp_key);
+			f = bpf_map_lookup_elem(&flows, &p->resp_key);
 			dir = HG_DIR_RESP;
 		}
 		/*
@@ -338,18 +344,18 @@ static __always_inline int hg_handle(struct __sk_buff *skb, bool ingress)
 		if (f && f->ifindex != skb->ifindex)
 			goto flags;
 		if (f && dir == HG_DIR_REQ)
-			hg_check_handshake(f, &p);
+			hg_check_handshake(f, p);
 		if (!f && (req_watched || resp_watched)) {
-			f = hg_new_flow(skb, &p, req_watched, resp_watched);
+			f = hg_new_flow(skb, p, req_watched, resp_watched);
 			dir = HG_DIR_REQ;
 		}
 		if (f)
-			hg_process_segment(skb, &p, f, dir);
+			hg_process_segment(skb, x, f, dir);
 	}
 
 flags:
-	if (p.tcp_flags & (HG_TCP_FIN | HG_TCP_SYN | HG_TCP_RST))
-		hg_on_flags(skb, &p, l);
+	if (p->tcp_flags & (HG_TCP_FIN | HG_TCP_SYN | HG_TCP_RST))
+		hg_on_flags(skb, p, l);
 	return TC_ACT_UNSPEC;
 }
 

@@ -3,8 +3,7 @@
  * Windows of payload bytes and the line readers that work on them: what kind
  * a header line is (Content-Length, Transfer-Encoding: chunked), where the
  * next '\n' is, a chunk-size line, and a line joined across two segments.
- * Defines struct hg_scratch, the value of the per-CPU `scratch` map, so it is
- * included before that map is declared. Needs no map or config.
+ * Needs no map or config.
  */
 #ifndef HG_LIB_LINES_H
 #define HG_LIB_LINES_H
@@ -20,7 +19,7 @@
 #define HG_NAME_LOOKAHEAD 32
 /* Every byte of a word. */
 #define HG_ONES 0x0101010101010101ULL
-#define HG_HIGHS 0x8080808080808080ULL
+#define HG_LOWS 0x7f7f7f7f7f7f7f7fULL
 
 /*
  * Eight bytes of slack past the window, so that an eight-byte load at any
@@ -29,12 +28,6 @@
  */
 struct hg_window {
 	__u8 b[HG_WINDOW + 8];
-	__u32 spill; /* see hg_next_line */
-};
-
-struct hg_scratch {
-	struct hg_window w;    /* the payload bytes being looked at */
-	struct hg_window line; /* a header line joined across two segments */
 };
 
 static __always_inline __u8 hg_lower(__u8 c)
@@ -59,6 +52,16 @@ static __always_inline const void *hg_at8(const struct hg_window *w, __u32 idx)
 	const void *at = &w->b[idx & (HG_WINDOW - 1)];
 
 	/* Hides the byte array the address came from, or clang reads a word a byte at a time. */
+	barrier_var(at);
+	return at;
+}
+
+/* The address of w[idx & (HG_WINDOW - 1)], where eight bytes can be written. */
+static __always_inline void *hg_at8w(struct hg_window *w, __u32 idx)
+{
+	barrier_var(idx);
+	void *at = &w->b[idx & (HG_WINDOW - 1)];
+
 	barrier_var(at);
 	return at;
 }
@@ -144,30 +147,29 @@ __noinline int hg_header_kind(const struct hg_window *w, __u32 off, __u32 avail,
 	return HG_HDR_OTHER;
 }
 
-/* Index of the lowest byte whose top bit is set in m (m != 0, only top bits set). */
+/*
+ * 0x80 in each byte of y that is zero, 0 in the others: exactly (no borrow
+ * runs from one byte into the next, so a byte after a zero byte is never
+ * marked falsely).
+ */
+static __always_inline __u64 hg_zero_bytes(__u64 y)
+{
+	return ~(((y & HG_LOWS) + HG_LOWS) | y | HG_LOWS);
+}
+
+/*
+ * Index of the lowest marked byte of m (m != 0, only top bits set), by
+ * multiplication: (m & -m) >> 7 is 1 << 8k, which moves byte 7 - k of the
+ * constant, k, to the top.
+ */
 static __always_inline __u32 hg_first_marked(__u64 m)
 {
-	__u32 n = 0;
-
-	if (!(m & 0xffffffffULL)) {
-		n += 4;
-		m >>= 32;
-	}
-	if (!(m & 0xffff)) {
-		n += 2;
-		m >>= 16;
-	}
-	if (!(m & 0xff))
-		n += 1;
-	return n;
+	return (((m & -m) >> 7) * 0x0001020304050607ULL) >> 56;
 }
 
 /*
  * Offset of the first '\n' in w[off .. off+avail), or -1; off + avail must not
- * pass the window. Eight bytes at a time: a byte of x ^ "\n\n\n\n\n\n\n\n" is
- * zero where there is a '\n', and (y - 0x01..01) & ~y & 0x80..80 marks the
- * lowest zero byte of y exactly (bytes above it may be marked falsely, through
- * the borrow: only the lowest mark is used).
+ * pass the window. Eight bytes at a time.
  */
 __noinline int hg_find_newline(const struct hg_window *w, __u32 off, __u32 avail)
 {
@@ -176,8 +178,7 @@ __noinline int hg_find_newline(const struct hg_window *w, __u32 off, __u32 avail
 	for (__u32 i = 0; i < HG_WINDOW; i += 8) {
 		if (i >= avail)
 			break;
-		__u64 y = hg_load8(w, off + i) ^ (HG_ONES * '\n');
-		__u64 m = (y - HG_ONES) & ~y & HG_HIGHS;
+		__u64 m = hg_zero_bytes(hg_load8(w, off + i) ^ (HG_ONES * '\n'));
 
 		if (m) {
 			__u32 at = i + hg_first_marked(m);
@@ -188,63 +189,51 @@ __noinline int hg_find_newline(const struct hg_window *w, __u32 off, __u32 avail
 	return -1;
 }
 
+/* Line ends looked at in one word before the next line start is handed back as it is (see below). */
+#define HG_ENDS_PER_WORD 2
+
 /*
  * From w[off], inside a header line, past every line end in w[off .. off+avail)
  * up to the first line start that needs a closer look: one that may be empty
  * ('\r' or '\n'), may name Content-Length or Transfer-Encoding ("cont",
  * "tran" in any case), or has fewer than four bytes in the window. Returns its
  * offset from off, or -1 when the window ends inside a line. Every other line
- * is skipped here as hg_header_line would skip it. A line needs at least five
- * bytes to be skipped, so a window holds fewer than HG_WINDOW / 4 of them.
+ * is skipped here as hg_header_line would skip it.
+ *
+ * One pass over the window's words; in each, one '\n' after another, at most
+ * HG_ENDS_PER_WORD of them. A line that is skipped has five bytes at least,
+ * so a word seldom ends more; if it does, the line after the last one looked
+ * at is returned as it is, and hg_header_line skips it. The bounds keep the
+ * verifier's walk as short as the window.
  */
-__noinline int hg_next_line(struct hg_window *w, __u32 off, __u32 avail)
+__noinline int hg_next_line(const struct hg_window *w, __u32 off, __u32 avail)
 {
 	if (!w)
 		return -1;
-	__u32 i = 0;
-
-	for (__u32 line = 0; line < HG_WINDOW / 4; line++) {
-		/*
-		 * Through memory, where the verifier does not follow it: every way
-		 * into this line then has the same unknown i, and is one state.
-		 */
-		*(volatile __u32 *)&w->spill = i;
-		i = *(volatile __u32 *)&w->spill;
-		__u64 m = 0;
-
-		/* The line's end, a word at a time: the loads do not wait on each other. */
-		for (__u32 n = 0; n <= HG_WINDOW / 8; n++) {
-			if (i >= avail)
-				return -1;
-			__u64 y = hg_load8(w, off + i) ^ (HG_ONES * '\n');
-
-			m = (y - HG_ONES) & ~y & HG_HIGHS;
-			if (m)
-				break;
-			i += 8;
-		}
-		if (!m)
+	for (__u32 at = 0; at < HG_WINDOW; at += 8) {
+		if (at >= avail)
 			return -1;
-		/*
-		 * Past the '\n': the lowest mark's byte index k, by multiplication
-		 * ((m & -m) >> 7 is 1 << 8k, which moves byte 7 - k of the constant, k,
-		 * to the top).
-		 */
-		i += ((((m & -m) >> 7) * 0x0001020304050607ULL) >> 56) + 1;
-		if (i > avail)
-			return -1; /* the '\n' lies past the bytes loaded */
-		if (i + 4 > avail)
-			return i;
-		__u32 x = (__u32)hg_load8(w, off + i);
-		__u8 b0 = x;
+		__u64 m = hg_zero_bytes(hg_load8(w, off + at) ^ (HG_ONES * '\n'));
 
-		if (b0 == '\r' || b0 == '\n')
-			return i;
-		x |= 0x20202020;
-		if (x == HG_LE4('c', 'o', 'n', 't') || x == HG_LE4('t', 'r', 'a', 'n'))
-			return i;
+		for (__u32 n = 0; m; n++) {
+			__u32 i = at + hg_first_marked(m) + 1; /* the line after this '\n' */
+
+			if (i > avail)
+				return -1; /* the '\n' lies past the bytes loaded */
+			if (i + 4 > avail || n == HG_ENDS_PER_WORD)
+				return i;
+			__u32 x = (__u32)hg_load8(w, off + i);
+			__u8 b0 = x;
+
+			if (b0 == '\r' || b0 == '\n')
+				return i;
+			x |= 0x20202020;
+			if (x == HG_LE4('c', 'o', 'n', 't') || x == HG_LE4('t', 'r', 'a', 'n'))
+				return i;
+			m &= m - 1;
+		}
 	}
-	return i; /* not reached; if it were, a line start all the same */
+	return -1;
 }
 
 struct hg_chunk_line {
@@ -254,46 +243,55 @@ struct hg_chunk_line {
 
 #define HG_CHUNK_LINE_BAD -2
 #define HG_CHUNK_LINE_MORE -1
+/*
+ * Hex digits read per window. A size of more than 13 significant digits (52
+ * bits) is refused anyway; more digits than this in one window can only be
+ * leading zeros, and are refused too.
+ */
+#define HG_CHUNK_DIGITS 32
 
 /*
- * Feed w[off .. off+avail) to a chunk-size line in progress. Returns the
- * bytes up to and including its '\n', HG_CHUNK_LINE_MORE when the line goes on,
- * HG_CHUNK_LINE_BAD when it is not a chunk-size line.
+ * Feed w[off .. off+avail) to a chunk-size line in progress: hex digits, then
+ * optionally ';', ' ', '\t' or '\r' and anything up to the '\n'. Returns the
+ * bytes up to and including its '\n', HG_CHUNK_LINE_MORE when the line goes
+ * on, HG_CHUNK_LINE_BAD when it is not a chunk-size line (also when its size
+ * needs more than 52 bits, or its digits more than HG_CHUNK_DIGITS bytes of one
+ * window). The line's end is found a word at a time; only the digits are read
+ * a byte at a time.
  */
 __noinline int hg_chunk_size_line(const struct hg_window *w, __u32 off, __u32 avail, struct hg_chunk_line *st)
 {
 	if (!w || !st)
 		return HG_CHUNK_LINE_BAD;
-	for (__u32 i = 0; i < HG_WINDOW; i++) {
-		if (i >= avail)
-			break;
-		__u32 idx = (off + i) & (HG_WINDOW - 1);
+	int nl = hg_find_newline(w, off, avail);
+	__u32 len = nl >= 0 ? nl : avail;
 
-		barrier_var(idx);
-		__u8 ch = w->b[idx];
+	if (!st->ext) {
+		/* Every way out of the loop ends the digits: the loop is walked once per byte. */
+		for (__u32 i = 0; i <= HG_CHUNK_DIGITS; i++) {
+			if (i >= len)
+				break;
+			__u8 ch = w->b[(off + i) & (HG_WINDOW - 1)];
+			int v = hg_hexval(ch);
 
-		if (ch == '\n')
-			return i + 1;
-		if (st->ext)
-			continue;
-		int v = hg_hexval(ch);
-
-		if (v >= 0) {
-			if (st->size >> 48)
+			if (v < 0) {
+				if (ch != ';' && ch != ' ' && ch != '\t' && ch != '\r')
+					return HG_CHUNK_LINE_BAD;
+				st->ext = 1;
+				break;
+			}
+			if (i == HG_CHUNK_DIGITS || (st->size >> 48))
 				return HG_CHUNK_LINE_BAD;
 			st->size = (st->size << 4) | v;
-		} else if (ch == ';' || ch == ' ' || ch == '\t' || ch == '\r') {
-			st->ext = 1;
-		} else {
-			return HG_CHUNK_LINE_BAD;
 		}
 	}
-	return HG_CHUNK_LINE_MORE;
+	return nl >= 0 ? nl + 1 : HG_CHUNK_LINE_MORE;
 }
 
 /*
  * dst = the kept start of a line (s->partial) followed by w[off..]: one
- * contiguous view of a line that straddled two segments.
+ * contiguous view of a line that straddled two segments. A word at a time:
+ * all the kept bytes, then the window's bytes over those past partial_len.
  */
 __noinline int hg_join_line(struct hg_window *dst, const struct hg_stream *s, const struct hg_window *w,
 			    __u32 off)
@@ -304,12 +302,9 @@ __noinline int hg_join_line(struct hg_window *dst, const struct hg_stream *s, co
 
 	if (plen > HG_PARTIAL_MAX)
 		plen = 0;
-	for (__u32 k = 0; k < HG_LINE; k++) {
-		__u8 kept = s->partial[k & HG_PARTIAL_MAX];
-		__u8 fresh = w->b[(off + k - plen) & (HG_WINDOW - 1)];
-
-		dst->b[k] = k < plen ? kept : fresh;
-	}
+	__builtin_memcpy(dst->b, s->partial, HG_PARTIAL_MAX + 1);
+	for (__u32 k = 0; k < HG_LINE; k += 8)
+		*(__u64 *)hg_at8w(dst, plen + k) = *(const __u64 *)hg_at8(w, off + k);
 	return plen;
 }
 

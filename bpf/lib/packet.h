@@ -36,6 +36,19 @@ struct hg_packet {
 #define HG_TCP_ACK 0x10
 
 /*
+ * A length for bpf_skb_load_bytes, 1 <= len <= max (max a power of two), said
+ * again by arithmetic in the register that is passed. The caller has already
+ * checked it; verifiers before 6.8 learn no lower bound from a comparison with
+ * zero and lose bounds across register copies, and reject a length that may
+ * be 0. barrier_var keeps clang from folding the arithmetic away.
+ */
+static __always_inline __u64 hg_load_len(__u64 len, __u64 max)
+{
+	barrier_var(len);
+	return ((len - 1) & (max - 1)) + 1;
+}
+
+/*
  * Parse Ethernet (+ one 802.1Q/802.1ad tag), IPv4 (any IHL, first fragment
  * only) or IPv6 (fixed header), and TCP. Returns false for anything else.
  */

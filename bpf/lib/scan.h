@@ -1,15 +1,23 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * One pass over one segment of one stream: the states and flags of a stream
- * (struct hg_stream in http_golden.h), the scan cursor that is bpf_loop's
- * context, and loading the payload window it reads through. Needs no map or
- * config.
+ * (struct hg_stream in http_golden.h), the scan cursor, and loading the
+ * payload window it reads through.
+ *
+ * The cursor lives in the per-CPU `scratch` map, not on the stack, and every
+ * step of the scan is a global function that takes it by pointer. What the
+ * verifier reads from map memory is an unknown value, so it verifies each
+ * step once, for every position and length at once, instead of once per path
+ * that led there; and bpf_loop's callback, which newer verifiers walk until
+ * its states repeat, repeats at once. Verification cost then adds up across
+ * the steps instead of multiplying (docs/architecture.md, "Verifier budget").
  */
 #ifndef HG_LIB_SCAN_H
 #define HG_LIB_SCAN_H
 
 #include "http_golden.h"
 #include "lib/lines.h"
+#include "lib/packet.h"
 
 /* Where the next message of one direction of a connection can begin (hg_stream.state). */
 enum hg_stream_state {
@@ -45,56 +53,96 @@ static __always_inline bool hg_seq_before(__u32 a, __u32 b)
 	return (__s32)(a - b) < 0;
 }
 
-/* State of one pass over one segment of one stream (bpf_loop's context). */
-struct hg_scan {
-	struct __sk_buff *skb;
-	struct hg_flow *f;
-	struct hg_stream *s;
-	struct hg_window *w;
-	struct hg_window *line;
-	const struct hg_flow_key *key;
-	__u32 payload_off;
-	__u32 seq; /* TCP sequence number of payload byte 0 */
-	__u32 pos; /* offset in the payload */
-	__u32 end; /* payload length */
-	__u32 win_start;
+/* Where one pass over one segment of one stream is. */
+struct hg_cursor {
+	__u32 payload_off; /* of payload byte 0, in the packet */
+	__u32 seq;         /* TCP sequence number of payload byte 0 */
+	__u32 pos;         /* offset in the payload */
+	__u32 end;         /* payload length */
+	__u32 win_start;   /* the window holds payload[win_start .. win_start + win_len) */
 	__u32 win_len;
-	__u8 dir;
+	__u32 dir; /* HG_DIR_REQ or HG_DIR_RESP: which stream of the flow */
 };
 
 /*
- * Make the window cover payload[pos .. pos+need) as far as the payload goes.
- * Returns the number of bytes available from pos in the window.
+ * The value of the per-CPU `scratch` map: what one program run works on, too
+ * large for the 512-byte stack that all frames of a call chain share. A tc
+ * program runs to its end on one CPU with bottom halves off, so no other run
+ * on that CPU uses it meanwhile.
  */
-static __always_inline __u32 hg_window_at(struct hg_scan *c, __u32 need)
+struct hg_scratch {
+	struct hg_packet pkt; /* the packet's headers */
+	struct hg_cursor c;
+	struct hg_window w;    /* the payload bytes being looked at */
+	struct hg_window line; /* a header line joined across two segments */
+};
+
+/* Per-CPU buffers: the BPF stack (512 bytes for all frames) is too small for them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct hg_scratch);
+} scratch SEC(".maps");
+
+_Static_assert(__builtin_offsetof(struct hg_flow, resp) ==
+		       __builtin_offsetof(struct hg_flow, req) + sizeof(struct hg_stream),
+	       "hg_stream_of indexes the two streams of a flow as an array");
+
+/*
+ * The stream a cursor's direction follows. An offset, not a choice between
+ * two fields: the verifier then walks the code after it once, not once per
+ * stream.
+ */
+static __always_inline struct hg_stream *hg_stream_of(struct hg_flow *f, __u32 dir)
 {
-	__u32 win_end = c->win_start + c->win_len;
+	return &f->req + (dir & 1);
+}
+
+_Static_assert(__builtin_offsetof(struct hg_packet, resp_key) ==
+		       __builtin_offsetof(struct hg_packet, req_key) + sizeof(struct hg_flow_key),
+	       "hg_key_of indexes the two orientations of a packet as an array");
+
+/* The flow's key, oriented client -> server, for the stream the cursor follows: what series count under. */
+static __always_inline const struct hg_flow_key *hg_key_of(const struct hg_scratch *x)
+{
+	return &x->pkt.req_key + (x->c.dir & 1);
+}
+
+/*
+ * Make the window cover payload[pos .. pos+need) as far as the payload goes.
+ * Returns the number of bytes available from pos in the window. Global: its
+ * one helper call is verified once.
+ */
+static __always_inline int hg_window_at(struct __sk_buff *skb, struct hg_scratch *x, __u32 need)
+{
+	if (!skb || !x)
+		return 0;
+	struct hg_cursor *c = &x->c;
+	__u32 pos = c->pos, end = c->end, win_end = c->win_start + c->win_len;
 
 	/* Reuse the window if it covers what is asked, or everything up to the payload's end. */
-	if (c->pos >= c->win_start && c->pos < win_end && (c->pos + need <= win_end || win_end >= c->end))
-		return win_end - c->pos;
-	if (c->pos >= c->end)
+	if (pos >= c->win_start && pos < win_end && (pos + need <= win_end || win_end >= end))
+		return win_end - pos;
+	if (pos >= end)
 		return 0;
-	/* 64-bit, so no zero-extension copy separates the checked register from the passed one. */
-	__u64 len = c->end - c->pos;
+	__u64 len = end - pos;
 
 	if (len > HG_WINDOW)
 		len = HG_WINDOW;
-	barrier_var(len);
-	if (len < 1 || len > HG_WINDOW)
-		return 0;
-	if (bpf_skb_load_bytes(c->skb, c->payload_off + c->pos, c->w->b, len)) {
+	if (bpf_skb_load_bytes(skb, c->payload_off + pos, x->w.b, hg_load_len(len, HG_WINDOW))) {
 		c->win_len = 0;
 		return 0;
 	}
-	c->win_start = c->pos;
+	c->win_start = pos;
 	c->win_len = len;
 	return len;
 }
 
-static __always_inline __u8 hg_byte_at(struct hg_scan *c, __u32 pos)
+/* The payload byte at `pos`, which the window holds. */
+static __always_inline __u8 hg_byte_at(const struct hg_scratch *x, __u32 pos)
 {
-	return c->w->b[(pos - c->win_start) & (HG_WINDOW - 1)];
+	return x->w.b[(pos - x->c.win_start) & (HG_WINDOW - 1)];
 }
 
 #endif

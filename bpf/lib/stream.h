@@ -3,8 +3,11 @@
  * The stream state machine: follows one direction of a tracked flow through
  * a segment by TCP sequence number, from a message start through its headers
  * and body to the next one, and falls back to the turn-around rule when the
- * boundaries are lost. Needs the `scratch` map (and what lib/aggregate.h
- * needs), declared by the includer.
+ * boundaries are lost. Needs what lib/aggregate.h needs.
+ *
+ * bpf_loop runs one step per call of its callback; each step is a global
+ * function of (skb, flow, scratch), and so is each state's handler, so that
+ * the verifier checks each once (lib/scan.h says why).
  */
 #ifndef HG_LIB_STREAM_H
 #define HG_LIB_STREAM_H
@@ -21,28 +24,28 @@
 #define HG_MAX_STEPS 512
 
 /* Where a message should begin: classify it, joining a start kept from the last segment. */
-static __always_inline int hg_step_idle(struct hg_scan *c)
+static __always_inline int hg_step_idle(struct __sk_buff *skb, struct hg_flow *f, struct hg_scratch *x)
 {
-	struct hg_stream *s = c->s;
+	if (!skb || !f || !x)
+		return 1;
+	struct hg_cursor *c = &x->c;
+	struct hg_stream *s = hg_stream_of(f, c->dir);
 	struct hg_prefix pre = {};
-	__u32 avail = hg_window_at(c, HG_PREFIX);
+	__u32 avail = hg_window_at(skb, x, HG_PREFIX);
 	__u32 plen = s->partial_len;
 	__u32 base = c->pos - c->win_start;
 
 	if (plen > HG_PARTIAL_MAX)
 		plen = 0;
-	if (!plen) {
-		/* The common case: the whole start is in this segment. Two words. */
-		*(__u64 *)&pre.b[0] = *(const __u64 *)hg_at8(c->w, base);
-		*(__u64 *)&pre.b[8] = *(const __u64 *)hg_at8(c->w, base + 8);
+	if (plen) {
+		/* A start kept from the last segment: joined with what follows, then read as below. */
+		hg_join_line(&x->line, s, &x->w, base);
+		*(__u64 *)&pre.b[0] = *(const __u64 *)hg_at8(&x->line, 0);
+		*(__u64 *)&pre.b[8] = *(const __u64 *)hg_at8(&x->line, 8);
 	} else {
-		/* Read both sources every time and pick: no per-byte paths for the verifier to walk. */
-		for (__u32 k = 0; k < HG_PREFIX; k++) {
-			__u8 kept = s->partial[k & HG_PARTIAL_MAX];
-			__u8 fresh = c->w->b[(base + k - plen) & (HG_WINDOW - 1)];
-
-			pre.b[k] = k < plen ? kept : fresh;
-		}
+		/* The common case: the whole start is in this segment. Two words. */
+		*(__u64 *)&pre.b[0] = *(const __u64 *)hg_at8(&x->w, base);
+		*(__u64 *)&pre.b[8] = *(const __u64 *)hg_at8(&x->w, base + 8);
 	}
 	__u32 n = plen + avail;
 
@@ -61,8 +64,7 @@ static __always_inline int hg_step_idle(struct hg_scan *c)
 	}
 	s->partial_len = 0;
 	if (r <= 0) {
-		if (c->dir == HG_DIR_REQ && c->pos == 0 && !c->f->pending &&
-		    hg_looks_like_tls_hello(pre.b, n))
+		if (c->dir == HG_DIR_REQ && c->pos == 0 && !f->pending && hg_looks_like_tls_hello(pre.b, n))
 			hg_stat_inc(HG_STAT_TLS_SEEN);
 		s->state = HG_ST_UNSYNCED;
 		hg_stat_inc(HG_STAT_LOST_NOT_A_MESSAGE);
@@ -72,19 +74,22 @@ static __always_inline int hg_step_idle(struct hg_scan *c)
 	s->flags &= HG_SF_HAVE_SEQ;
 	s->left = 0;
 	if (c->dir == HG_DIR_REQ)
-		hg_on_request(c, r);
+		hg_on_request(f, x, r);
 	else
-		hg_on_response(c, r);
-	if (c->f->flags & HG_FLOW_UPGRADED)
+		hg_on_response(f, x, r);
+	if (f->flags & HG_FLOW_UPGRADED)
 		return 1;
 	/* The start line itself is not a header line: the scan begins mid-line. */
 	return 0;
 }
 
-/* The header block (or the trailers) is complete at c->pos. */
-static __always_inline void hg_headers_done(struct hg_scan *c)
+/* The header block (or the trailers) is complete at the cursor. */
+static __always_inline int hg_headers_done(struct hg_flow *f, struct hg_scratch *x)
 {
-	struct hg_stream *s = c->s;
+	if (!f || !x)
+		return 0;
+	struct hg_cursor *c = &x->c;
+	struct hg_stream *s = hg_stream_of(f, c->dir);
 	__u8 fl = s->flags;
 
 	s->flags &= HG_SF_HAVE_SEQ;
@@ -110,7 +115,7 @@ static __always_inline void hg_headers_done(struct hg_scan *c)
 			s->end_seq = c->seq + c->pos + HG_UNTRUSTED_BODY;
 			s->state = HG_ST_BODY;
 			hg_stat_inc(HG_STAT_LOST_UNREADABLE);
-			return;
+			return 0;
 		}
 	} else if (c->dir == HG_DIR_REQ) {
 		/* No length, no body (RFC 9112 6.3) -- unless a header went unread. */
@@ -122,26 +127,30 @@ static __always_inline void hg_headers_done(struct hg_scan *c)
 	}
 	if (s->state == HG_ST_UNSYNCED)
 		hg_stat_inc(HG_STAT_LOST_UNREADABLE);
+	return 0;
 }
 
 /*
- * A header line starts at c->pos (its first bytes may have been kept from the
- * last segment). Note Content-Length and Transfer-Encoding: chunked. Returns 1
- * when the line's start is cut by the segment's end and was kept instead.
- * avail: bytes in the window from c->pos, at least HG_NAME_LOOKAHEAD + 1 unless
- * the payload ends sooner.
+ * A header line starts at the cursor (its first bytes may have been kept from
+ * the last segment). Note Content-Length and Transfer-Encoding: chunked.
+ * Returns 1 when the line's start is cut by the segment's end and was kept
+ * instead. avail: bytes in the window from the cursor, at least
+ * HG_NAME_LOOKAHEAD + 1 unless the payload ends sooner.
  */
-static __always_inline int hg_header_line(struct hg_scan *c, __u32 avail)
+static __always_inline int hg_header_line(struct hg_flow *f, struct hg_scratch *x, __u32 avail)
 {
-	struct hg_stream *s = c->s;
+	if (!f || !x)
+		return 0;
+	struct hg_cursor *c = &x->c;
+	struct hg_stream *s = hg_stream_of(f, c->dir);
 	struct hg_header_value hv = {};
-	const struct hg_window *line = c->w;
+	const struct hg_window *line = &x->w;
 	__u32 off = c->pos - c->win_start, total = avail;
 
 	if (s->partial_len) {
 		/* The line's start was kept: read it joined with what follows. */
-		total += hg_join_line(c->line, s, c->w, off);
-		line = c->line;
+		total += hg_join_line(&x->line, s, &x->w, off);
+		line = &x->line;
 		off = 0;
 	} else if (avail >= 4) {
 		/*
@@ -150,9 +159,9 @@ static __always_inline int hg_header_line(struct hg_scan *c, __u32 avail)
 		 * the price of one compare (most header lines are Host, Date, ...).
 		 * Or-ing 0x20 lower-cases a letter and matches no other byte to one.
 		 */
-		__u32 x = (__u32)hg_load8(c->w, off) | 0x20202020;
+		__u32 w4 = (__u32)hg_load8(&x->w, off) | 0x20202020;
 
-		if (x != HG_LE4('c', 'o', 'n', 't') && x != HG_LE4('t', 'r', 'a', 'n'))
+		if (w4 != HG_LE4('c', 'o', 'n', 't') && w4 != HG_LE4('t', 'r', 'a', 'n'))
 			return 0;
 	}
 	if (total > HG_LINE)
@@ -160,9 +169,9 @@ static __always_inline int hg_header_line(struct hg_scan *c, __u32 avail)
 	int nl = hg_find_newline(line, off, total);
 
 	if (nl < 0 && total < HG_NAME_LOOKAHEAD && c->pos + avail >= c->end) {
-		if (line == c->w)
-			hg_join_line(c->line, s, c->w, off);
-		hg_keep_line(s, c->line, total);
+		if (line == &x->w)
+			hg_join_line(&x->line, s, &x->w, off);
+		hg_keep_line(s, &x->line, total);
 		c->pos = c->end;
 		return 1;
 	}
@@ -180,22 +189,25 @@ static __always_inline int hg_header_line(struct hg_scan *c, __u32 avail)
 		break;
 	}
 	/* Its '\n' is known: the scan for the next line starts there, not at the line's start. */
-	if (line == c->w && nl > 0 && nl < HG_LINE)
+	if (line == &x->w && nl > 0 && nl < HG_LINE)
 		c->pos += nl;
 	return 0;
 }
 
 /* Inside a start line, header block or trailers: one line (or one window of it) per step. */
-static __always_inline int hg_step_headers(struct hg_scan *c)
+static __always_inline int hg_step_headers(struct __sk_buff *skb, struct hg_flow *f, struct hg_scratch *x)
 {
-	struct hg_stream *s = c->s;
+	if (!skb || !f || !x)
+		return 1;
+	struct hg_cursor *c = &x->c;
+	struct hg_stream *s = hg_stream_of(f, c->dir);
 
 	if (s->flags & HG_SF_LINE_START) {
-		__u32 avail = hg_window_at(c, HG_NAME_LOOKAHEAD + 1);
+		__u32 avail = hg_window_at(skb, x, HG_NAME_LOOKAHEAD + 1);
 
 		if (!avail)
 			return 1;
-		__u8 b0 = hg_byte_at(c, c->pos);
+		__u8 b0 = hg_byte_at(x, c->pos);
 
 		if (s->partial_len) {
 			/* The rest of a header line whose start was kept: not an empty line. */
@@ -204,7 +216,7 @@ static __always_inline int hg_step_headers(struct hg_scan *c)
 			s->flags &= ~(HG_SF_LINE_START | HG_SF_LINE_START_CR);
 			if (b0 == '\n') {
 				c->pos += 1;
-				hg_headers_done(c);
+				hg_headers_done(f, x);
 				return 0;
 			}
 		} else if (b0 == '\r') {
@@ -213,27 +225,27 @@ static __always_inline int hg_step_headers(struct hg_scan *c)
 				c->pos += 1;
 				return 1;
 			}
-			if (hg_byte_at(c, c->pos + 1) == '\n') {
+			if (hg_byte_at(x, c->pos + 1) == '\n') {
 				c->pos += 2;
-				hg_headers_done(c);
+				hg_headers_done(f, x);
 				return 0;
 			}
 		} else if (b0 == '\n') {
 			c->pos += 1;
-			hg_headers_done(c);
+			hg_headers_done(f, x);
 			return 0;
 		}
-		if (s->state == HG_ST_HEADERS && hg_header_line(c, avail))
+		if (s->state == HG_ST_HEADERS && hg_header_line(f, x, avail))
 			return 1;
 		s->flags &= ~HG_SF_LINE_START;
 	}
 
-	__u32 avail = hg_window_at(c, 1);
+	__u32 avail = hg_window_at(skb, x, 1);
 
 	if (!avail)
 		return 1;
 	/* Past the lines that need no look, to the next that does (hg_header_line's skip, in bulk). */
-	int next = hg_next_line(c->w, c->pos - c->win_start, avail);
+	int next = hg_next_line(&x->w, c->pos - c->win_start, avail);
 
 	if (next >= 0 && next <= HG_WINDOW) {
 		c->pos += next;
@@ -245,9 +257,12 @@ static __always_inline int hg_step_headers(struct hg_scan *c)
 }
 
 /* Skip body bytes up to the body's end. */
-static __always_inline int hg_step_body(struct hg_scan *c)
+__noinline int hg_step_body(struct hg_flow *f, struct hg_scratch *x)
 {
-	struct hg_stream *s = c->s;
+	if (!f || !x)
+		return 1;
+	struct hg_cursor *c = &x->c;
+	struct hg_stream *s = hg_stream_of(f, c->dir);
 	__s32 to_end = s->end_seq - (c->seq + c->pos);
 
 	if (to_end <= 0 || (__u32)to_end <= c->end - c->pos) {
@@ -264,27 +279,26 @@ static __always_inline int hg_step_body(struct hg_scan *c)
 	return 1;
 }
 
-static __always_inline int hg_lose_sync(struct hg_scan *c)
-{
-	c->s->state = HG_ST_UNSYNCED;
-	hg_stat_inc(HG_STAT_LOST_BAD_CHUNK);
-	c->pos = c->end;
-	return 1;
-}
-
 /* A chunk-size line: hex digits, optional extensions, CRLF; it may straddle segments. */
-static __always_inline int hg_step_chunk_size(struct hg_scan *c)
+__noinline int hg_step_chunk_size(struct __sk_buff *skb, struct hg_flow *f, struct hg_scratch *x)
 {
-	struct hg_stream *s = c->s;
+	if (!skb || !f || !x)
+		return 1;
+	struct hg_cursor *c = &x->c;
+	struct hg_stream *s = hg_stream_of(f, c->dir);
 	struct hg_chunk_line st = { .size = s->left, .ext = !!(s->flags & HG_SF_CHUNK_EXT) };
-	__u32 avail = hg_window_at(c, 1);
+	__u32 avail = hg_window_at(skb, x, 1);
 
 	if (!avail)
 		return 1;
-	int used = hg_chunk_size_line(c->w, c->pos - c->win_start, avail, &st);
+	int used = hg_chunk_size_line(&x->w, c->pos - c->win_start, avail, &st);
 
-	if (used == HG_CHUNK_LINE_BAD)
-		return hg_lose_sync(c);
+	if (used == HG_CHUNK_LINE_BAD) {
+		s->state = HG_ST_UNSYNCED;
+		hg_stat_inc(HG_STAT_LOST_BAD_CHUNK);
+		c->pos = c->end;
+		return 1;
+	}
 	s->left = st.size;
 	if (used == HG_CHUNK_LINE_MORE) {
 		if (st.ext)
@@ -313,71 +327,95 @@ static __always_inline int hg_step_chunk_size(struct hg_scan *c)
  * Boundaries lost: a message may begin only at a segment start, and only
  * when the other direction says it is this one's turn.
  */
-static __always_inline int hg_step_unsynced(struct hg_scan *c)
+__noinline int hg_step_unsynced(struct __sk_buff *skb, struct hg_flow *f, struct hg_scratch *x)
 {
-	struct hg_flow *f = c->f;
+	if (!skb || !f || !x)
+		return 1;
+	struct hg_cursor *c = &x->c;
 	struct hg_prefix pre = {};
 
 	if (c->pos != 0) {
 		c->pos = c->end;
 		return 1;
 	}
-	__u32 avail = hg_window_at(c, HG_PREFIX);
+	__u32 avail = hg_window_at(skb, x, HG_PREFIX);
 
 	for (__u32 k = 0; k < HG_PREFIX; k++)
-		pre.b[k] = c->w->b[k & (HG_WINDOW - 1)];
+		pre.b[k] = x->w.b[k & (HG_WINDOW - 1)];
 	int r = hg_classify(&pre, avail < HG_PREFIX ? avail : HG_PREFIX, c->dir);
 	bool turn = c->dir == HG_DIR_REQ ? !f->pending && !f->skipped : f->pending || f->skipped;
 
 	if (r > 0 && turn) {
-		c->s->state = HG_ST_IDLE;
-		c->s->partial_len = 0;
+		struct hg_stream *s = hg_stream_of(f, c->dir);
+
+		s->state = HG_ST_IDLE;
+		s->partial_len = 0;
 		return 0;
 	}
 	c->pos = c->end;
 	return 1;
 }
 
+/* bpf_loop's context: pointers only, so that every call of the callback starts from the same state. */
+struct hg_loop {
+	struct __sk_buff *skb;
+	struct hg_flow *f;
+	struct hg_scratch *x;
+};
+
+/*
+ * A step function's result as bpf_loop's callback must return it: 0 or 1, in
+ * a way the verifier can see (clang knows the callee returns nothing else,
+ * and would drop the test).
+ */
+static __always_inline long hg_stop(int r)
+{
+	barrier_var(r);
+	return r ? 1 : 0;
+}
+
+/* One step at the cursor, by the state of its stream: 0 to go on, 1 to stop. */
 static long hg_step(__u32 i, void *ctx)
 {
-	struct hg_scan *c = ctx;
+	struct hg_loop *l = ctx;
+	struct __sk_buff *skb = l->skb;
+	struct hg_flow *f = l->f;
+	struct hg_scratch *x = l->x;
 
-	if (c->pos >= c->end)
+	if (x->c.pos >= x->c.end)
 		return 1;
-	switch (c->s->state) {
+	switch (hg_stream_of(f, x->c.dir)->state) {
 	case HG_ST_IDLE:
 		/* A message's start line and the header lines after it in one step. */
-		if (hg_step_idle(c))
+		if (hg_stop(hg_step_idle(skb, f, x)))
 			return 1;
-		return hg_step_headers(c);
+		return hg_stop(hg_step_headers(skb, f, x));
 	case HG_ST_HEADERS:
 	case HG_ST_TRAILERS:
-		return hg_step_headers(c);
+		return hg_stop(hg_step_headers(skb, f, x));
 	case HG_ST_BODY:
 	case HG_ST_CHUNK_DATA:
-		return hg_step_body(c);
+		return hg_stop(hg_step_body(f, x));
 	case HG_ST_CHUNK_SIZE:
-		return hg_step_chunk_size(c);
+		return hg_stop(hg_step_chunk_size(skb, f, x));
 	case HG_ST_UNSYNCED:
-		return hg_step_unsynced(c);
+		return hg_stop(hg_step_unsynced(skb, f, x));
 	default: /* HG_ST_UNTIL_CLOSE */
-		c->pos = c->end;
+		x->c.pos = x->c.end;
 		return 1;
 	}
 }
 
 /*
  * Advance one stream of a tracked flow over this segment's payload. Global:
- * the verifier walks the state machine once, not once per way of getting here.
+ * the verifier walks it once, not once per way of getting here.
  */
-__noinline int hg_process_segment(struct __sk_buff *skb, const struct hg_packet *p, struct hg_flow *f,
-				  __u32 dir)
+__noinline int hg_process_segment(struct __sk_buff *skb, struct hg_scratch *x, struct hg_flow *f, __u32 dir)
 {
-	if (!skb || !p || !f)
+	if (!skb || !x || !f)
 		return 0;
-	struct hg_stream *s = dir == HG_DIR_REQ ? &f->req : &f->resp;
-	const struct hg_flow_key *key = dir == HG_DIR_REQ ? &p->req_key : &p->resp_key;
-	__u32 seq = p->seq, len = p->payload_len, start = 0;
+	struct hg_stream *s = hg_stream_of(f, dir);
+	__u32 seq = x->pkt.seq, len = x->pkt.payload_len, start = 0;
 
 	if (!(s->flags & HG_SF_HAVE_SEQ)) {
 		s->next_seq = seq;
@@ -415,29 +453,19 @@ __noinline int hg_process_segment(struct __sk_buff *skb, const struct hg_packet 
 			return 0;
 	}
 
-	__u32 zero = 0;
-	struct hg_scratch *buf = bpf_map_lookup_elem(&scratch, &zero);
+	x->c.payload_off = x->pkt.payload_off;
+	x->c.seq = seq;
+	x->c.pos = start;
+	x->c.end = len;
+	x->c.win_start = 0;
+	x->c.win_len = 0;
+	x->c.dir = dir;
 
-	if (!buf)
-		return 0;
-	struct hg_scan c = {
-		.skb = skb,
-		.f = f,
-		.s = s,
-		.w = &buf->w,
-		.line = &buf->line,
-		.key = key,
-		.payload_off = p->payload_off,
-		.seq = seq,
-		.pos = start,
-		.end = len,
-		.dir = dir,
-	};
-
-	long steps = bpf_loop(HG_MAX_STEPS, hg_step, &c, 0);
+	struct hg_loop l = { .skb = skb, .f = f, .x = x };
+	long steps = bpf_loop(HG_MAX_STEPS, hg_step, &l, 0);
 
 	/* Stopping early is normal (an upgrade, a kept partial line); running out of steps is not. */
-	if (steps >= HG_MAX_STEPS && c.pos < c.end && s->state != HG_ST_UNSYNCED) {
+	if (steps >= HG_MAX_STEPS && x->c.pos < x->c.end && s->state != HG_ST_UNSYNCED) {
 		/* Out of steps (a pathological header block): give up on this stream's boundaries. */
 		s->state = HG_ST_UNSYNCED;
 		hg_stat_inc(HG_STAT_LOST_TOO_COMPLEX);
