@@ -105,6 +105,10 @@ def main():
     ap.add_argument("--exporter-commit", default=None,
                     help="what the report calls the exporter binary when --exporter was not built from "
                          "this checkout (e.g. a commit); unset: this checkout's commit, or the binary's path")
+    ap.add_argument("--compare", default=None,
+                    help="another exporter binary (e.g. built from main) measured in the same rounds as this one: "
+                         "the \"before\" rows of a before/after comparison")
+    ap.add_argument("--compare-label", default=None, help="what the report calls the --compare binary (e.g. a commit)")
     args = ap.parse_args()
     bad = [p for p in args.phases.split(",") if p not in PHASES]
     if bad:
@@ -114,6 +118,8 @@ def main():
     args.bench_dir = here
     args.exporter = os.path.abspath(args.exporter)
     args.noop_obj = os.path.abspath(args.noop_obj)
+    if args.compare:
+        args.compare = os.path.abspath(args.compare)
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))  # nginx on 10k ports

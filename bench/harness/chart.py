@@ -2,7 +2,7 @@
 the BPF cost per program run against the no-op program; matplotlib is
 imported only when a chart is drawn.
 """
-from .plan import BPF_VARIANTS, TARGETS
+from .plan import BPF_VARIANTS, COMPARED, TARGETS
 
 
 def chart(summary, runs, env, path):
@@ -12,11 +12,13 @@ def chart(summary, runs, env, path):
 
     short = {"baseline": "baseline", "noop": "no-op\ntc prog", "exporter-server": "exporter\nserver side",
              "exporter-client": "exporter\nclient side", "haproxy": "HAProxy\nL7 proxy",
-             "exporter-parse-only": "exporter,\nheaders only"}
+             "exporter-parse-only": "exporter,\nheaders only", "before-server": "before:\nserver side",
+             "before-client": "before:\nclient side"}
     colors = {"baseline": "#7f7f7f", "noop": "#bcbd22", "exporter-server": "#1f77b4",
-              "exporter-client": "#17becf", "haproxy": "#d62728", "exporter-parse-only": "#9467bd"}
+              "exporter-client": "#17becf", "haproxy": "#d62728", "exporter-parse-only": "#9467bd",
+              "before-server": "#aec7e8", "before-client": "#9edae5"}
     tp = [s for s in summary if s["rounds"]]
-    bs = [s for s in summary if s.get("bpf_rounds") and s["variant"] in BPF_VARIANTS]
+    bs = [s for s in summary if s.get("bpf_rounds") and s["variant"] in BPF_VARIANTS + list(COMPARED)]
     fig, axes = plt.subplots(1, 3, figsize=(16, 5.4), gridspec_kw={"width_ratios": [5, 5, 4]})
     w = 0.38
 

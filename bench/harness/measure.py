@@ -12,7 +12,7 @@ import socket
 import statistics
 import time
 
-from .plan import BPF_VARIANTS, EXPORTERS, FILL_BASE_PORT, HAPROXY_PORT, NGINX_PORT, SERVER_V4, VARIANTS
+from .plan import COMPARED, EXPORTERS, FILL_BASE_PORT, HAPROXY_PORT, NGINX_PORT, SERVER_V4, bpf_variants, variants
 from .report import write_results
 from .startup import StartupPhase
 from .system import (Usage, exporter_usage, host_cpu_seconds, http_get, log, metric_sum, netns_cmd,
@@ -47,7 +47,8 @@ class Bench(StartupPhase, Testbed):
                 extra_procs.append(bpf_holder)
             elif variant in EXPORTERS:
                 side, ports = EXPORTERS[variant]
-                watched = bpf_holder = self.start_exporter(side, ports)
+                binary = self.a.compare if variant in COMPARED else self.a.exporter
+                watched = bpf_holder = self.start_exporter(side, ports, binary)
                 extra_procs.append(watched)
                 before = parse_metrics(http_get(self.metrics_url()))
             elif variant == "haproxy":
@@ -129,19 +130,21 @@ class Bench(StartupPhase, Testbed):
 
     def phase_throughput(self):
         sysctl_bpf_stats(0)
-        log(f"phase 1: throughput, {self.a.rounds} rounds x {len(VARIANTS)} variants x {self.a.duration}s")
+        vs = variants(self.a.compare)
+        log(f"phase 1: throughput, {self.a.rounds} rounds x {len(vs)} variants x {self.a.duration}s")
         self.wrk(NGINX_PORT, 3)  # warm-up, not recorded
         for r in range(self.a.rounds):
-            k = r % len(VARIANTS)
-            for v in VARIANTS[k:] + VARIANTS[:k]:
+            k = r % len(vs)
+            for v in vs[k:] + vs[:k]:
                 self.one(v, "throughput", r + 1, self.a.duration)
 
     def phase_bpf(self):
         sysctl_bpf_stats(1)
-        log(f"phase 2: BPF cost (kernel.bpf_stats_enabled=1), {self.a.rounds} rounds x {len(BPF_VARIANTS)} x {self.a.bpf_duration}s")
+        vs = bpf_variants(self.a.compare)
+        log(f"phase 2: BPF cost (kernel.bpf_stats_enabled=1), {self.a.rounds} rounds x {len(vs)} x {self.a.bpf_duration}s")
         for r in range(self.a.rounds):
-            k = r % len(BPF_VARIANTS)
-            for v in BPF_VARIANTS[k:] + BPF_VARIANTS[:k]:
+            k = r % len(vs)
+            for v in vs[k:] + vs[:k]:
                 self.one(v, "bpf", r + 1, self.a.bpf_duration)
         sysctl_bpf_stats(0)
 

@@ -22,6 +22,24 @@ LABELS = {
     "exporter-parse-only": "exporter, server side, port 80 not watched (headers only)",
 }
 BPF_VARIANTS = ["noop", "exporter-server", "exporter-client", "exporter-parse-only"]
+# With --compare OTHER_BINARY, the other exporter runs beside this one, in the
+# same rounds and the same rotation: a before/after that the machine's drift
+# from minute to minute cannot bias.
+COMPARED = {"before-server": "exporter-server", "before-client": "exporter-client"}
+LABELS.update({v: f"before: {LABELS[COMPARED[v]]}" for v in COMPARED})
+
+
+def variants(compare):
+    """The throughput phase's variants: the other exporter's right after this one's."""
+    return VARIANTS[:4] + (list(COMPARED) if compare else []) + VARIANTS[4:]
+
+
+def bpf_variants(compare):
+    return BPF_VARIANTS + (list(COMPARED) if compare else [])
+
+
+# Every variant, in the order the report lists them.
+ALL_VARIANTS = variants(True) + ["exporter-parse-only"]
 # exporter variants: (side, ports to watch). "parse-only" watches a port no
 # traffic uses, so its programs parse every packet's Ethernet/IP/TCP headers
 # and check the port, but never read the payload, touch a flow or an
@@ -31,6 +49,8 @@ EXPORTERS = {
     "exporter-server": ("server", None),
     "exporter-client": ("client", None),
     "exporter-parse-only": ("server", [9]),
+    "before-server": ("server", None),
+    "before-client": ("client", None),
 }
 SCRAPE_INTERVAL_S = 1.0
 

@@ -12,7 +12,7 @@ import statistics
 import subprocess
 
 from .chart import chart
-from .plan import BPF_VARIANTS, LABELS, SCRAPE_INTERVAL_S, STARTUP_GOALS, TARGETS, VARIANTS
+from .plan import ALL_VARIANTS, BPF_VARIANTS, COMPARED, LABELS, SCRAPE_INTERVAL_S, STARTUP_GOALS, TARGETS
 from .system import log
 
 
@@ -30,7 +30,7 @@ def summarize(runs):
     bp = [r for r in runs if r["phase"] == "bpf"]
     base = {r["round"]: r for r in tp if r["variant"] == "baseline"}
     summary = []
-    for v in VARIANTS + ["exporter-parse-only"]:
+    for v in ALL_VARIANTS:
         rows = [r for r in tp if r["variant"] == v]
         brows = [r for r in bp if r["variant"] == v]
         if not rows and not brows:
@@ -204,6 +204,8 @@ def markdown(args, summary, runs, extras, env):
           f"- exporter: commit {env['exporter']}, TCX links"
           + (f", scrape_interval {SCRAPE_INTERVAL_S:g}s" if runs or extras.get("idle") or extras.get("series") else ""),
           f"- machine busy before the run (3 s, all CPUs): {fmt(extras.get('background_cpu_pct'), '.1f')} %"]
+    if getattr(args, "compare", None):
+        md.append(f"- compared with (the \"before\" rows, run in the same rounds): {args.compare_label or args.compare}")
     if runs:
         md += [f"- load: wrk -t{args.threads} -c{args.connections} --latency, keep-alive, 3-byte body; "
                f"{args.rounds} rounds of {args.duration}s per variant, interleaved; BPF cost: {args.rounds} rounds of {args.bpf_duration}s\n"]
@@ -216,7 +218,7 @@ def markdown(args, summary, runs, extras, env):
                "/proc/PID/status; the attacher's own RSS in the last column.\n",
                "| variant | req/s (min–max) | ratio to baseline (min–max) | p50 µs | p99 µs | host CPU busy % | host CPU µs/req (Δ baseline) | process CPU % | RSS MiB | attacher RSS MiB |",
                "|---|---|---|---|---|---|---|---|---|---|"]
-    for v in VARIANTS:
+    for v in ALL_VARIANTS:
         s = by.get(v)
         if not s or not s["rounds"]:
             continue
@@ -232,7 +234,7 @@ def markdown(args, summary, runs, extras, env):
                "One run is one packet (skb) on one hook.\n",
                "| variant | ns/run (min–max) | ingress | egress | × no-op | runs per request | ns per request above no-op |",
                "|---|---|---|---|---|---|---|"]
-    for v in BPF_VARIANTS:
+    for v in BPF_VARIANTS + list(COMPARED):
         s = by.get(v)
         if not s or not s["bpf_rounds"]:
             continue

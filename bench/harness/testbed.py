@@ -189,11 +189,11 @@ netns = "/run/netns/{ns}"
     def metrics_url(self):
         return f"http://127.0.0.1:{self.exporter_port}/metrics"
 
-    def start_exporter(self, side, ports=None):
+    def start_exporter(self, side, ports=None, binary=None):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.exporter_port = s.getsockname()[1]
-        p = self.spawn(f"exporter-{side}", [self.a.exporter, "--config.file", self.exporter_config(side, ports),
+        p = self.spawn(f"exporter-{side}", [binary or self.a.exporter, "--config.file", self.exporter_config(side, ports),
                                              "--web.listen-address", f"127.0.0.1:{self.exporter_port}",
                                              "--log.level", "warn"])
 
