@@ -63,7 +63,7 @@ static __always_inline void *hg_series(void *map, __u32 which, const struct hg_f
 	return bpf_map_lookup_elem(map, &sk);
 }
 
-/* One request of this flow and method. Global, like hg_observe: verified once, not at each caller. */
+/* One request of this flow and method. Global: verified once, not at each of its callers. */
 static __always_inline int hg_count_request(const struct hg_flow_key *fk, __u32 ifindex, __u32 method)
 {
 	__u64 zero = 0;
@@ -77,9 +77,12 @@ static __always_inline int hg_count_request(const struct hg_flow_key *fk, __u32 
 	return 0;
 }
 
-/* One response's latency, in the histogram of its flow, method and status. */
-__noinline int hg_observe(const struct hg_flow_key *fk, __u32 ifindex, __u32 method, __u32 code,
-			  __u64 latency_ns)
+/*
+ * One response's latency, in the histogram of its flow, method and status.
+ * Inline: it runs for every response, and its loop has constant bounds.
+ */
+static __always_inline int hg_observe(const struct hg_flow_key *fk, __u32 ifindex, __u32 method, __u32 code,
+				      __u64 latency_ns)
 {
 	__u32 zero_idx = 0;
 
