@@ -63,40 +63,28 @@ static __always_inline void *hg_series(void *map, __u32 which, const struct hg_f
 	return bpf_map_lookup_elem(map, &sk);
 }
 
-/* One request of this flow and method. Global: verified once, not at each of its callers. */
-static __always_inline int hg_count_request(const struct hg_flow_key *fk, __u32 ifindex, __u32 method)
+static __always_inline void hg_count_request(const struct hg_flow_key *fk, __u32 ifindex, __u8 method)
 {
 	__u64 zero = 0;
-
-	if (!fk)
-		return 0;
 	__u64 *v = hg_series(&requests, 0, fk, ifindex, method, 0, &zero);
 
 	if (v)
 		*v += 1;
-	return 0;
 }
 
-/*
- * One response's latency, in the histogram of its flow, method and status.
- * Inline: it runs for every response, and its loop has constant bounds.
- */
-static __always_inline int hg_observe(const struct hg_flow_key *fk, __u32 ifindex, __u32 method, __u32 code,
-				      __u64 latency_ns)
+static __always_inline void hg_observe(const struct hg_flow_key *fk, __u32 ifindex, __u8 method, __u16 code,
+				       __u64 latency_ns)
 {
 	__u32 zero_idx = 0;
-
-	if (!fk)
-		return 0;
 	struct hg_hist *zero = bpf_map_lookup_elem(&hist_zero, &zero_idx);
 
 	if (!zero)
-		return 0;
+		return;
 	struct hg_hist *h =
 		hg_series(&latency, 1, fk, ifindex, method, cfg_status_code ? code : code / 100, zero);
 
 	if (!h)
-		return 0;
+		return;
 
 	__u32 slot = 0;
 
@@ -108,7 +96,6 @@ static __always_inline int hg_observe(const struct hg_flow_key *fk, __u32 ifinde
 		h->slots[slot] += 1;
 	h->sum_ns += latency_ns;
 	h->count += 1;
-	return 0;
 }
 
 #endif

@@ -4,7 +4,7 @@
  * response (HTTP/1.1 pipelining, HG_PIPELINE_DEPTH deep); a final status
  * settles the oldest one and is observed in the latency histogram; 101, or a
  * 2xx to CONNECT, stops the parsing of the flow. Needs what lib/aggregate.h
- * needs. Each event is a global function: verified once, not at each caller.
+ * needs.
  */
 #ifndef HG_LIB_EVENTS_H
 #define HG_LIB_EVENTS_H
@@ -16,7 +16,8 @@
 /*
  * The connection is shown to be real: the requests held back until now are
  * counted. Requests beyond the queue on an unverified flow are not (their
- * methods were not kept).
+ * methods were not kept). Global: it is rare, and verified once for its
+ * callers here and in lib/flow.h.
  */
 __noinline int hg_verify(struct hg_flow *f, const struct hg_flow_key *key)
 {
@@ -36,10 +37,8 @@ __noinline int hg_verify(struct hg_flow *f, const struct hg_flow_key *key)
 }
 
 /* A request line on the flow's request stream, at the cursor. */
-static __always_inline int hg_on_request(struct hg_flow *f, struct hg_scratch *x, __u32 method)
+static __always_inline void hg_on_request(struct hg_flow *f, struct hg_scratch *x, __u8 method)
 {
-	if (!f || !x)
-		return 0;
 	f->req.method = method;
 	if (!(f->flags & HG_FLOW_UNVERIFIED)) {
 		hg_count_request(hg_key_of(x), f->ifindex, method);
@@ -53,14 +52,13 @@ static __always_inline int hg_on_request(struct hg_flow *f, struct hg_scratch *x
 		if (f->skipped < 255)
 			f->skipped++;
 		hg_stat_inc(HG_STAT_PIPELINE_OVERFLOW);
-		return 0;
+		return;
 	}
 	__u32 idx = (f->head + f->pending) % HG_PIPELINE_DEPTH;
 
 	f->req_ts[idx] = bpf_ktime_get_ns();
 	f->req_method[idx] = method;
 	f->pending++;
-	return 0;
 }
 
 static __always_inline void hg_upgrade(struct hg_flow *f)
@@ -72,10 +70,8 @@ static __always_inline void hg_upgrade(struct hg_flow *f)
 }
 
 /* A status line on the flow's response stream, at the cursor. */
-static __always_inline int hg_on_response(struct hg_flow *f, struct hg_scratch *x, __u32 code)
+static __always_inline void hg_on_response(struct hg_flow *f, struct hg_scratch *x, __u16 code)
 {
-	if (!f || !x)
-		return 0;
 	__u64 now = bpf_ktime_get_ns();
 
 	/* A status line from the server side: whatever it says, the connection is real. */
@@ -84,7 +80,7 @@ static __always_inline int hg_on_response(struct hg_flow *f, struct hg_scratch *
 	/* 100 Continue, 102, 103 Early Hints: no body, and the final status is still to come. */
 	if (code < 200 && code != 101) {
 		f->resp.flags |= HG_SF_NO_BODY;
-		return 0;
+		return;
 	}
 	if (f->pending == 0) {
 		if (f->skipped) {
@@ -93,7 +89,7 @@ static __always_inline int hg_on_response(struct hg_flow *f, struct hg_scratch *
 		} else {
 			hg_stat_inc(HG_STAT_RESPONSE_NO_REQUEST);
 		}
-		return 0;
+		return;
 	}
 	__u32 idx = f->head % HG_PIPELINE_DEPTH;
 	__u64 start = f->req_ts[idx];
@@ -108,7 +104,6 @@ static __always_inline int hg_on_response(struct hg_flow *f, struct hg_scratch *
 		f->resp.flags |= HG_SF_NO_BODY;
 	if (code == 101 || (method == HG_METHOD_CONNECT && code < 300))
 		hg_upgrade(f);
-	return 0;
 }
 
 #endif

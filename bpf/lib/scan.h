@@ -4,13 +4,12 @@
  * (struct hg_stream in http_golden.h), the scan cursor, and loading the
  * payload window it reads through.
  *
- * The cursor lives in the per-CPU `scratch` map, not on the stack, and every
- * step of the scan is a global function that takes it by pointer. What the
- * verifier reads from map memory is an unknown value, so it verifies each
- * step once, for every position and length at once, instead of once per path
- * that led there; and bpf_loop's callback, which newer verifiers walk until
- * its states repeat, repeats at once. Verification cost then adds up across
- * the steps instead of multiplying (docs/architecture.md, "Verifier budget").
+ * The cursor lives in the per-CPU `scratch` map, not on the stack, and the
+ * steps of the scan take it by pointer. What the verifier reads from map
+ * memory is an unknown value, so it verifies a step once for every position
+ * and length at once, instead of once per path that led there, and bpf_loop's
+ * callback, which newer verifiers walk until its states repeat, repeats at
+ * once (docs/kernels.md, "Why the parser stays far from the limit").
  */
 #ifndef HG_LIB_SCAN_H
 #define HG_LIB_SCAN_H
@@ -111,13 +110,10 @@ static __always_inline const struct hg_flow_key *hg_key_of(const struct hg_scrat
 
 /*
  * Make the window cover payload[pos .. pos+need) as far as the payload goes.
- * Returns the number of bytes available from pos in the window. Global: its
- * one helper call is verified once.
+ * Returns the number of bytes available from pos in the window.
  */
-static __always_inline int hg_window_at(struct __sk_buff *skb, struct hg_scratch *x, __u32 need)
+static __always_inline __u32 hg_window_at(struct __sk_buff *skb, struct hg_scratch *x, __u32 need)
 {
-	if (!skb || !x)
-		return 0;
 	struct hg_cursor *c = &x->c;
 	__u32 pos = c->pos, end = c->end, win_end = c->win_start + c->win_len;
 
