@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use http_golden_exporter::bpf::kernel::Unsupported;
 use http_golden_exporter::cli::{Cli, Command};
 use http_golden_exporter::config::Config;
 use http_golden_exporter::{daemon, top};
@@ -52,6 +53,11 @@ fn main() -> ExitCode {
     });
     match daemon::run(cfg, reload) {
         Ok(()) => ExitCode::SUCCESS,
+        // Already one sentence for the user: what the kernel lacks, which kernel has it.
+        Err(e) if e.is::<Unsupported>() => {
+            eprintln!("http-golden-exporter: {e}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("http-golden-exporter: error: {e:#}");
             ExitCode::FAILURE

@@ -17,6 +17,7 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, OpenObject, PrintLevel};
 
 use super::abi::{HG_PARSERS, HG_PARSE_EGRESS, HG_PARSE_INGRESS};
+use super::kernel::{self, Verified};
 use super::{link_skel, skel};
 use crate::config::{self, StatusLabel};
 
@@ -165,16 +166,21 @@ pub struct Loader {
     /// left on interfaces (a killed run's tc filters) then do nothing.
     parsers: MapHandle,
     /// The parser's own programs, which the tail-call array refers to.
-    _parser: Programs,
+    parser: Programs,
+    /// What the verifier processed for the parser's programs and an interface's.
+    verified: Vec<Verified>,
 }
 
 impl Loader {
-    /// Load the parser (the verifier speaks now) and create its maps.
+    /// Load the parser (the verifier speaks now) and create its maps. A
+    /// kernel that lacks a helper the parser calls is refused first, with
+    /// `kernel::Unsupported` (one line) rather than the verifier's log.
     pub fn new(sizes: MapSizes, cfg: ProgramConfig) -> Result<Loader> {
         libbpf_rs::set_print(Some((PrintLevel::Info, libbpf_print)));
         if cfg.buckets_s.len() > config::MAX_BUCKETS {
             anyhow::bail!("too many buckets for the BPF program");
         }
+        kernel::check_helpers()?;
         let (parser, maps) = with_log(|| load_parser(&cfg, sizes))?;
         let parsers = MapHandle::create(
             libbpf_rs::MapType::ProgArray,
@@ -194,11 +200,30 @@ impl Loader {
                 .update(&slot.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
                 .context("putting the parser in the tail-call array")?;
         }
-        Ok(Loader { maps: Arc::new(maps), parsers, _parser: parser })
+        let mut loader = Loader { maps: Arc::new(maps), parsers, parser, verified: Vec::new() };
+        // Every interface's programs are the same code with another slot: one
+        // copy, loaded and dropped here, measures them all.
+        let link = loader.link_programs(0)?;
+        for (program, fd) in [
+            ("hg_parse_ingress", &loader.parser.ingress),
+            ("hg_parse_egress", &loader.parser.egress),
+            ("http_ingress", &link.ingress),
+            ("http_egress", &link.egress),
+        ] {
+            let instructions = kernel::verified_instructions(fd.as_fd())?;
+            loader.verified.push(Verified { program: program.to_string(), instructions });
+        }
+        Ok(loader)
     }
 
     pub fn maps(&self) -> Arc<SharedMaps> {
         self.maps.clone()
+    }
+
+    /// Instructions the verifier processed for each program: the parser's
+    /// two, and an interface's two.
+    pub fn verified(&self) -> &[Verified] {
+        &self.verified
     }
 
     /// The programs for the interface at `links` slot `slot`: small, so

@@ -1,11 +1,13 @@
 //! The kernel side seen from userspace: the generated skeleton, loading it,
-//! the numbers and layouts shared with bpf/http_golden.h, and reading the maps
-//! into typed snapshots. The only module that touches raw map bytes.
+//! what the kernel must offer for that (kernel.rs), the numbers and layouts
+//! shared with bpf/http_golden.h, and reading the maps into typed snapshots.
+//! The only module that touches raw map bytes.
 //!
 //! Data flow: packet -> bpf/ parser -> maps -> [`maps::read`] -> [`Snapshot`]
 //! -> collector -> exposition.
 
 pub mod abi;
+pub mod kernel;
 pub mod loader;
 pub mod maps;
 pub mod snapshot;
