@@ -1,5 +1,5 @@
 //! The vocabulary both processes share: which targets and interfaces exist,
-//! and what is attached where. A leaf: the attacher fills it in, the IPC
+//! what is attached where, and what the verifier made of the programs. A leaf: the attacher fills it in, the IPC
 //! carries it (serde), the collector turns it into labels.
 
 use std::fmt;
@@ -73,6 +73,17 @@ pub struct Topology {
     pub targets: Vec<TargetNames>,
     pub attached: Vec<Attached>,
     pub discovery: Vec<Discovered>,
+    /// Every program loaded (the parser's two, and an interface's two).
+    #[serde(default)]
+    pub programs: Vec<Program>,
+}
+
+/// A BPF program by name, and the instructions the verifier processed to
+/// accept it (`bpf_prog_info.verified_insns`): its distance from the limit.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Program {
+    pub name: String,
+    pub verified_instructions: u64,
 }
 
 /// One `[[discover]]` table: how many namespaces it has attached, and how

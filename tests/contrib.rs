@@ -129,6 +129,7 @@ fn render(status_label: StatusLabel, status: u16) -> String {
             {"target": "containers", "container": "shop", "interface": "eth0", "direction": "egress", "mode": "tc"},
         ],
         "discovery": [{"name": "containers", "namespaces": 1, "limit_reached": 0}],
+        "programs": [{"name": "hg_parse_ingress", "verified_instructions": 40000}],
     }))
     .expect("a topology");
     exp.set_topology(&topology);

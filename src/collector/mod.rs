@@ -23,7 +23,7 @@ use prometheus::Registry;
 
 use crate::bpf::Snapshot;
 use crate::config::StatusLabel;
-use crate::topology::{Attached, Discovered, Topology};
+use crate::topology::{Attached, Discovered, Program, Topology};
 use http::{Cursor, HttpFamilies};
 pub use labels::Names;
 
@@ -45,6 +45,7 @@ struct State {
     names: Arc<Names>,
     attached: Vec<Attached>,
     discovery: Vec<Discovered>,
+    programs: Vec<Program>,
     reads: u64,
     read_errors: u64,
     last_read: Duration,
@@ -104,6 +105,7 @@ impl Exposition {
         s.attached = topology.attached.clone();
         s.attached.sort();
         s.discovery = topology.discovery.clone();
+        s.programs = topology.programs.clone();
     }
 
     pub fn record_read(&self, result: anyhow::Result<Snapshot>, took: Duration) -> anyhow::Result<()> {
@@ -282,6 +284,7 @@ mod tests {
             }],
             attached: vec![],
             discovery: vec![],
+            programs: vec![Program { name: "hg_parse_ingress".into(), verified_instructions: 123_456 }],
         });
         exp
     }
@@ -371,6 +374,7 @@ mod tests {
             "http_golden_exporter_series_dropped_total 0",
             "http_golden_exporter_requests_unanswered_total{reason=\"reset\"} 0",
             "process_resident_memory_bytes",
+            "http_golden_exporter_bpf_verified_instructions{program=\"hg_parse_ingress\"} 123456",
         ] {
             assert!(t.contains(name), "missing {name}:\n{t}");
         }

@@ -114,6 +114,7 @@ fn direct_text_equals_the_prometheus_text_encoder() {
         ],
         attached: vec![],
         discovery: vec![],
+        programs: vec![],
     };
     let names = Names::from_topology(&topo);
     let mut snap = Snapshot::default();

@@ -86,6 +86,11 @@ const LIMIT_REACHED: Desc = Desc::counter(
     "http_golden_exporter_discover_limit_reached_total",
     "Namespaces a [[discover]] table found but left alone because max_namespaces were attached already.",
 );
+const VERIFIED: Desc = Desc::gauge(
+    "http_golden_exporter_bpf_verified_instructions",
+    "Instructions the kernel's verifier processed to accept each BPF program, by program (the parser's \
+     hg_parse_ingress and hg_parse_egress, an interface's http_ingress and http_egress); the limit is 1,000,000.",
+);
 const READS: Desc =
     Desc::counter("http_golden_exporter_map_reads_total", "Reads of the BPF maps (one every scrape_interval).");
 const READ_ERRORS: Desc = Desc::counter(
@@ -147,6 +152,7 @@ pub(super) fn families(s: &State) -> Vec<MetricFamily> {
         INSERT_FAILED.single(st.flow_insert_failed as f64),
         DISCOVERED.with(s.discovery.iter().map(|d| (vec![("discover", d.name.clone())], d.namespaces as f64))),
         LIMIT_REACHED.with(s.discovery.iter().map(|d| (vec![("discover", d.name.clone())], d.limit_reached as f64))),
+        VERIFIED.with(s.programs.iter().map(|p| (vec![("program", p.name.clone())], p.verified_instructions as f64))),
         READS.single(s.reads as f64),
         READ_ERRORS.single(s.read_errors as f64),
         READ_DURATION.single(s.last_read.as_secs_f64()),

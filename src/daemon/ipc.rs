@@ -220,7 +220,7 @@ impl AsFd for Channel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topology::{Attached, Direction, Discovered, InterfaceName, Mode, TargetNames};
+    use crate::topology::{Attached, Direction, Discovered, InterfaceName, Mode, Program, TargetNames};
 
     #[test]
     fn messages_round_trip_including_ones_larger_than_a_packet() {
@@ -242,6 +242,7 @@ mod tests {
                 mode: Mode::Tcx,
             }],
             discovery: vec![Discovered { name: "containers".into(), namespaces: 300, limit_reached: 2 }],
+            programs: vec![Program { name: "hg_parse_ingress".into(), verified_instructions: 123_456 }],
         };
         // The reader runs concurrently: a message of many packets may exceed the socket buffer.
         let msgs = vec![
@@ -276,6 +277,7 @@ mod tests {
                 mode: Mode::Tc,
             }],
             discovery: vec![],
+            programs: vec![],
         };
         let (a, mut b) = Channel::pair().unwrap();
         a.send(&Msg::Topology(t.clone())).unwrap();

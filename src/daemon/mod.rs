@@ -107,6 +107,9 @@ pub fn run(cfg: Config, reload: Reloader) -> Result<()> {
             series_budget: cfg.series_budget(),
         },
     )?;
+    let verified: Vec<String> =
+        loader.verified().iter().map(|v| format!("{} {} instructions", v.program, v.instructions)).collect();
+    log::info!("BPF programs verified: {}", verified.join(", "));
     let targets = targets::Targets::new(loader, cfg.bpf.attach_mode)?;
     let mut prepared = Vec::new();
     for (id, target) in cfg.targets.iter().enumerate() {

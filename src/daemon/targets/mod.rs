@@ -16,7 +16,7 @@ use crate::bpf::{abi, maps, LinkConfig, Loader, SharedMaps};
 use crate::config::{AttachMode, Target};
 use crate::privileged::attach::{self, Hook};
 use crate::privileged::netns::{self, Interface, Netns};
-use crate::topology::{Attached, InterfaceName, TargetNames, Topology};
+use crate::topology::{Attached, InterfaceName, Program, TargetNames, Topology};
 
 mod discovered;
 mod follow;
@@ -331,7 +331,13 @@ impl Targets {
     }
 
     pub(super) fn topology(&self) -> Topology {
-        let mut topo = Topology::default();
+        let programs = self.loader.verified().iter();
+        let mut topo = Topology {
+            programs: programs
+                .map(|v| Program { name: v.program.clone(), verified_instructions: v.instructions })
+                .collect(),
+            ..Default::default()
+        };
         for t in &self.running {
             topo.targets.push(TargetNames {
                 id: t.id,
