@@ -9,6 +9,7 @@ pub mod packet;
 pub mod parser;
 pub mod pki;
 pub mod podman;
+pub mod qemu;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
