@@ -14,8 +14,8 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use http_golden_exporter::bpf::{maps, test_run_timed, LinkConfig, Loader, MapSizes, ProgramConfig};
-use http_golden_exporter::config::{StatusLabel, DEFAULT_BUCKETS};
+use hge_attacher::bpf::{maps, test_run_timed, LinkConfig, Loader, MapSizes, ProgramConfig};
+use hge_shared::config::{StatusLabel, DEFAULT_BUCKETS};
 use packet::{Tcp, ACK, SYN};
 
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 198.18.0.1\r\nUser-Agent: wrk\r\n\r\n";

@@ -1,22 +1,21 @@
+//! The binary: flags and configuration, then the daemon (`hge_attacher::start`,
+//! which forks the exporter), `--check-config`, `--cleanup`, or the terminal
+//! view (`top`, a program of its own).
+
+use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use http_golden_exporter::bpf::kernel::Unsupported;
-use http_golden_exporter::cli::{Cli, Command};
-use http_golden_exporter::config::Config;
-use http_golden_exporter::{daemon, top};
+use hge_attacher::bpf::kernel::Unsupported;
+use hge_attacher::cli::{Cli, Command, TOP_PROGRAM};
+use hge_attacher::start;
+use hge_shared::config::Config;
 
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
-    if let Some(Command::Top(args)) = cli.command.take() {
-        return match top::run(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("http-golden-exporter top: error: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
+    if let Some(Command::Top { args }) = cli.command.take() {
+        return run_top(args);
     }
     env_logger::Builder::new().parse_filters(&cli.log_level).format_target(false).init();
 
@@ -30,7 +29,7 @@ fn main() -> ExitCode {
     };
     cli.apply(&mut cfg);
     if cli.check_config {
-        if let Err(e) = daemon::check_web_config(&cfg) {
+        if let Err(e) = start::check_web_config(&cfg) {
             eprintln!("http-golden-exporter: invalid configuration: {e:#}");
             return ExitCode::FAILURE;
         }
@@ -38,7 +37,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if cli.cleanup {
-        return match daemon::cleanup(&cfg) {
+        return match start::cleanup(&cfg) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("http-golden-exporter: error: {e:#}");
@@ -46,12 +45,12 @@ fn main() -> ExitCode {
             }
         };
     }
-    let reload: daemon::Reloader = Box::new(move || {
+    let reload: start::Reloader = Box::new(move || {
         let mut cfg = Config::load(&path, explicit).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         cli.apply(&mut cfg);
         Ok(cfg)
     });
-    match daemon::run(cfg, reload) {
+    match start::run(cfg, reload) {
         Ok(()) => ExitCode::SUCCESS,
         // Already one sentence for the user: what the kernel lacks, which kernel has it.
         Err(e) if e.is::<Unsupported>() => {
@@ -63,4 +62,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `http-golden-exporter top ...`: the terminal view's own program, from the
+/// directory this binary is in (where the packages and cargo put both).
+fn run_top(args: Vec<std::ffi::OsString>) -> ExitCode {
+    let program = std::env::current_exe().map(|exe| exe.with_file_name(TOP_PROGRAM));
+    let err = match &program {
+        Ok(p) => std::process::Command::new(p).arg0("http-golden-exporter top").args(args).exec(),
+        Err(e) => std::io::Error::new(e.kind(), e.to_string()),
+    };
+    let shown = program.map(|p| p.display().to_string()).unwrap_or_else(|_| TOP_PROGRAM.to_string());
+    eprintln!("http-golden-exporter top: running {shown}: {err}");
+    ExitCode::FAILURE
 }

@@ -10,8 +10,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use common::packet::Tcp;
 use common::parser::{requests, Parser, Setup};
-use http_golden_exporter::bpf::{MapSizes, Method, Role, Snapshot};
-use http_golden_exporter::config::{StatusLabel, DEFAULT_BUCKETS};
+use hge_attacher::bpf::MapSizes;
+use hge_shared::config::{StatusLabel, DEFAULT_BUCKETS};
+use hge_shared::snapshot::{Method, Role, Snapshot};
 
 const METHODS: [&[u8]; 9] =
     [b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"CONNECT ", b"OPTIONS ", b"TRACE ", b"PATCH "];

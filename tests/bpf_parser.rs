@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use common::packet::{self, Tcp, ACK, FIN, RST};
 use common::parser::{assert_clean, requests, responses, Parser, Setup};
-use http_golden_exporter::bpf::{maps, MapSizes};
-use http_golden_exporter::bpf::{Method, Role};
-use http_golden_exporter::config::{seconds_to_ns, StatusLabel, DEFAULT_BUCKETS};
+use hge_attacher::bpf::{maps, MapSizes};
+use hge_shared::config::{seconds_to_ns, StatusLabel, DEFAULT_BUCKETS};
+use hge_shared::snapshot::{Method, Role};
 
 fn client_v4() -> Tcp {
     Tcp::v4([198, 18, 0, 2], 40000, [198, 18, 0, 1], 80)

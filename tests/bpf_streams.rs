@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use common::packet::{self, Tcp, ACK, FIN, RST};
 use common::parser::{assert_clean, requests, responses, Conn, Parser, Setup};
-use http_golden_exporter::bpf::MapSizes;
-use http_golden_exporter::bpf::{Method, Role};
-use http_golden_exporter::config::{StatusLabel, DEFAULT_BUCKETS};
+use hge_attacher::bpf::MapSizes;
+use hge_shared::config::{StatusLabel, DEFAULT_BUCKETS};
+use hge_shared::snapshot::{Method, Role};
 
 fn conn() -> Conn {
     Conn::new(Tcp::v4([198, 18, 0, 2], 40000, [198, 18, 0, 1], 80))
@@ -384,7 +384,7 @@ fn server_fin_with_requests_pending_counts_them_unanswered() {
 
 /// Framing-loss counters in the order of FRAMING_LOST_REASONS:
 /// gap, not_a_message, unreadable_header, bad_chunk, too_complex.
-fn lost(s: &http_golden_exporter::bpf::Snapshot) -> [u64; 5] {
+fn lost(s: &hge_shared::snapshot::Snapshot) -> [u64; 5] {
     s.stats.framing_lost
 }
 

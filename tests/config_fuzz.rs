@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use http_golden_exporter::config::Config;
+use hge_shared::config::Config;
 use proptest::prelude::*;
 
 /// A config that sets every key, targets included (netns too).

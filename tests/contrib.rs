@@ -15,10 +15,10 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use http_golden_exporter::bpf::{Histogram, Method, Role, SeriesKey, Snapshot};
-use http_golden_exporter::collector::Exposition;
-use http_golden_exporter::config::StatusLabel;
-use http_golden_exporter::topology::Topology;
+use hge_exporter::collector::Exposition;
+use hge_shared::config::StatusLabel;
+use hge_shared::snapshot::{Histogram, Method, Role, SeriesKey, Snapshot};
+use hge_shared::topology::Topology;
 use serde_json::{json, Value};
 use serde_norway::Value as Yaml;
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::podman::{Container, Net};
 use common::{run, unique, Proc, TempDir};
-use http_golden_exporter::discover::{self, enumerate, own_namespace, Event, NsId, Origin, Roots, Settings, Watcher};
+use hge_attacher::discover::{self, enumerate, own_namespace, Event, NsId, Origin, Roots, Settings, Watcher};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 const WITHIN: Duration = Duration::from_secs(2);

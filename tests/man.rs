@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use clap::CommandFactory;
-use http_golden_exporter::cli::Cli;
+use hge_attacher::cli::Cli;
 
 /// Date in the page header: the date of the release the page describes.
 const DATE: &str = "2026-11-27";
@@ -26,9 +26,9 @@ fn render() -> String {
         .date(DATE)
         .source(format!("http-golden-exporter {}", env!("CARGO_PKG_VERSION")))
         .manual("System Administration");
-    // `top` has a synopsis line and an options section of its own.
-    let top = Cli::command().find_subcommand("top").expect("the top subcommand").clone();
-    let top = clap_mangen::Man::new(top.bin_name("http-golden-exporter top"));
+    // `top` (a program of its own, which `http-golden-exporter top` runs) has a
+    // synopsis line and an options section of its own.
+    let top = clap_mangen::Man::new(hge_top::Cli::command().bin_name("http-golden-exporter top"));
     let (mut top_synopsis, mut top_options) = (Vec::new(), Vec::new());
     top.render_synopsis_section(&mut top_synopsis).unwrap();
     top.render_options_section(&mut top_options).unwrap();

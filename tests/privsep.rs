@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::nginx::{curl, Nginx};
 use common::{bpf_attached, Exporter, Metrics, Pair, SERVER_V4};
-use http_golden_exporter::privileged::privsep::{self, ProcCaps, ATTACHER_CAPS, ATTACHER_OPTIONAL_CAPS};
+use hge_shared::privsep::{self, ProcCaps, ATTACHER_CAPS, ATTACHER_OPTIONAL_CAPS};
 use nix::sys::signal::Signal;
 
 fn target(name: &str, ns: &str, ifname: &str) -> String {

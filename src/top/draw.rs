@@ -152,7 +152,7 @@ fn whole_seconds(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::top::snapshot::{RowKey, Side};
+    use crate::snapshot::{RowKey, Side};
 
     #[test]
     fn numbers_in_readable_units() {

@@ -228,7 +228,7 @@ fn matches(r: &Row, terms: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::top::snapshot::{RowKey, Side};
+    use crate::snapshot::{RowKey, Side};
 
     fn row(side: Side, target: &str, port: &str, rate: Option<f64>, errors: Option<f64>) -> Row {
         let key =

@@ -461,7 +461,7 @@ fn split_labels(s: &str) -> Vec<&str> {
 pub fn bpf_attached(ns: &str, ifname: &str) -> String {
     let path = std::path::PathBuf::from(format!("/run/netns/{ns}"));
     let name = ifname.to_string();
-    let mut names = http_golden_exporter::privileged::netns::in_netns(Some(&path), move || {
+    let mut names = hge_attacher::netns::in_netns(Some(&path), move || {
         let Ok(ifindex) = nix::net::if_::if_nametoindex(name.as_str()) else { return Ok(Vec::new()) };
         let mut names = Vec::new();
         for at in [libbpf_sys::BPF_TCX_INGRESS, libbpf_sys::BPF_TCX_EGRESS] {

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use http_golden_exporter::privileged::netns::in_netns;
+use hge_attacher::netns::in_netns;
 
 fn ns_path(ns: &str) -> PathBuf {
     PathBuf::from(format!("/run/netns/{ns}"))

@@ -4,9 +4,10 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use super::packet::{Tcp, ACK, SYN};
-use http_golden_exporter::bpf::{self, LinkConfig, Loader, MapSizes, ProgramConfig, Programs};
-use http_golden_exporter::bpf::{maps, Method, Role, SharedMaps, Snapshot};
-use http_golden_exporter::config::{StatusLabel, DEFAULT_BUCKETS};
+use hge_attacher::bpf::maps;
+use hge_attacher::bpf::{self, LinkConfig, Loader, MapSizes, ProgramConfig, Programs, SharedMaps};
+use hge_shared::config::{StatusLabel, DEFAULT_BUCKETS};
+use hge_shared::snapshot::{Method, Role, Snapshot};
 
 /// TC_ACT_UNSPEC: the programs only observe, whatever they see.
 const PASS: i32 = -1;
@@ -114,7 +115,7 @@ impl Parser {
     }
 
     pub fn snap(&self) -> Snapshot {
-        maps::read(&self.maps.reader().unwrap(), self.nbuckets).unwrap()
+        hge_exporter::maps::read(&self.maps.reader().unwrap(), self.nbuckets).unwrap()
     }
 }
 

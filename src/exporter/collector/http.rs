@@ -1,0 +1,163 @@
+//! The HTTP families: requests and durations, as seen by local servers and by
+//! local clients, written as text straight from a map snapshot, a piece at a
+//! time (a [`Cursor`] remembers where the last piece ended), so that no copy
+//! of the whole exposition is ever held.
+
+use bytes::{BufMut, BytesMut};
+
+use super::labels::Names;
+use super::text::{count, header, value};
+use hge_shared::config::StatusLabel;
+use hge_shared::snapshot::{Histogram, Role, SeriesKey, Snapshot};
+
+/// One family: a role's requests (a counter) or durations (a histogram).
+struct Family {
+    role: Role,
+    name: &'static str,
+    help: &'static str,
+    histogram: bool,
+}
+
+macro_rules! view {
+    ($role:expr, $prefix:literal, $who:literal) => {
+        [
+            Family {
+                role: $role,
+                name: concat!($prefix, "_requests_total"),
+                help: concat!("HTTP/1 requests ", $who, ", counted when the request line passes."),
+                histogram: false,
+            },
+            Family {
+                role: $role,
+                name: concat!($prefix, "_request_duration_seconds"),
+                help: concat!(
+                    "Time from the packet carrying the request line to the packet carrying the final status line, ",
+                    "for HTTP/1 requests ",
+                    $who,
+                    "."
+                ),
+                histogram: true,
+            },
+        ]
+    };
+}
+
+/// In the order they are exposed: server requests, server durations, client requests, client durations.
+const FAMILIES: [[Family; 2]; 2] = [
+    view!(Role::Server, "http_server", "received by a local server (seen on ingress)"),
+    view!(Role::Client, "http_client", "sent by a local client (seen on egress)"),
+];
+
+fn family(i: usize) -> Option<&'static Family> {
+    FAMILIES.as_flattened().get(i)
+}
+
+/// How HTTP series are labelled and bucketed.
+pub struct HttpFamilies {
+    pub status_label: StatusLabel,
+    /// `,le="0.005"} ` for each bound, as the encoder formats it (f64 `Display`).
+    le: Vec<String>,
+}
+
+/// Where the text of one snapshot stopped: family, next entry, and whether the
+/// family's header is out (a family with no series has none).
+#[derive(Debug, Default, Clone)]
+pub struct Cursor {
+    family: usize,
+    entry: usize,
+    headed: bool,
+}
+
+impl Cursor {
+    pub fn done(&self) -> bool {
+        family(self.family).is_none()
+    }
+
+    #[cfg(test)]
+    pub fn finished() -> Cursor {
+        Cursor { family: FAMILIES.as_flattened().len(), ..Cursor::default() }
+    }
+}
+
+impl HttpFamilies {
+    pub fn new(buckets_s: &[f64], status_label: StatusLabel) -> HttpFamilies {
+        let le = buckets_s.iter().map(|b| format!(",le=\"{b}\"}} ")).collect();
+        HttpFamilies { status_label, le }
+    }
+
+    /// Append the text after `cur` to `buf`, whole series at a time, until `buf`
+    /// holds at least `min` bytes or the families end (`cur.done()`); `labels`
+    /// is scratch space.
+    pub fn fill(
+        &self,
+        snap: &Snapshot,
+        names: &Names,
+        cur: &mut Cursor,
+        buf: &mut BytesMut,
+        labels: &mut BytesMut,
+        min: usize,
+    ) {
+        while let Some(f) = family(cur.family) {
+            let entries = if f.histogram { snap.latency.len() } else { snap.requests.len() };
+            while cur.entry < entries {
+                let i = cur.entry;
+                cur.entry += 1;
+                let key: &SeriesKey = if f.histogram { &snap.latency[i].0 } else { &snap.requests[i].0 };
+                if key.role != f.role {
+                    continue;
+                }
+                if !cur.headed {
+                    header(buf, f.name, f.help, if f.histogram { "histogram" } else { "counter" });
+                    cur.headed = true;
+                }
+                labels.clear();
+                if f.histogram {
+                    names.write_series(labels, key, Some(self.status_label));
+                    self.histogram(buf, f.name, labels, &snap.latency[i].1);
+                } else {
+                    names.write_series(labels, key, None);
+                    sample(buf, f.name, "", labels, b"} ");
+                    count(buf, snap.requests[i].1);
+                    buf.put_u8(b'\n');
+                }
+                if buf.len() >= min {
+                    return;
+                }
+            }
+            *cur = Cursor { family: cur.family + 1, ..Cursor::default() };
+        }
+    }
+
+    fn histogram(&self, buf: &mut BytesMut, name: &str, labels: &[u8], h: &Histogram) {
+        // The kernel keeps per-bucket counts; exposition wants them cumulative,
+        // and +Inf is the count (the kernel's last slot is not exposed).
+        let mut cumulative = 0;
+        for (le, n) in self.le.iter().zip(&h.buckets) {
+            cumulative += n;
+            sample(buf, name, "_bucket", labels, le.as_bytes());
+            count(buf, cumulative);
+            buf.put_u8(b'\n');
+        }
+        sample(buf, name, "_bucket", labels, b",le=\"+Inf\"} ");
+        count(buf, h.count);
+        buf.put_u8(b'\n');
+        sample(buf, name, "_sum", labels, b"} ");
+        value(buf, h.sum_ns as f64 / 1e9);
+        buf.put_u8(b'\n');
+        sample(buf, name, "_count", labels, b"} ");
+        count(buf, h.count);
+        buf.put_u8(b'\n');
+    }
+}
+
+/// Everything of a sample line before its value.
+fn sample(buf: &mut BytesMut, name: &str, suffix: &str, labels: &[u8], close: &[u8]) {
+    buf.extend_from_slice(name.as_bytes());
+    buf.extend_from_slice(suffix.as_bytes());
+    buf.extend_from_slice(labels);
+    buf.extend_from_slice(close);
+}
+
+#[cfg(test)]
+#[path = "oracle.rs"]
+mod oracle;

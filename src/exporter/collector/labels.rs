@@ -1,0 +1,79 @@
+//! The one place where numbers in BPF keys become label values.
+
+use std::collections::HashMap;
+
+use bytes::BytesMut;
+
+use super::text::pair;
+use hge_shared::config::StatusLabel;
+use hge_shared::snapshot::SeriesKey;
+use hge_shared::topology::Topology;
+
+/// Label values for the target ids and ifindexes in BPF keys. A number with
+/// no name (a target removed since the read) keeps a recognisable fallback.
+#[derive(Debug, Default, Clone)]
+pub struct Names {
+    targets: HashMap<u16, (String, Option<String>)>,
+    interfaces: HashMap<(u16, u32), String>,
+}
+
+impl Names {
+    pub fn from_topology(t: &Topology) -> Names {
+        let mut n = Names::default();
+        for target in &t.targets {
+            n.targets.insert(target.id, (target.name.clone(), target.container.clone()));
+            for i in &target.interfaces {
+                n.interfaces.insert((target.id, i.ifindex), i.name.clone());
+            }
+        }
+        n
+    }
+
+    /// `{target="…",container="…",interface="…",port="…",method="…"` (no
+    /// `container` for a static target) and the status label
+    /// where `status` says how, escaped, without the closing brace (the
+    /// histogram's `le` follows).
+    pub fn write_series(&self, buf: &mut BytesMut, k: &SeriesKey, status: Option<StatusLabel>) {
+        let mut d = [0u8; 5];
+        match self.targets.get(&k.target_id) {
+            Some((name, container)) => {
+                pair(buf, true, "target", name);
+                if let Some(c) = container {
+                    pair(buf, false, "container", c);
+                }
+            }
+            None => pair(buf, true, "target", &format!("target{}", k.target_id)),
+        }
+        match self.interfaces.get(&(k.target_id, k.ifindex)) {
+            Some(name) => pair(buf, false, "interface", name),
+            None => pair(buf, false, "interface", &format!("if{}", k.ifindex)),
+        }
+        pair(buf, false, "port", decimal(k.port, &mut d));
+        pair(buf, false, "method", k.method.as_str());
+        match status {
+            Some(StatusLabel::Class) => {
+                pair(buf, false, "status_class", decimal(k.status, &mut d));
+                // Inside the closing quote: 2 becomes "2xx".
+                buf.truncate(buf.len() - 1);
+                buf.extend_from_slice(b"xx\"");
+            }
+            Some(StatusLabel::Code) => pair(buf, false, "status_code", decimal(k.status, &mut d)),
+            None => {}
+        }
+    }
+}
+
+/// `n` in decimal, in `d`, without allocating.
+fn decimal(mut n: u16, d: &mut [u8; 5]) -> &str {
+    let mut i = d.len();
+    loop {
+        i -= 1;
+        d[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // ASCII digits only: never the fallback.
+    std::str::from_utf8(&d[i..]).unwrap_or("0")
+}

@@ -1,0 +1,382 @@
+//! From map snapshots to the Prometheus text exposition.
+//!
+//! The map reader hands each [`Snapshot`] to [`Exposition::record_read`], which
+//! keeps it (with the names to label it by) until the next read. A scrape
+//! writes the HTTP families as text straight from that snapshot, a piece at a
+//! time while the response is sent (http.rs, labelled by labels.rs; gzip.rs
+//! deflates them once per read), then the exporter's own metrics (own.rs) as of now.
+
+mod gzip;
+mod http;
+mod labels;
+mod own;
+mod text;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::Registry;
+
+use hge_shared::config::StatusLabel;
+use hge_shared::snapshot::Snapshot;
+use hge_shared::topology::{Attached, Discovered, Program, Topology};
+use http::{Cursor, HttpFamilies};
+pub use labels::Names;
+
+/// Pieces of the plain exposition are about this large.
+const PIECE: usize = 64 * 1024;
+
+/// One good map read, served until the next: the snapshot, the names it is
+/// labelled with, and (on first demand) its HTTP families deflated.
+#[derive(Default)]
+struct Read {
+    snapshot: Snapshot,
+    names: Arc<Names>,
+    gzip: std::sync::OnceLock<gzip::Prefix>,
+}
+
+#[derive(Default)]
+struct State {
+    read: Arc<Read>,
+    names: Arc<Names>,
+    attached: Vec<Attached>,
+    discovery: Vec<Discovered>,
+    programs: Vec<Program>,
+    reads: u64,
+    read_errors: u64,
+    last_read: Duration,
+    max_series: u32,
+    /// Last complete flow-table figures; evictions only ever grow (they are counters).
+    flows_live: u64,
+    flows_evicted: u64,
+    evicted_unanswered: u64,
+    never_confirmed: u64,
+    /// When the last read succeeded: the watchdog's measure of health.
+    last_good_read: Option<Instant>,
+    /// The same, as Unix time, for the exposition (clients that compute rates between reads).
+    last_good_read_unix: f64,
+}
+
+impl State {
+    fn snapshot(&self) -> &Snapshot {
+        &self.read.snapshot
+    }
+}
+
+/// What the web server exposes; updated by the map reader.
+pub struct Exposition {
+    http: Arc<HttpFamilies>,
+    state: RwLock<State>,
+    registry: Registry,
+}
+
+impl Exposition {
+    pub fn new(buckets_s: Vec<f64>, status_label: StatusLabel, max_series: u32) -> Arc<Exposition> {
+        let exp = Arc::new(Exposition {
+            http: Arc::new(HttpFamilies::new(&buckets_s, status_label)),
+            state: RwLock::new(State { max_series, ..Default::default() }),
+            registry: Registry::new(),
+        });
+        exp.registry
+            .register(Box::new(SelfCollector(Arc::downgrade(&exp))))
+            .expect("descriptors of the exporter's own collector are unique");
+        exp.registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("process collector registers on a fresh registry");
+        exp
+    }
+
+    // A panic while the lock was held leaves plain data behind, still worth serving.
+    fn state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn state_mut(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_topology(&self, topology: &Topology) {
+        let mut s = self.state_mut();
+        s.names = Arc::new(Names::from_topology(topology));
+        s.attached = topology.attached.clone();
+        s.attached.sort();
+        s.discovery = topology.discovery.clone();
+        s.programs = topology.programs.clone();
+    }
+
+    pub fn record_read(&self, result: anyhow::Result<Snapshot>, took: Duration) -> anyhow::Result<()> {
+        let mut s = self.state_mut();
+        s.reads += 1;
+        s.last_read = took;
+        match result {
+            Ok(snap) => {
+                if let Some(f) = snap.flows {
+                    s.flows_live = f.live;
+                    s.flows_evicted = s.flows_evicted.max(f.evicted);
+                    s.evicted_unanswered = s.evicted_unanswered.max(f.evicted_unanswered);
+                    s.never_confirmed = s.never_confirmed.max(f.never_confirmed);
+                }
+                // Labelled with the names known at the time of the read.
+                let read = Arc::new(Read { snapshot: snap, names: s.names.clone(), gzip: Default::default() });
+                // The previous read goes when the last scrape still sending it ends.
+                s.read = read;
+                s.last_good_read = Some(Instant::now());
+                s.last_good_read_unix =
+                    std::time::SystemTime::UNIX_EPOCH.elapsed().map(|d| d.as_secs_f64()).unwrap_or_default();
+                Ok(())
+            }
+            Err(e) => {
+                s.read_errors += 1;
+                Err(e)
+            }
+        }
+    }
+
+    /// How long ago a map read last succeeded (None: never).
+    pub fn since_good_read(&self) -> Option<Duration> {
+        self.state().last_good_read.map(|t| t.elapsed())
+    }
+
+    /// Series currently held in the aggregate maps (requests + histograms).
+    pub fn series(&self) -> usize {
+        let s = self.state();
+        s.snapshot().requests.len() + s.snapshot().latency.len()
+    }
+
+    /// One scrape: the last read's HTTP families (written as they are sent)
+    /// and the exporter's own metrics as of now.
+    pub fn scrape(&self) -> Scrape {
+        let read = self.state().read.clone();
+        let mut own = Vec::new();
+        text::encode(&self.registry.gather(), &mut own);
+        Scrape { http: self.http.clone(), read, own: Bytes::from(own) }
+    }
+
+    /// The whole text exposition at once (tests, small maps).
+    pub fn render(&self) -> Vec<Bytes> {
+        self.scrape().plain().collect()
+    }
+}
+
+/// What one scrape sends; see [`Scrape::plain`] and [`Scrape::gzip`].
+pub struct Scrape {
+    http: Arc<HttpFamilies>,
+    read: Arc<Read>,
+    own: Bytes,
+}
+
+impl Scrape {
+    /// The text exposition in pieces of about 64 KiB, each written when asked
+    /// for, into one buffer that is reused once the previous piece has been sent.
+    pub fn plain(self) -> Plain {
+        Plain {
+            scrape: self,
+            cursor: Cursor::default(),
+            buf: BytesMut::new(),
+            labels: BytesMut::new(),
+            own_sent: false,
+        }
+    }
+
+    /// The gzipped exposition: one gzip member whose HTTP part is deflated at
+    /// most once per map read (concurrent callers wait for the one doing it)
+    /// and shared. Blocks for a while on the first call: run it off the runtime.
+    pub fn gzip(self) -> Vec<Bytes> {
+        let Scrape { http, read, own } = self;
+        let prefix = read.gzip.get_or_init(|| {
+            gzip::Prefix::deflate(|cur, buf, labels| http.fill(&read.snapshot, &read.names, cur, buf, labels, PIECE))
+        });
+        prefix.with(&own)
+    }
+}
+
+/// The plain exposition, a piece per `next()`.
+pub struct Plain {
+    scrape: Scrape,
+    cursor: Cursor,
+    buf: BytesMut,
+    labels: BytesMut,
+    own_sent: bool,
+}
+
+impl Iterator for Plain {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        if self.cursor.done() {
+            if self.own_sent {
+                return None;
+            }
+            self.own_sent = true;
+            return Some(self.scrape.own.clone()).filter(|b| !b.is_empty());
+        }
+        // Reclaims the buffer when the piece handed out before has been dropped.
+        self.buf.reserve(PIECE + PIECE / 4);
+        let Scrape { http, read, .. } = &self.scrape;
+        http.fill(&read.snapshot, &read.names, &mut self.cursor, &mut self.buf, &mut self.labels, PIECE);
+        Some(self.buf.split().freeze())
+    }
+}
+
+/// The exporter's own metrics, collected at each scrape, without keeping the
+/// exposition alive (the registry lives inside it).
+struct SelfCollector(std::sync::Weak<Exposition>);
+
+impl Collector for SelfCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        static DESCS: std::sync::OnceLock<Vec<Desc>> = std::sync::OnceLock::new();
+        DESCS
+            .get_or_init(|| {
+                own::DECLARED
+                    .iter()
+                    .map(|(name, labels)| {
+                        Desc::new(
+                            name.to_string(),
+                            "exporter self-metric".into(),
+                            labels.iter().map(|s| s.to_string()).collect(),
+                            HashMap::new(),
+                        )
+                        .expect("static descriptor is valid")
+                    })
+                    .collect()
+            })
+            .iter()
+            .collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        match self.0.upgrade() {
+            Some(exp) => own::families(&exp.state()),
+            None => Vec::new(),
+        }
+    }
+}
+
+/// Time one map read.
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = Instant::now();
+    let v = f();
+    (v, start.elapsed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hge_shared::snapshot::{Flows, Histogram, Method, Role, SeriesKey, Snapshot, Stats};
+    use hge_shared::topology::{InterfaceName, TargetNames, Topology};
+
+    fn key(role: Role, status: u16) -> SeriesKey {
+        SeriesKey { target_id: 0, ifindex: 7, role, port: 80, method: Method::Get, status }
+    }
+
+    fn exposition(label: StatusLabel) -> Arc<Exposition> {
+        let exp = Exposition::new(vec![0.001, 0.01, 0.1], label, 100);
+        exp.set_topology(&Topology {
+            targets: vec![TargetNames {
+                id: 0,
+                name: "web".into(),
+                container: None,
+                interfaces: vec![InterfaceName { ifindex: 7, name: "veth0".into() }],
+            }],
+            attached: vec![],
+            discovery: vec![],
+            programs: vec![Program { name: "hg_parse_ingress".into(), verified_instructions: 123_456 }],
+        });
+        exp
+    }
+
+    fn text(exp: &Exposition) -> String {
+        String::from_utf8(exp.render().concat()).unwrap()
+    }
+
+    #[test]
+    fn histogram_buckets_become_cumulative_with_inf_from_count() {
+        let exp = exposition(StatusLabel::Class);
+        let snap = Snapshot {
+            requests: vec![(key(Role::Server, 0), 6)],
+            latency: vec![(
+                key(Role::Server, 2),
+                Histogram { buckets: vec![1, 2, 0, 3], sum_ns: 1_500_000_000, count: 6 },
+            )],
+            stats: Stats::default(),
+            flows: None,
+        };
+        exp.record_read(Ok(snap), Duration::ZERO).unwrap();
+        let t = text(&exp);
+        let base = r#"target="web",interface="veth0",port="80",method="GET",status_class="2xx""#;
+        for (le, n) in [("0.001", 1), ("0.01", 3), ("0.1", 3), ("+Inf", 6)] {
+            let line = format!("http_server_request_duration_seconds_bucket{{{base},le=\"{le}\"}} {n}");
+            assert!(t.contains(&line), "missing {line} in\n{t}");
+        }
+        assert!(t.contains(&format!("http_server_request_duration_seconds_sum{{{base}}} 1.5")), "{t}");
+        assert!(
+            t.contains(r#"http_server_requests_total{target="web",interface="veth0",port="80",method="GET"} 6"#),
+            "{t}"
+        );
+        assert!(!t.contains("http_client_requests_total{"), "no client series expected:\n{t}");
+    }
+
+    #[test]
+    fn status_code_mode_labels_by_code() {
+        let exp = exposition(StatusLabel::Code);
+        let snap = Snapshot {
+            latency: vec![(key(Role::Client, 404), Histogram { buckets: vec![0, 0, 0, 1], sum_ns: 1, count: 1 })],
+            ..Default::default()
+        };
+        exp.record_read(Ok(snap), Duration::ZERO).unwrap();
+        let t = text(&exp);
+        assert!(t.contains(r#"status_code="404""#), "{t}");
+        assert!(t.contains("http_client_request_duration_seconds_count"), "{t}");
+    }
+
+    #[test]
+    fn a_failed_read_keeps_the_last_values_and_is_counted() {
+        let exp = exposition(StatusLabel::Class);
+        exp.record_read(
+            Ok(Snapshot { requests: vec![(key(Role::Server, 0), 3)], ..Default::default() }),
+            Duration::ZERO,
+        )
+        .unwrap();
+        let good = exp.since_good_read().expect("one good read");
+        assert!(exp.record_read(Err(anyhow::anyhow!("boom")), Duration::ZERO).is_err());
+        assert!(exp.since_good_read().unwrap() >= good, "a failed read is not a good one");
+        let t = text(&exp);
+        assert!(t.contains("http_golden_exporter_map_read_errors_total 1"), "{t}");
+        assert!(t.contains(r#"method="GET"} 3"#), "{t}");
+    }
+
+    #[test]
+    fn evictions_are_counters_that_never_go_back() {
+        let exp = exposition(StatusLabel::Class);
+        let flows = |evicted, evicted_unanswered| {
+            Some(Flows { live: 10, pending: 1, evicted, evicted_unanswered, never_confirmed: 0 })
+        };
+        for (ev, un) in [(5, 2), (3, 1), (7, 2)] {
+            exp.record_read(Ok(Snapshot { flows: flows(ev, un), ..Default::default() }), Duration::ZERO).unwrap();
+        }
+        // An incomplete scan (None) changes nothing.
+        exp.record_read(Ok(Snapshot::default()), Duration::ZERO).unwrap();
+        let t = text(&exp);
+        assert!(t.contains("http_golden_exporter_flows_evicted_total 7"), "{t}");
+        assert!(t.contains(r#"http_golden_exporter_requests_unanswered_total{reason="evicted"} 2"#), "{t}");
+        assert!(t.contains("http_golden_exporter_flows 10"), "{t}");
+    }
+
+    #[test]
+    fn self_metrics_are_present_from_the_start() {
+        let t = text(&exposition(StatusLabel::Class));
+        for name in [
+            "http_golden_exporter_build_info{version=",
+            "http_golden_exporter_series_dropped_total 0",
+            "http_golden_exporter_requests_unanswered_total{reason=\"reset\"} 0",
+            "process_resident_memory_bytes",
+            "http_golden_exporter_bpf_verified_instructions{program=\"hg_parse_ingress\"} 123456",
+        ] {
+            assert!(t.contains(name), "missing {name}:\n{t}");
+        }
+    }
+}

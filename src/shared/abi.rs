@@ -1,0 +1,269 @@
+//! The numbers and layouts of bpf/http_golden.h, in Rust: the keys and values
+//! of the maps, and the enums the kernel writes into them.
+//!
+//! Written here by hand, so that the exporter reads the maps without the
+//! generated skeleton (which can load programs). The attacher has the
+//! skeleton, generated from the object's BTF, and checks every size, field
+//! offset and number below against it at compile time
+//! (src/attacher/bpf/abi.rs): a change to the header that is not made here
+//! does not build.
+
+use anyhow::{bail, Result};
+
+use crate::snapshot::{Method, Role, SeriesKey, Stats, FRAMING_LOST_REASONS};
+
+/// Histogram bounds the config may give (enum hg_limit HG_MAX_BUCKETS).
+pub const MAX_BUCKETS: usize = 30;
+/// Histogram slots: one per bound and +Inf.
+pub const HIST_SLOTS: usize = MAX_BUCKETS + 1;
+/// Requests a flow keeps for their responses (HG_PIPELINE_DEPTH).
+pub const PIPELINE_DEPTH: usize = 4;
+/// Server ports one target may watch (HG_MAX_PORTS).
+pub const MAX_PORTS: usize = 64;
+/// Target ids are below this (HG_MAX_TARGETS).
+pub const MAX_TARGETS: usize = 1024;
+/// Interfaces the programs can be on at once: slots of the `links` array (HG_MAX_LINKS).
+pub const MAX_LINKS: u32 = 4096;
+/// Bytes of a line cut by a segment's end kept for the next one, and one more (hg_stream.partial).
+pub const PARTIAL_BYTES: usize = 32;
+
+/// enum hg_role.
+pub const ROLE_SERVER: u8 = 0;
+pub const ROLE_CLIENT: u8 = 1;
+
+/// enum hg_method, in the kernel's numbering (0 is none).
+pub const METHODS: [(u8, Method); 9] = [
+    (1, Method::Get),
+    (2, Method::Head),
+    (3, Method::Post),
+    (4, Method::Put),
+    (5, Method::Delete),
+    (6, Method::Connect),
+    (7, Method::Options),
+    (8, Method::Trace),
+    (9, Method::Patch),
+];
+
+/// Slots of the `stats` map (enum hg_stat), in its order.
+pub mod stat {
+    pub const SERIES_DROPPED: usize = 0;
+    pub const UNANSWERED_RESET: usize = 1;
+    pub const UNANSWERED_CLOSED: usize = 2;
+    pub const RESPONSE_NO_REQUEST: usize = 3;
+    pub const PIPELINE_OVERFLOW: usize = 4;
+    pub const RETRANSMIT_IGNORED: usize = 5;
+    pub const UPGRADED: usize = 6;
+    pub const TLS_SEEN: usize = 7;
+    pub const FLOW_INSERT_FAILED: usize = 8;
+    pub const FLOWS_CREATED: usize = 9;
+    pub const FLOWS_ENDED: usize = 10;
+    pub const REQUESTS_TRACKED: usize = 11;
+    pub const REQUESTS_ANSWERED: usize = 12;
+    pub const UNVERIFIED_FLOWS: usize = 13;
+    pub const UNVERIFIED_CONFIRMED: usize = 14;
+    pub const NOT_LOCAL: usize = 15;
+    /// The first of the framing-loss slots, in the order of FRAMING_LOST_REASONS.
+    pub const LOST_GAP: usize = 16;
+    pub const LOST_TOO_COMPLEX: usize = 20;
+    /// Slots in all (HG_STAT_MAX).
+    pub const SLOTS: usize = 21;
+}
+
+/// enum hg_flow_flag.
+pub const FLOW_UPGRADED: u8 = 1 << 0;
+pub const FLOW_CLOSED: u8 = 1 << 1;
+pub const FLOW_UNVERIFIED: u8 = 1 << 2;
+
+/// enum hg_parser: the parser's programs in the interface programs' tail-call array.
+pub const PARSE_INGRESS: u32 = 0;
+pub const PARSE_EGRESS: u32 = 1;
+pub const PARSERS: u32 = 2;
+
+/// struct hg_flow_key.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowKey {
+    pub client_addr: [u8; 16],
+    pub server_addr: [u8; 16],
+    pub pad: u32,
+    pub client_port: u16,
+    pub server_port: u16,
+    pub target_id: u16,
+    pub family: u8,
+    pub role: u8,
+}
+
+/// struct hg_stream.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stream {
+    pub left: u64,
+    pub end_seq: u32,
+    pub next_seq: u32,
+    pub state: u8,
+    pub flags: u8,
+    pub method: u8,
+    pub partial_len: u8,
+    pub partial: [u8; PARTIAL_BYTES],
+}
+
+/// struct hg_flow.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flow {
+    pub req_ts: [u64; PIPELINE_DEPTH],
+    pub req_method: [u8; PIPELINE_DEPTH],
+    pub head: u8,
+    pub pending: u8,
+    pub flags: u8,
+    pub skipped: u8,
+    pub req: Stream,
+    pub resp: Stream,
+    pub handshake_ack: u32,
+    pub ifindex: u32,
+}
+
+/// struct hg_series_key.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeriesKeyRaw {
+    pub ifindex: u32,
+    pub target_id: u16,
+    pub port: u16,
+    pub role: u8,
+    pub method: u8,
+    pub status: u16,
+}
+
+/// struct hg_hist: slot i counts bounds[i-1] < v <= bounds[i] (not cumulative).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hist {
+    pub slots: [u64; HIST_SLOTS],
+    pub sum_ns: u64,
+    pub count: u64,
+}
+
+/// struct hg_link.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    pub target_id: u16,
+    pub nports: u16,
+    pub active: u32,
+    pub ports: [u16; MAX_PORTS],
+}
+
+impl Default for Link {
+    fn default() -> Link {
+        Link { target_id: 0, nports: 0, active: 0, ports: [0; MAX_PORTS] }
+    }
+}
+
+// Written whole into the maps: no padding the compiler could leave unset.
+const _: () = assert!(std::mem::size_of::<Link>() == 8 + 2 * MAX_PORTS);
+const _: () = assert!(std::mem::size_of::<SeriesKeyRaw>() == 12);
+const _: () = assert!(std::mem::size_of::<Hist>() == (HIST_SLOTS + 2) * 8);
+// The framing-loss reasons are the last slots, in FRAMING_LOST_REASONS' order.
+const _: () = assert!(stat::LOST_GAP + FRAMING_LOST_REASONS.len() == stat::SLOTS);
+const _: () = assert!(stat::LOST_TOO_COMPLEX == stat::SLOTS - 1);
+
+/// Types that may be read from, and written as, map bytes: plain C layouts
+/// (no pointers, no padding that matters, every bit pattern a valid value).
+///
+/// # Safety
+/// Implement only for `#[repr(C)]` integer-only structs and integers.
+pub unsafe trait KernelLayout: Copy {}
+
+// SAFETY: #[repr(C)] structs of integers and integer arrays.
+unsafe impl KernelLayout for Flow {}
+// SAFETY: as above.
+unsafe impl KernelLayout for SeriesKeyRaw {}
+// SAFETY: as above.
+unsafe impl KernelLayout for Hist {}
+// SAFETY: as above.
+unsafe impl KernelLayout for Link {}
+// SAFETY: an integer.
+unsafe impl KernelLayout for u64 {}
+
+/// The bytes of a `T`, to write into a map.
+pub fn bytes_of<T: KernelLayout>(v: &T) -> &[u8] {
+    // SAFETY: T: KernelLayout is integers only, with no padding that matters;
+    // the slice borrows `v` for its whole life.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+}
+
+/// A `T` from the start of `bytes` (which may be unaligned).
+pub fn read<T: KernelLayout>(bytes: &[u8], what: &str) -> Result<T> {
+    if bytes.len() < std::mem::size_of::<T>() {
+        bail!("{what}: map returned {} bytes, expected {}", bytes.len(), std::mem::size_of::<T>());
+    }
+    // SAFETY: length checked above; T: KernelLayout, so any bytes are a valid T.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const T) })
+}
+
+impl Method {
+    /// From enum hg_method; 0 and unknown numbers are None.
+    pub fn from_raw(v: u8) -> Option<Method> {
+        METHODS.iter().find(|(raw, _)| *raw == v).map(|(_, m)| *m)
+    }
+}
+
+impl SeriesKey {
+    pub fn from_raw(k: &SeriesKeyRaw) -> Option<SeriesKey> {
+        Some(SeriesKey {
+            target_id: k.target_id,
+            ifindex: k.ifindex,
+            role: if k.role == ROLE_SERVER { Role::Server } else { Role::Client },
+            port: k.port,
+            method: Method::from_raw(k.method)?,
+            status: k.status,
+        })
+    }
+}
+
+impl Stats {
+    pub fn from_slots(v: &[u64; stat::SLOTS]) -> Stats {
+        let mut framing_lost = [0; FRAMING_LOST_REASONS.len()];
+        framing_lost.copy_from_slice(&v[stat::LOST_GAP..]);
+        Stats {
+            series_dropped: v[stat::SERIES_DROPPED],
+            unanswered_reset: v[stat::UNANSWERED_RESET],
+            unanswered_closed: v[stat::UNANSWERED_CLOSED],
+            response_no_request: v[stat::RESPONSE_NO_REQUEST],
+            pipeline_overflow: v[stat::PIPELINE_OVERFLOW],
+            retransmit_ignored: v[stat::RETRANSMIT_IGNORED],
+            upgraded: v[stat::UPGRADED],
+            tls_seen: v[stat::TLS_SEEN],
+            flow_insert_failed: v[stat::FLOW_INSERT_FAILED],
+            flows_created: v[stat::FLOWS_CREATED],
+            flows_ended: v[stat::FLOWS_ENDED],
+            requests_tracked: v[stat::REQUESTS_TRACKED],
+            requests_answered: v[stat::REQUESTS_ANSWERED],
+            unverified_flows: v[stat::UNVERIFIED_FLOWS],
+            unverified_confirmed: v[stat::UNVERIFIED_CONFIRMED],
+            not_local: v[stat::NOT_LOCAL],
+            framing_lost,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_decode_in_the_kernels_numbering() {
+        assert_eq!(Method::from_raw(0), None);
+        assert_eq!(Method::from_raw(1), Some(Method::Get));
+        assert_eq!(Method::from_raw(3), Some(Method::Post));
+        assert_eq!(Method::from_raw(9), Some(Method::Patch));
+        assert_eq!(Method::from_raw(10), None);
+    }
+
+    #[test]
+    fn short_map_values_are_an_error_not_a_read() {
+        assert!(read::<u64>(&[0; 7], "v").is_err());
+        assert_eq!(read::<u64>(&5u64.to_ne_bytes(), "v").unwrap(), 5);
+    }
+}
