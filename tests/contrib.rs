@@ -90,12 +90,10 @@ fn exported() -> &'static BTreeMap<String, BTreeSet<String>> {
         // The status in a map key: the class digit, or the whole code.
         for (status_label, status) in [(StatusLabel::Class, 5), (StatusLabel::Code, 503)] {
             let text = render(status_label, status);
-            for line in text.lines().filter(|l| !l.starts_with('#')) {
-                let series = line.rsplit_once(' ').expect("a sample line has a value").0;
-                let (name, labels) = series.split_once('{').unwrap_or((series, ""));
-                // Made-up label values hold no comma, quote or equals sign.
-                let names = labels.trim_end_matches('}').split(',').filter_map(|p| p.split_once('=')).map(|(k, _)| k);
-                out.entry(name.to_string()).or_default().extend(names.map(str::to_string));
+            for sample in hge_top::expo::samples(&text) {
+                let sample = sample.unwrap_or_else(|e| panic!("the rendered exposition: {e}"));
+                let names = sample.labels.iter().map(|(k, _)| k.to_string());
+                out.entry(sample.name.to_string()).or_default().extend(names);
             }
             for family in ["http_server_requests_total", "http_client_request_duration_seconds_bucket"] {
                 assert!(
@@ -454,8 +452,7 @@ fn a_real_scrape_has_no_family_the_rendered_list_lacks() {
     let pair = common::Pair::new();
     let exporter = common::Exporter::start(&pair.two_views("", None));
     let text = exporter.scrape().text;
-    let families: BTreeSet<&str> =
-        text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+    let families: BTreeSet<&str> = hge_top::expo::types(&text).map(|(name, _)| name).collect();
     let exported = exported();
     assert!(families.contains("http_golden_exporter_attached"), "{text}");
     for f in &families {

@@ -1,6 +1,7 @@
 //! The Prometheus text exposition format (version 0.0.4), one sample line at a
 //! time: `name{label="value",...} value [timestamp]`. Comments and blank lines
-//! carry nothing `top` needs and are skipped.
+//! carry no sample and are skipped. The one parser of the exposition in this
+//! tree: `top`, the tests and the contrib checks read /metrics through it.
 
 use std::borrow::Cow;
 
@@ -24,6 +25,11 @@ pub fn samples(text: &str) -> impl Iterator<Item = Result<Sample<'_>, String>> {
         Ok(s) => s.map(Ok),
         Err(e) => Some(Err(format!("line {}: {e}: {:?}", i + 1, truncate(line)))),
     })
+}
+
+/// Each family's name and type, from its `# TYPE` line.
+pub fn types(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split_once(' '))
 }
 
 fn truncate(line: &str) -> &str {

@@ -11,7 +11,7 @@
 //! terminal layer. Nothing here imports the daemon.
 
 mod draw;
-mod expo;
+pub mod expo;
 mod fetch;
 mod pace;
 mod quantile;

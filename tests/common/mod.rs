@@ -412,25 +412,15 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Every sample, through the exposition parser `top` uses; a malformed line fails the test.
     pub fn parse(text: &str) -> Metrics {
-        let mut samples = Vec::new();
-        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
-            let (series, value) = line.rsplit_once(' ').expect("sample line has a value");
-            let value: f64 = match value {
-                "+Inf" => f64::INFINITY,
-                v => v.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
-            };
-            let (name, labels) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            let mut map = BTreeMap::new();
-            for pair in split_labels(labels) {
-                let (k, v) = pair.split_once('=').expect("label has =");
-                map.insert(k.to_string(), v.trim_matches('"').to_string());
-            }
-            samples.push((name.to_string(), map, value));
-        }
+        let samples = hge_top::expo::samples(text)
+            .map(|s| {
+                let s = s.unwrap_or_else(|e| panic!("malformed exposition: {e}"));
+                let labels = s.labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+                (s.name.to_string(), labels, s.value)
+            })
+            .collect();
         Metrics { text: text.to_string(), samples }
     }
 
@@ -448,11 +438,6 @@ impl Metrics {
             .iter()
             .any(|(n, l, _)| n == name && want.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
     }
-}
-
-fn split_labels(s: &str) -> Vec<&str> {
-    // Label values here never contain commas or quotes.
-    s.split(',').filter(|p| !p.is_empty()).collect()
 }
 
 /// Names of the BPF programs on an interface inside a namespace, in both

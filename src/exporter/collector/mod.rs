@@ -6,6 +6,8 @@
 //! time while the response is sent (http.rs, labelled by labels.rs; gzip.rs
 //! deflates them once per read), then the exporter's own metrics (own.rs) as of now.
 
+#[cfg(test)]
+mod golden;
 mod gzip;
 mod http;
 mod labels;
