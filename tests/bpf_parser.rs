@@ -4,6 +4,7 @@
 
 mod common;
 
+use hge_shared::abi::stat;
 use std::time::Duration;
 
 use common::packet::{self, Tcp, ACK, FIN, RST};
@@ -160,7 +161,7 @@ fn a_response_without_request_is_ignored() {
     p.egress(&client_v4().reply().payload(b"HTTP/1.1 200 OK\r\n\r\n"));
     let s = p.snap();
     assert!(s.requests.is_empty() && s.latency.is_empty(), "{s:?}");
-    assert_eq!(s.stats.response_no_request, 1);
+    assert_eq!(s.stats[stat::RESPONSE_NO_REQUEST], 1);
 }
 
 #[test]
@@ -182,7 +183,7 @@ fn packets_that_are_not_http_change_nothing() {
     let s = p.snap();
     assert!(s.requests.is_empty() && s.latency.is_empty(), "{s:?}");
     assert_clean(&s);
-    assert_eq!(s.stats.flows_created, 0, "no flow for traffic that is not HTTP");
+    assert_eq!(s.stats[stat::FLOWS_CREATED], 0, "no flow for traffic that is not HTTP");
 }
 
 #[test]
@@ -217,7 +218,7 @@ fn keep_alive_pairs_each_response_with_its_request() {
     assert_eq!(responses(&s, Role::Server, Method::Get, 2), 3);
     assert_eq!(responses(&s, Role::Server, Method::Get, 4), 1);
     assert_eq!(responses(&s, Role::Server, Method::Get, 5), 1);
-    assert_eq!(s.stats.response_no_request, 0);
+    assert_eq!(s.stats[stat::RESPONSE_NO_REQUEST], 0);
 }
 
 #[test]
@@ -233,8 +234,8 @@ fn a_retransmitted_request_or_response_is_counted_once() {
     let s = p.snap();
     assert_eq!(requests(&s, Role::Server, Method::Get), 1);
     assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1);
-    assert_eq!(s.stats.retransmit_ignored, 2);
-    assert_eq!(s.stats.response_no_request, 0);
+    assert_eq!(s.stats[stat::RETRANSMIT_IGNORED], 2);
+    assert_eq!(s.stats[stat::RESPONSE_NO_REQUEST], 0);
 }
 
 #[test]
@@ -259,7 +260,7 @@ fn interim_1xx_does_not_end_the_request_and_101_ends_parsing() {
     let s = p.snap();
     assert_eq!(requests(&s, Role::Server, Method::Get), 1);
     assert_eq!(responses(&s, Role::Server, Method::Get, 1), 1);
-    assert_eq!(s.stats.upgraded, 1);
+    assert_eq!(s.stats[stat::UPGRADED], 1);
     assert_eq!(s.stats.framing_lost_total(), 0, "an upgrade is not a loss of framing");
 }
 
@@ -281,10 +282,10 @@ fn rst_and_server_fin_end_the_flow_and_count_unanswered() {
     p.egress(&a.reply().seq(60_000).payload(b"HTTP/1.1 200 OK\r\n\r\n"));
     p.ingress(&b.clone().payload(b"GET /b HTTP/1.1\r\n\r\n"));
     let s = p.snap();
-    assert_eq!(s.stats.unanswered_reset, 1);
-    assert_eq!(s.stats.unanswered_closed, 1);
-    assert_eq!(s.stats.response_no_request, 0);
-    assert_eq!(s.stats.retransmit_ignored, 1, "b's request line again");
+    assert_eq!(s.stats[stat::UNANSWERED_RESET], 1);
+    assert_eq!(s.stats[stat::UNANSWERED_CLOSED], 1);
+    assert_eq!(s.stats[stat::RESPONSE_NO_REQUEST], 0);
+    assert_eq!(s.stats[stat::RETRANSMIT_IGNORED], 1, "b's request line again");
     assert!(s.latency.is_empty());
     assert_eq!(s.flows.unwrap().live, 0, "closed flows are not live");
     // A new connection on the same 4-tuple (SYN) starts from scratch.
@@ -319,7 +320,7 @@ fn only_configured_ports_are_watched() {
     assert_eq!(s.requests.len(), 1);
     assert_eq!(s.requests[0].0.port, 8080);
     assert_eq!(responses(&s, Role::Server, Method::Get, 418), 1, "status_label=code keys by code");
-    assert_eq!(s.stats.response_no_request, 0, "an unwatched port's response is not an anomaly");
+    assert_eq!(s.stats[stat::RESPONSE_NO_REQUEST], 0, "an unwatched port's response is not an anomaly");
 }
 
 #[test]
@@ -336,7 +337,7 @@ fn a_full_aggregate_map_drops_new_series_and_counts_them() {
     p.ingress(&again);
     let s = p.snap();
     assert_eq!(s.requests.len(), 64);
-    assert_eq!(s.stats.series_dropped, 6);
+    assert_eq!(s.stats[stat::SERIES_DROPPED], 6);
     assert_eq!(s.requests.iter().find(|(k, _)| k.port == 1).unwrap().1, 2);
 }
 
@@ -345,7 +346,7 @@ fn a_tls_client_hello_is_counted_as_opaque() {
     let Some(p) = Parser::new() else { return };
     p.ingress(&Tcp { dport: 443, ..client_v4() }.payload(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc]));
     let s = p.snap();
-    assert_eq!(s.stats.tls_seen, 1);
+    assert_eq!(s.stats[stat::TLS_SEEN], 1);
     assert!(s.requests.is_empty());
 }
 
@@ -384,7 +385,7 @@ fn only_interfaces_with_a_filled_slot_count() {
     exchange(&stranger, 40001);
     let s = p.snap();
     assert!(s.requests.is_empty() && s.latency.is_empty(), "{s:?}");
-    assert_eq!(s.stats.flows_created, 0, "not even tracked");
+    assert_eq!(s.stats[stat::FLOWS_CREATED], 0, "not even tracked");
 
     exchange(&p, 40002);
     let s = p.snap();
@@ -395,7 +396,7 @@ fn only_interfaces_with_a_filled_slot_count() {
     exchange(&p, 40003);
     let s = p.snap();
     assert_eq!(requests(&s, Role::Server, Method::Get), 1, "nothing after the slot was cleared");
-    assert_eq!(s.stats.flows_created, 1);
+    assert_eq!(s.stats[stat::FLOWS_CREATED], 1);
 }
 
 #[test]
@@ -418,7 +419,7 @@ fn one_target_cannot_use_up_the_series_of_another() {
     }
     let s = a.snap();
     assert_eq!(s.requests.iter().filter(|(k, _)| k.target_id == 0).count(), 10, "its budget, no more");
-    assert_eq!(s.stats.series_dropped, 60);
+    assert_eq!(s.stats[stat::SERIES_DROPPED], 60);
     // Target 1 still has room for its own.
     let req = Tcp { dport: 8080, ..client_v4() }.payload(b"GET / HTTP/1.1\r\n\r\n");
     b.handshake(&req);
@@ -427,5 +428,5 @@ fn one_target_cannot_use_up_the_series_of_another() {
     let s = b.snap();
     assert_eq!(s.requests.iter().filter(|(k, _)| k.target_id == 1).count(), 1);
     assert_eq!(s.latency.iter().filter(|(k, _)| k.target_id == 1).count(), 1);
-    assert_eq!(s.stats.series_dropped, 60, "nothing of target 1 dropped");
+    assert_eq!(s.stats[stat::SERIES_DROPPED], 60, "nothing of target 1 dropped");
 }

@@ -1,4 +1,4 @@
-//! Property-based fuzzing of the config parser (issue 9): arbitrary text and
+//! Property-based fuzzing of the config parser: arbitrary text and
 //! valid configs mutated token by token never make it panic, and every error
 //! it reports names the line (`line N`, with N inside the file) so that an
 //! operator can find what to fix.

@@ -1,5 +1,5 @@
 //! Containers come and go and the exporter follows them with no per-container
-//! config (issue 11, points 2 to 5 and 7): real podman containers, a named
+//! config: real podman containers, a named
 //! namespace, a namespace held only by a process, a configured target on a
 //! container's namespace through a restart. Each request is counted once,
 //! where its server's socket is, labelled with who holds it.

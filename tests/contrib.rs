@@ -462,3 +462,21 @@ fn a_real_scrape_has_no_family_the_rendered_list_lacks() {
         );
     }
 }
+
+#[test]
+fn the_golden_exposition_passes_promtool_check_metrics() {
+    let Some(promtool) = promtool() else { return };
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/exposition.prom");
+    let text = std::fs::read(&golden).unwrap();
+    let mut child = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running promtool");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &text).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "promtool check metrics on {}:\n{said}", golden.display());
+}

@@ -1,4 +1,4 @@
-//! Count once, where the socket is (issue 11, point 1), and only for the
+//! Count once, where the socket is, and only for the
 //! interface's own target. A host that only routes a request, between a
 //! client and a server in other namespaces, counts nothing for it (a
 //! self-metric says how many it passed on); the server's namespace counts it

@@ -1,4 +1,4 @@
-//! Discovery on real namespaces (issue 11, points 2 and 3): a named one
+//! Discovery on real namespaces: a named one
 //! (`ip netns add`), one held only by a process (`unshare --net`), one
 //! named by a file and held by a process at once, and a real podman
 //! container. Each appears and disappears within 2 s, once, and the

@@ -1,4 +1,4 @@
-//! Discovery's bounds and lifecycle (issue 11, point 2): `max_namespaces`
+//! Discovery's bounds and lifecycle: `max_namespaces`
 //! caps what is attached and counts the rest; a reload that leaves the
 //! `[[discover]]` tables alone keeps what they found, one that changes them
 //! starts over; namespaces that come and go leave no fd behind.

@@ -1,6 +1,6 @@
 //! File descriptors: the attacher needs two per interface and target (one
 //! TCX link per direction) and a few dozen besides; the unit's LimitNOFILE=
-//! leaves room for thousands of interfaces (issue 9, point 8).
+//! leaves room for thousands of interfaces.
 
 mod common;
 

@@ -476,7 +476,7 @@ fn five_times_more_idle_connections_than_the_flow_table_holds() {
 /// A local server behind a bridge: its SYN-ACKs leave through the bridge
 /// first, then the port; requests arrive on the port first, then the bridge.
 /// One target watching both counts each request once, on the bridge, whose
-/// flow it is (issue 11: count once).
+/// flow it is (counted once).
 #[test]
 fn the_same_traffic_on_a_bridge_and_its_port_counts_once_on_the_interface_that_saw_it_first() {
     if !common::privileged(TOOLS) {

@@ -1,4 +1,4 @@
-//! A static target follows its namespace file (issue 11, point 4): when the
+//! A static target follows its namespace file: when the
 //! namespace behind `netns = "/run/netns/NAME"` goes, the target is detached
 //! and the `attached` gauge says so; when a new one appears under the same
 //! name (a container restart), it is attached there, logged once, and its

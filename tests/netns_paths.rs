@@ -1,6 +1,6 @@
 //! A target's `netns` that is not a network namespace (a FIFO, a regular
 //! file, a dangling symlink, a relative path) is one clear error that names
-//! the path, within a second, and nothing is attached (issue 9, point 7).
+//! the path, within a second, and nothing is attached.
 
 mod common;
 

@@ -1,8 +1,7 @@
 //! Legacy tc mode (`attach_mode = "tc"`, what kernels before 6.6 get): a
 //! reload never leaves an interface without our filter, two targets on one
 //! interface are rejected with a clear error, and `--cleanup` removes every
-//! filter of ours it can find, whatever the configuration names (issue 9,
-//! point 6).
+//! filter of ours it can find, whatever the configuration names.
 
 mod common;
 

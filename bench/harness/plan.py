@@ -54,7 +54,7 @@ EXPORTERS = {
 }
 SCRAPE_INTERVAL_S = 1.0
 
-# Issue 14's goals (earlier runs were judged against 0.98 and 2.0; extras.json
+# The goals runs are judged against (earlier runs were judged against 0.98 and 2.0; extras.json
 # records the targets a run was judged against).
 TARGETS = {
     "throughput_ratio": 0.97,
@@ -65,7 +65,7 @@ TARGETS = {
 
 PHASES = ["throughput", "bpf", "idle", "series", "startup"]
 # The start-up phase (startup.py): targets in the config (one veth end each),
-# and its goals (issue 14). Kept apart from TARGETS, which extras.json records
+# and its goals. Kept apart from TARGETS, which extras.json records
 # as it was for runs without this phase (--rerender rewrites those files).
 STARTUP_TARGETS = 30
 STARTUP_GOALS = {

@@ -1,6 +1,6 @@
 """The start-up phase: how long the exporter takes from exec to systemd's
 READY=1 with many targets, and from SIGHUP to the READY=1 that ends a reload
-adding one target (issue 14: at most 3 s with 30 targets, at most 200 ms to
+adding one target (the goals: at most 3 s with 30 targets, at most 200 ms to
 add one).
 
 The bed: one network namespace, hgb-t<pid>, holding one end of each of

@@ -112,13 +112,14 @@ pub fn read(maps: &ReadMaps, nbuckets: usize) -> Result<Snapshot> {
     snap.flows = scan.map(|Scan { live, pending, unverified }| Flows {
         live,
         pending,
-        never_confirmed: before.unverified_flows.saturating_sub(after.unverified_confirmed).saturating_sub(unverified),
-        evicted: before.flows_created.saturating_sub(after.flows_ended).saturating_sub(live),
-        evicted_unanswered: before
-            .requests_tracked
-            .saturating_sub(after.requests_answered)
-            .saturating_sub(after.unanswered_reset)
-            .saturating_sub(after.unanswered_closed)
+        never_confirmed: before[stat::UNVERIFIED_FLOWS]
+            .saturating_sub(after[stat::UNVERIFIED_CONFIRMED])
+            .saturating_sub(unverified),
+        evicted: before[stat::FLOWS_CREATED].saturating_sub(after[stat::FLOWS_ENDED]).saturating_sub(live),
+        evicted_unanswered: before[stat::REQUESTS_TRACKED]
+            .saturating_sub(after[stat::REQUESTS_ANSWERED])
+            .saturating_sub(after[stat::UNANSWERED_RESET])
+            .saturating_sub(after[stat::UNANSWERED_CLOSED])
             .saturating_sub(pending),
     });
     snap.stats = after;

@@ -96,7 +96,7 @@ fn serve(listener: std::net::TcpListener, maps: Arc<ReadMaps>, cfg: &Config, mut
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let code = rt.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let web = Arc::new(web::Web {
+        let web = Arc::new(web::Endpoint {
             exposition: exposition.clone(),
             telemetry_path: cfg.web.telemetry_path.clone(),
             max_requests: cfg.web.max_requests,

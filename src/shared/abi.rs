@@ -10,7 +10,7 @@
 
 use anyhow::{bail, Result};
 
-use crate::snapshot::{Method, Role, SeriesKey, Stats, FRAMING_LOST_REASONS};
+use crate::snapshot::{Method, Role, SeriesKey, FRAMING_LOST_REASONS};
 
 /// Histogram bounds the config may give (enum hg_limit HG_MAX_BUCKETS).
 pub const MAX_BUCKETS: usize = 30;
@@ -219,32 +219,6 @@ impl SeriesKey {
             method: Method::from_raw(k.method)?,
             status: k.status,
         })
-    }
-}
-
-impl Stats {
-    pub fn from_slots(v: &[u64; stat::SLOTS]) -> Stats {
-        let mut framing_lost = [0; FRAMING_LOST_REASONS.len()];
-        framing_lost.copy_from_slice(&v[stat::LOST_GAP..]);
-        Stats {
-            series_dropped: v[stat::SERIES_DROPPED],
-            unanswered_reset: v[stat::UNANSWERED_RESET],
-            unanswered_closed: v[stat::UNANSWERED_CLOSED],
-            response_no_request: v[stat::RESPONSE_NO_REQUEST],
-            pipeline_overflow: v[stat::PIPELINE_OVERFLOW],
-            retransmit_ignored: v[stat::RETRANSMIT_IGNORED],
-            upgraded: v[stat::UPGRADED],
-            tls_seen: v[stat::TLS_SEEN],
-            flow_insert_failed: v[stat::FLOW_INSERT_FAILED],
-            flows_created: v[stat::FLOWS_CREATED],
-            flows_ended: v[stat::FLOWS_ENDED],
-            requests_tracked: v[stat::REQUESTS_TRACKED],
-            requests_answered: v[stat::REQUESTS_ANSWERED],
-            unverified_flows: v[stat::UNVERIFIED_FLOWS],
-            unverified_confirmed: v[stat::UNVERIFIED_CONFIRMED],
-            not_local: v[stat::NOT_LOCAL],
-            framing_lost,
-        }
     }
 }
 

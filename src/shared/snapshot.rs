@@ -1,6 +1,8 @@
 //! What one read of the maps holds, as typed values: everything above the
 //! bpf module (the collector, the tests) works on these, never on map bytes.
 
+use crate::abi::stat;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
     Server,
@@ -56,36 +58,41 @@ pub struct Histogram {
     pub count: u64,
 }
 
-/// Counters of the `stats` map, one per slot of enum hg_stat (decoded by name in abi.rs).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    pub series_dropped: u64,
-    pub unanswered_reset: u64,
-    pub unanswered_closed: u64,
-    pub response_no_request: u64,
-    pub pipeline_overflow: u64,
-    pub retransmit_ignored: u64,
-    pub upgraded: u64,
-    pub tls_seen: u64,
-    pub flow_insert_failed: u64,
-    pub flows_created: u64,
-    pub flows_ended: u64,
-    pub requests_tracked: u64,
-    pub requests_answered: u64,
-    pub unverified_flows: u64,
-    pub unverified_confirmed: u64,
-    /// Requests on connections no local socket is an end of (forwarded or bridged here).
-    pub not_local: u64,
-    /// Boundaries lost, by cause (see `FRAMING_LOST_REASONS`).
-    pub framing_lost: [u64; FRAMING_LOST_REASONS.len()],
+/// Counters of the `stats` map, by slot (hge_shared::abi::stat): what each
+/// means, and the family it is exported as, is said once, in the exporter's
+/// table of self-metrics (src/exporter/collector/own.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats(pub [u64; stat::SLOTS]);
+
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats([0; stat::SLOTS])
+    }
 }
 
-/// Label values for `Stats::framing_lost`, in the order of the HG_STAT_LOST_* slots.
+impl std::ops::Index<usize> for Stats {
+    type Output = u64;
+
+    fn index(&self, slot: usize) -> &u64 {
+        &self.0[slot]
+    }
+}
+
+/// Label values of the framing-loss slots (the last ones), in their order.
 pub const FRAMING_LOST_REASONS: [&str; 5] = ["gap", "not_a_message", "unreadable_header", "bad_chunk", "too_complex"];
 
 impl Stats {
+    pub fn from_slots(slots: &[u64; stat::SLOTS]) -> Stats {
+        Stats(*slots)
+    }
+
+    /// The framing-loss counters, in the order of FRAMING_LOST_REASONS.
+    pub fn framing_lost(&self) -> &[u64] {
+        &self.0[stat::LOST_GAP..]
+    }
+
     pub fn framing_lost_total(&self) -> u64 {
-        self.framing_lost.iter().sum()
+        self.framing_lost().iter().sum()
     }
 }
 

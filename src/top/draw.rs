@@ -10,9 +10,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row as TableRow, Table};
 use ratatui::Frame;
 
+use super::reading::RowKey;
 use super::rows::Row;
 use super::scroll::range_text;
-use super::snapshot::RowKey;
 use super::table::Column;
 use super::Screen;
 
@@ -152,7 +152,7 @@ fn whole_seconds(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{RowKey, Side};
+    use crate::reading::{RowKey, Side};
 
     #[test]
     fn numbers_in_readable_units() {

@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use base64::Engine;
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
 
-use super::snapshot::Snapshot;
+use super::reading::Reading;
 use super::Args;
 
 /// Largest exposition read: the exporter at 100,000 series per map writes tens of MB.
@@ -116,10 +116,10 @@ fn certificates(file: &std::path::Path) -> anyhow::Result<Vec<Certificate<'stati
 }
 
 /// Fetch and parse every `interval` until the receiver is gone.
-pub fn spawn(client: Client, interval: Duration, tx: Sender<Result<Snapshot, String>>) {
+pub fn spawn(client: Client, interval: Duration, tx: Sender<Result<Reading, String>>) {
     std::thread::spawn(move || loop {
         let start = Instant::now();
-        let result = client.fetch().and_then(|text| Snapshot::parse(&text, Instant::now()));
+        let result = client.fetch().and_then(|text| Reading::parse(&text, Instant::now()));
         if tx.send(result).is_err() {
             return;
         }

@@ -4,8 +4,8 @@
 //! that the daemon links no terminal UI.
 //!
 //! Everything that decides what is shown is plain code with tests: `expo`
-//! parses the text format, `snapshot` groups series by row, `rows` turns two
-//! snapshots into rates, 5xx shares and quantiles (`quantile`), `pace` decides
+//! parses the text format, `reading` groups series by row, `rows` turns two
+//! readings into rates, 5xx shares and quantiles (`quantile`), `pace` decides
 //! which fetches to compare, `table` sorts and filters, `scroll` picks the rows
 //! that fit on screen. `fetch` talks HTTP; `draw` and [`run`] are the thin
 //! terminal layer. Nothing here imports the daemon.
@@ -15,9 +15,9 @@ pub mod expo;
 mod fetch;
 mod pace;
 mod quantile;
+mod reading;
 mod rows;
 mod scroll;
-mod snapshot;
 mod table;
 
 use std::io::IsTerminal;
@@ -169,7 +169,7 @@ fn watch_hangup() {
 fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     screen: &mut Screen,
-    rx: &mpsc::Receiver<Result<snapshot::Snapshot, String>>,
+    rx: &mpsc::Receiver<Result<reading::Reading, String>>,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     let mut drawn = Instant::now();

@@ -12,13 +12,13 @@
 //! taken (`http_golden_exporter_last_map_read_timestamp_seconds`) needs no
 //! estimate: the time between two reads is the difference, exactly.
 
+use super::reading::Reading;
 use super::rows::{diff, unmeasured, Row};
-use super::snapshot::Snapshot;
 
 #[derive(Default)]
 pub struct Tracker {
     /// The read the rows were measured up to (or the first one seen).
-    base: Option<Snapshot>,
+    base: Option<Reading>,
     /// The read counter at the last fetch.
     last_reads: Option<f64>,
     /// The first new read seen: when, and its number.
@@ -44,7 +44,7 @@ impl Tracker {
     }
 
     /// Takes one fetch; returns whether the rows changed.
-    pub fn update(&mut self, snap: Snapshot) -> bool {
+    pub fn update(&mut self, snap: Reading) -> bool {
         let Some(reads) = snap.map_reads else {
             self.rows = match &self.base {
                 Some(b) => diff(b, &snap, snap.at.saturating_duration_since(b.at).as_secs_f64()),
@@ -84,7 +84,7 @@ impl Tracker {
         }
     }
 
-    fn restart(&mut self, snap: Snapshot) -> bool {
+    fn restart(&mut self, snap: Reading) -> bool {
         self.anchor = None;
         self.period = None;
         self.last_reads = snap.map_reads;
@@ -101,14 +101,14 @@ mod tests {
     use super::*;
 
     /// `reads` reads of an exporter that has counted `requests` requests, fetched at `at`.
-    fn fetch(at: Instant, reads: Option<u32>, requests: u32) -> Snapshot {
+    fn fetch(at: Instant, reads: Option<u32>, requests: u32) -> Reading {
         let mut t = format!(
             "http_server_requests_total{{target=\"t\",interface=\"i\",port=\"80\",method=\"GET\"}} {requests}\n"
         );
         if let Some(r) = reads {
             t += &format!("http_golden_exporter_map_reads_total {r}\n");
         }
-        Snapshot::parse(&t, at).unwrap()
+        Reading::parse(&t, at).unwrap()
     }
 
     #[test]

@@ -1,11 +1,11 @@
-//! Rows of the table from two snapshots: counter deltas per series (a series
+//! Rows of the table from two readings: counter deltas per series (a series
 //! that went down was reset and counts from zero; a new one counts from zero),
 //! summed per row, divided by the time between the two map reads.
 
 use std::collections::BTreeMap;
 
 use super::quantile::quantile;
-use super::snapshot::{RowKey, Snapshot, Values};
+use super::reading::{Reading, RowKey, Values};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
@@ -26,7 +26,7 @@ impl Row {
 }
 
 /// The rows of `snap` with nothing measured yet (no earlier read to compare with).
-pub fn unmeasured(snap: &Snapshot) -> Vec<Row> {
+pub fn unmeasured(snap: &Reading) -> Vec<Row> {
     snap.rows.iter().cloned().map(Row::empty).collect()
 }
 
@@ -61,7 +61,7 @@ impl Ord for OrdF64 {
 }
 
 /// What happened between `prev` and `cur`, `seconds` apart; one row per row of `cur`.
-pub fn diff(prev: &Snapshot, cur: &Snapshot, seconds: f64) -> Vec<Row> {
+pub fn diff(prev: &Reading, cur: &Reading, seconds: f64) -> Vec<Row> {
     let mut deltas: Vec<Delta> = cur.rows.iter().map(|_| Delta::default()).collect();
     // Series of `prev` by their row's key and their other labels.
     let mut before: BTreeMap<(&RowKey, bool, &str), &Values> = BTreeMap::new();
@@ -138,8 +138,8 @@ mod tests {
         t
     }
 
-    fn snap(t: &str) -> Snapshot {
-        Snapshot::parse(t, Instant::now()).unwrap()
+    fn snap(t: &str) -> Reading {
+        Reading::parse(t, Instant::now()).unwrap()
     }
 
     #[test]

@@ -3,9 +3,9 @@
 
 use std::cmp::Ordering;
 
+use super::reading::RowKey;
 use super::rows::Row;
 use super::scroll::{Move, Scroll};
-use super::snapshot::RowKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Column {
@@ -228,7 +228,7 @@ fn matches(r: &Row, terms: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{RowKey, Side};
+    use crate::reading::{RowKey, Side};
 
     fn row(side: Side, target: &str, port: &str, rate: Option<f64>, errors: Option<f64>) -> Row {
         let key =

@@ -1,5 +1,6 @@
 //! The loaded parser programs, driven with crafted frames (BPF_PROG_TEST_RUN).
 
+use hge_shared::abi::stat;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
@@ -135,15 +136,15 @@ pub fn responses(s: &Snapshot, role: Role, method: Method, status: u16) -> u64 {
 pub fn assert_clean(s: &Snapshot) {
     let st = &s.stats;
     let anomalies = [
-        ("series_dropped", st.series_dropped),
-        ("unanswered_reset", st.unanswered_reset),
-        ("unanswered_closed", st.unanswered_closed),
-        ("response_no_request", st.response_no_request),
-        ("pipeline_overflow", st.pipeline_overflow),
-        ("retransmit_ignored", st.retransmit_ignored),
-        ("upgraded", st.upgraded),
-        ("tls_seen", st.tls_seen),
-        ("flow_insert_failed", st.flow_insert_failed),
+        ("series_dropped", st[stat::SERIES_DROPPED]),
+        ("unanswered_reset", st[stat::UNANSWERED_RESET]),
+        ("unanswered_closed", st[stat::UNANSWERED_CLOSED]),
+        ("response_no_request", st[stat::RESPONSE_NO_REQUEST]),
+        ("pipeline_overflow", st[stat::PIPELINE_OVERFLOW]),
+        ("retransmit_ignored", st[stat::RETRANSMIT_IGNORED]),
+        ("upgraded", st[stat::UPGRADED]),
+        ("tls_seen", st[stat::TLS_SEEN]),
+        ("flow_insert_failed", st[stat::FLOW_INSERT_FAILED]),
         ("framing_lost", st.framing_lost_total()),
     ];
     for (name, v) in anomalies {

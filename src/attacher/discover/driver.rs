@@ -46,7 +46,8 @@ struct Waiting {
     tries: u32,
 }
 
-struct Attached {
+/// A namespace found and attached: the target id the attacher gave it.
+struct Claimed {
     ns: Namespace,
     id: u16,
     label: String,
@@ -57,7 +58,7 @@ struct Table {
     watcher: Watcher,
     /// Link changes in every namespace found, by inode.
     links: LinkEvents,
-    attached: BTreeMap<NsId, Attached>,
+    attached: BTreeMap<NsId, Claimed>,
     waiting: BTreeMap<NsId, Waiting>,
     /// Found while max_namespaces were attached: each counted once.
     over: HashMap<NsId, (Namespace, String)>,
@@ -289,7 +290,7 @@ impl Table {
                         plural(targets.interfaces(tid), "interface"),
                         w.label
                     );
-                    self.attached.insert(id, Attached { ns: w.ns, id: tid, label: w.label });
+                    self.attached.insert(id, Claimed { ns: w.ns, id: tid, label: w.label });
                     changed = true;
                 }
                 other => {
@@ -340,7 +341,7 @@ impl Table {
     }
 
     /// Attach interfaces that appeared in `a` since; true if there were any.
-    fn grow_one(&self, a: &Attached, targets: &mut dyn Attach) -> bool {
+    fn grow_one(&self, a: &Claimed, targets: &mut dyn Attach) -> bool {
         match self.open(&a.ns).and_then(|n| targets.grow(a.id, &self.cfg, n)) {
             Ok(true) => {
                 log::info!("discover {:?}: {}: new interfaces attached", self.cfg.name, a.label);

@@ -1,6 +1,6 @@
 //! The targets the attacher keeps, and the interfaces they hold.
 //!
-//! One parser serves every target (see src/bpf/loader.rs): attaching a target
+//! One parser serves every target (see src/attacher/bpf/loader.rs): attaching a target
 //! means giving each of its interfaces a slot in the `links` array and putting
 //! that slot's small programs on it. An interface belongs to one target at a
 //! time; a reload that changes a target rewrites the interface's slot and

@@ -30,6 +30,13 @@ fn topology() -> Topology {
                 container: Some("web".into()),
                 interfaces: names(3, "eth0"),
             },
+            // Names that need escaping in label values.
+            TargetNames {
+                id: 2,
+                name: "web \"front\\end\"\nline".into(),
+                container: Some("pod \"a\"\n".into()),
+                interfaces: names(4, "veth\\0"),
+            },
         ],
         attached: vec![
             attached("host", None, "eth0", Direction::Ingress, Mode::Tcx),
@@ -60,11 +67,16 @@ fn snapshot() -> Snapshot {
             (key(0, 2, Role::Server, 80, Method::Get, 0), 7),
             (key(0, 2, Role::Client, 443, Method::Post, 0), 3),
             (key(1, 3, Role::Server, 8080, Method::Get, 0), 5),
+            // Past 2^53, where an f64 is no longer every integer.
+            (key(2, 4, Role::Server, 65535, Method::Patch, 0), (1 << 53) + 1),
+            // A target the topology does not name (yet): labelled by its id and ifindex.
+            (key(9, 1, Role::Client, 1, Method::Options, 0), 1),
         ],
         latency: vec![
             (key(0, 2, Role::Server, 80, Method::Get, 2), hist([4, 2, 0], 7_250_000)),
             (key(0, 2, Role::Client, 443, Method::Post, 5), hist([0, 1, 2], 2_600_000_000)),
             (key(1, 3, Role::Server, 8080, Method::Get, 4), hist([5, 0, 0], 2_500_000)),
+            (key(2, 4, Role::Server, 65535, Method::Patch, 5), hist([u64::MAX / 8, 0, 1], 1)),
         ],
         stats,
         flows: Some(Flows { live: 12, pending: 1, evicted: 4, evicted_unanswered: 2, never_confirmed: 3 }),

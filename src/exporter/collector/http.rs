@@ -6,7 +6,7 @@
 use bytes::{BufMut, BytesMut};
 
 use super::labels::Names;
-use super::text::{count, header, value};
+use super::text::{count, header, value, Kind};
 use hge_shared::config::StatusLabel;
 use hge_shared::snapshot::{Histogram, Role, SeriesKey, Snapshot};
 
@@ -107,7 +107,7 @@ impl HttpFamilies {
                     continue;
                 }
                 if !cur.headed {
-                    header(buf, f.name, f.help, if f.histogram { "histogram" } else { "counter" });
+                    header(buf, f.name, f.help, if f.histogram { Kind::Histogram } else { Kind::Counter });
                     cur.headed = true;
                 }
                 labels.clear();
@@ -159,5 +159,5 @@ fn sample(buf: &mut BytesMut, name: &str, suffix: &str, labels: &[u8], close: &[
 }
 
 #[cfg(test)]
-#[path = "oracle.rs"]
-mod oracle;
+#[path = "pieces.rs"]
+mod pieces;

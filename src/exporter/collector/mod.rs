@@ -4,7 +4,8 @@
 //! keeps it (with the names to label it by) until the next read. A scrape
 //! writes the HTTP families as text straight from that snapshot, a piece at a
 //! time while the response is sent (http.rs, labelled by labels.rs; gzip.rs
-//! deflates them once per read), then the exporter's own metrics (own.rs) as of now.
+//! deflates them once per read), then the exporter's own metrics as of now
+//! (own.rs, one table of them), all with one text writer (text.rs).
 
 #[cfg(test)]
 mod golden;
@@ -14,13 +15,10 @@ mod labels;
 mod own;
 mod text;
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::MetricFamily;
 use prometheus::Registry;
 
 use hge_shared::config::StatusLabel;
@@ -73,23 +71,21 @@ impl State {
 pub struct Exposition {
     http: Arc<HttpFamilies>,
     state: RwLock<State>,
-    registry: Registry,
+    /// The process metrics (process_*), the one thing the prometheus crate writes here.
+    process: Registry,
 }
 
 impl Exposition {
     pub fn new(buckets_s: Vec<f64>, status_label: StatusLabel, max_series: u32) -> Arc<Exposition> {
-        let exp = Arc::new(Exposition {
-            http: Arc::new(HttpFamilies::new(&buckets_s, status_label)),
-            state: RwLock::new(State { max_series, ..Default::default() }),
-            registry: Registry::new(),
-        });
-        exp.registry
-            .register(Box::new(SelfCollector(Arc::downgrade(&exp))))
-            .expect("descriptors of the exporter's own collector are unique");
-        exp.registry
+        let process = Registry::new();
+        process
             .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
             .expect("process collector registers on a fresh registry");
-        exp
+        Arc::new(Exposition {
+            http: Arc::new(HttpFamilies::new(&buckets_s, status_label)),
+            state: RwLock::new(State { max_series, ..Default::default() }),
+            process,
+        })
     }
 
     // A panic while the lock was held leaves plain data behind, still worth serving.
@@ -152,9 +148,13 @@ impl Exposition {
     /// One scrape: the last read's HTTP families (written as they are sent)
     /// and the exporter's own metrics as of now.
     pub fn scrape(&self) -> Scrape {
-        let read = self.state().read.clone();
-        let mut own = Vec::new();
-        text::encode(&self.registry.gather(), &mut own);
+        let (read, mut own) = {
+            let s = self.state();
+            let mut own = BytesMut::new();
+            own::write(&s, &mut own);
+            (s.read.clone(), Vec::from(own))
+        };
+        text::encode(&self.process.gather(), &mut own);
         Scrape { http: self.http.clone(), read, own: Bytes::from(own) }
     }
 
@@ -221,40 +221,6 @@ impl Iterator for Plain {
         let Scrape { http, read, .. } = &self.scrape;
         http.fill(&read.snapshot, &read.names, &mut self.cursor, &mut self.buf, &mut self.labels, PIECE);
         Some(self.buf.split().freeze())
-    }
-}
-
-/// The exporter's own metrics, collected at each scrape, without keeping the
-/// exposition alive (the registry lives inside it).
-struct SelfCollector(std::sync::Weak<Exposition>);
-
-impl Collector for SelfCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        static DESCS: std::sync::OnceLock<Vec<Desc>> = std::sync::OnceLock::new();
-        DESCS
-            .get_or_init(|| {
-                own::DECLARED
-                    .iter()
-                    .map(|(name, labels)| {
-                        Desc::new(
-                            name.to_string(),
-                            "exporter self-metric".into(),
-                            labels.iter().map(|s| s.to_string()).collect(),
-                            HashMap::new(),
-                        )
-                        .expect("static descriptor is valid")
-                    })
-                    .collect()
-            })
-            .iter()
-            .collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        match self.0.upgrade() {
-            Some(exp) => own::families(&exp.state()),
-            None => Vec::new(),
-        }
     }
 }
 

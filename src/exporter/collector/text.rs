@@ -1,84 +1,43 @@
-//! Prometheus text: metric families built and encoded by the prometheus crate
-//! (the few self-metrics), and the pieces of the format written directly (the
-//! HTTP families, which can hold hundreds of thousands of samples).
+//! The Prometheus text format (0.0.4), written directly: the one writer of the
+//! HTTP families (which can hold hundreds of thousands of samples) and of the
+//! exporter's own. The process metrics come from the prometheus crate.
 
 use bytes::{BufMut, BytesMut};
-use prometheus::proto::{self, MetricFamily, MetricType};
+use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, TextEncoder};
 
-/// A family's name, help and type: everything but its samples.
-pub struct Desc {
-    pub name: &'static str,
-    pub help: &'static str,
-    pub kind: MetricType,
+/// A family's type, as its `# TYPE` line says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
 }
 
-/// One sample's labels and value.
-pub type Sample = (Vec<(&'static str, String)>, f64);
-
-impl Desc {
-    pub const fn counter(name: &'static str, help: &'static str) -> Desc {
-        Desc { name, help, kind: MetricType::COUNTER }
-    }
-
-    pub const fn gauge(name: &'static str, help: &'static str) -> Desc {
-        Desc { name, help, kind: MetricType::GAUGE }
-    }
-
-    /// The family with no samples yet.
-    pub fn family(&self) -> MetricFamily {
-        let mut f = MetricFamily::default();
-        f.set_name(self.name.to_string());
-        f.set_help(self.help.to_string());
-        f.set_field_type(self.kind);
-        f
-    }
-
-    /// A counter or gauge family with these samples.
-    pub fn with(&self, samples: impl IntoIterator<Item = Sample>) -> MetricFamily {
-        let mut f = self.family();
-        for (labels, v) in samples {
-            let mut m = proto::Metric::from_label(labels.iter().map(|(n, v)| label(n, v)).collect());
-            if self.kind == MetricType::COUNTER {
-                let mut c = proto::Counter::default();
-                c.set_value(v);
-                m.set_counter(c);
-            } else {
-                let mut g = proto::Gauge::default();
-                g.set_value(v);
-                m.set_gauge(g);
-            }
-            f.mut_metric().push(m);
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
         }
-        f
-    }
-
-    /// A family of one unlabelled sample.
-    pub fn single(&self, v: f64) -> MetricFamily {
-        self.with([(vec![], v)])
     }
 }
 
-pub fn label(name: &str, value: &str) -> proto::LabelPair {
-    let mut l = proto::LabelPair::default();
-    l.set_name(name.to_string());
-    l.set_value(value.to_string());
-    l
-}
-
-/// Append the text form of `families` to `buf`. Encoding only fails on
-/// inconsistent families, which we build ourselves: logged, not returned.
+/// Append the text form of `families` (the process metrics of the
+/// prometheus crate's ProcessCollector, its one use here). Encoding only fails
+/// on inconsistent families: logged, not returned.
 pub fn encode(families: &[MetricFamily], buf: &mut Vec<u8>) {
     if let Err(e) = TextEncoder::new().encode(families, buf) {
         log::error!("encoding metrics: {e}");
     }
 }
 
-// Writing the text format directly, byte for byte as prometheus's TextEncoder
-// does (the oracle test in http.rs compares the two on the same series).
+// Byte for byte as prometheus's TextEncoder writes the format, which the
+// exposition was written with before (docs/exposition.prom keeps it).
 
 /// `# HELP` (help escaped) and `# TYPE` lines of a family.
-pub fn header(buf: &mut BytesMut, name: &str, help: &str, kind: &str) {
+pub fn header(buf: &mut BytesMut, name: &str, help: &str, kind: Kind) {
     buf.extend_from_slice(b"# HELP ");
     buf.extend_from_slice(name.as_bytes());
     buf.put_u8(b' ');
@@ -86,7 +45,7 @@ pub fn header(buf: &mut BytesMut, name: &str, help: &str, kind: &str) {
     buf.extend_from_slice(b"\n# TYPE ");
     buf.extend_from_slice(name.as_bytes());
     buf.put_u8(b' ');
-    buf.extend_from_slice(kind.as_bytes());
+    buf.extend_from_slice(kind.as_str().as_bytes());
     buf.put_u8(b'\n');
 }
 

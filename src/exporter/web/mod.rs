@@ -34,7 +34,8 @@ use crate::collector::Exposition;
 use conn::{Cut, Registry, Tracked, Tracker};
 use hge_shared::config::parse_listen_address;
 
-pub struct Web {
+/// What the endpoint serves and how: the exposition, the path, the limits, TLS and auth.
+pub struct Endpoint {
     pub exposition: Arc<Exposition>,
     pub telemetry_path: String,
     pub max_requests: usize,
@@ -66,14 +67,14 @@ pub fn bind(addr: &str) -> Result<std::net::TcpListener> {
 
 /// What every connection shares.
 struct Shared {
-    web: Arc<Web>,
+    web: Arc<Endpoint>,
     scrapes: Arc<Semaphore>,
     auth: auth::Auth,
     /// exporter-toolkit's rate_limit: (tokens, last refill).
     bucket: Mutex<(f64, Instant)>,
 }
 
-pub async fn serve(listener: TcpListener, web: Arc<Web>) {
+pub async fn serve(listener: TcpListener, web: Arc<Endpoint>) {
     let registry = Registry::new(web.limits.max_connections);
     let shared = Arc::new(Shared {
         scrapes: Arc::new(Semaphore::new(web.max_requests)),

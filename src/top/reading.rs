@@ -56,7 +56,7 @@ pub struct SeriesId {
 }
 
 #[derive(Debug, Clone)]
-pub struct Snapshot {
+pub struct Reading {
     pub rows: Vec<RowKey>,
     pub series: HashMap<SeriesId, Values>,
     /// `http_golden_exporter_map_reads_total`: which read of the BPF maps this text shows.
@@ -69,9 +69,9 @@ pub struct Snapshot {
 /// The labels that make the row; the rest are summed over.
 const ROW_LABELS: [&str; 4] = ["target", "container", "port", "method"];
 
-impl Snapshot {
-    pub fn parse(text: &str, at: Instant) -> Result<Snapshot, String> {
-        let mut snap = Snapshot { rows: Vec::new(), series: HashMap::new(), map_reads: None, read_at: None, at };
+impl Reading {
+    pub fn parse(text: &str, at: Instant) -> Result<Reading, String> {
+        let mut snap = Reading { rows: Vec::new(), series: HashMap::new(), map_reads: None, read_at: None, at };
         let mut index: HashMap<RowKey, u32> = HashMap::new();
         for s in samples(text) {
             let s = s?;
@@ -185,7 +185,7 @@ http_golden_exporter_build_info{version="0.1.0"} 1
 
     #[test]
     fn series_are_grouped_by_row_and_kept_apart_by_interface_and_status() {
-        let s = Snapshot::parse(TEXT, Instant::now()).unwrap();
+        let s = Reading::parse(TEXT, Instant::now()).unwrap();
         assert_eq!(s.map_reads, Some(42.0));
         assert_eq!(s.rows.len(), 2);
         let web = &s.rows[0];
@@ -212,21 +212,21 @@ http_golden_exporter_build_info{version="0.1.0"} 1
             (r#"status_code="404""#, false),
             (r#"status_code="5""#, false),
         ] {
-            let s = Snapshot::parse(&sample(labels), Instant::now()).unwrap();
+            let s = Reading::parse(&sample(labels), Instant::now()).unwrap();
             assert_eq!(s.series.values().next().unwrap().error, want, "{labels}");
         }
     }
 
     #[test]
     fn a_bad_line_or_bucket_is_an_error() {
-        assert!(Snapshot::parse("http_server_requests_total{x} 1\n", Instant::now()).is_err());
+        assert!(Reading::parse("http_server_requests_total{x} 1\n", Instant::now()).is_err());
         let bad_le = r#"http_server_request_duration_seconds_bucket{le="x"} 1"#;
-        assert!(Snapshot::parse(bad_le, Instant::now()).unwrap_err().contains("le"));
+        assert!(Reading::parse(bad_le, Instant::now()).unwrap_err().contains("le"));
     }
 
     #[test]
     fn other_families_are_ignored() {
-        let s = Snapshot::parse("process_cpu_seconds_total 3\nhttp_server_other 1\n", Instant::now()).unwrap();
+        let s = Reading::parse("process_cpu_seconds_total 3\nhttp_server_other 1\n", Instant::now()).unwrap();
         assert!(s.rows.is_empty() && s.series.is_empty() && s.map_reads.is_none());
     }
 }

@@ -1,0 +1,73 @@
+//! The HTTP families written a piece at a time, as a scrape sends them: the
+//! same text whatever the piece size, for names that need escaping, counts past
+//! 2^53 and both status labellings. What the text is, is docs/exposition.prom.
+
+use bytes::BytesMut;
+
+use super::*;
+use hge_shared::snapshot::Method;
+use hge_shared::topology::{InterfaceName, TargetNames, Topology};
+
+fn written(fams: &HttpFamilies, snap: &Snapshot, names: &Names, piece: usize) -> String {
+    let (mut cur, mut all, mut labels) = (Cursor::default(), Vec::new(), BytesMut::new());
+    let mut pieces = 0;
+    while !cur.done() {
+        let mut buf = BytesMut::new();
+        fams.fill(snap, names, &mut cur, &mut buf, &mut labels, piece);
+        all.extend_from_slice(&buf);
+        pieces += 1;
+        assert!(pieces < 1_000_000, "the cursor does not advance");
+    }
+    String::from_utf8(all).unwrap()
+}
+
+fn key(target_id: u16, ifindex: u32, role: Role, port: u16, method: Method, status: u16) -> SeriesKey {
+    SeriesKey { target_id, ifindex, role, port, method, status }
+}
+
+fn hist(buckets: Vec<u64>, sum_ns: u64) -> Histogram {
+    let count = buckets.iter().sum();
+    Histogram { buckets, sum_ns, count }
+}
+
+#[test]
+fn the_text_is_the_same_whatever_the_piece_size() {
+    let topo = Topology {
+        targets: vec![
+            TargetNames {
+                id: 0,
+                name: "web \"front\\end\"\nline".into(),
+                container: None,
+                interfaces: vec![InterfaceName { ifindex: 7, name: "veth0".into() }],
+            },
+            TargetNames { id: 3, name: "db".into(), container: Some("pod \"a\"\n".into()), interfaces: vec![] },
+        ],
+        attached: vec![],
+        discovery: vec![],
+        programs: vec![],
+    };
+    let names = Names::from_topology(&topo);
+    let mut snap = Snapshot::default();
+    for (i, role) in [Role::Server, Role::Client, Role::Server].into_iter().enumerate() {
+        let i = i as u16;
+        snap.requests.push((key(0, 7, role, 80 + i, Method::Get, 0), 6 + u64::from(i)));
+        snap.requests.push((key(3, 9, role, 65535, Method::Patch, 0), (1 << 53) + 1));
+        snap.latency.push((key(0, 7, role, 80, Method::Post, 2 + i), hist(vec![1, 2, 0, 3], 1_500_000_000)));
+        snap.latency.push((key(9, 1, role, 1, Method::Options, 5), hist(vec![0, 0, 0, 1], 123_456_789_012_345)));
+    }
+    snap.latency.push((key(3, 9, Role::Server, 443, Method::Delete, 404), hist(vec![u64::MAX / 8, 0, 1, 7], 1)));
+    let only_server = Snapshot {
+        requests: snap.requests.iter().filter(|(k, _)| k.role == Role::Server).cloned().collect(),
+        ..Default::default()
+    };
+    for status_label in [StatusLabel::Class, StatusLabel::Code] {
+        let bounds = [0.0005, 0.01, 2.5];
+        let fams = HttpFamilies::new(&bounds, status_label);
+        for snap in [&snap, &only_server, &Snapshot::default()] {
+            let whole = written(&fams, snap, &names, usize::MAX);
+            for piece in [0, 1, 100, 4096] {
+                assert_eq!(written(&fams, snap, &names, piece), whole, "pieces of at least {piece} bytes");
+            }
+        }
+    }
+}
