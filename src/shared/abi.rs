@@ -10,8 +10,6 @@
 
 use anyhow::{bail, Result};
 
-use crate::snapshot::{Method, Role, SeriesKey, FRAMING_LOST_REASONS};
-
 /// Histogram bounds the config may give (enum hg_limit HG_MAX_BUCKETS).
 pub const MAX_BUCKETS: usize = 30;
 /// Histogram slots: one per bound and +Inf.
@@ -32,17 +30,17 @@ pub const ROLE_SERVER: u8 = 0;
 pub const ROLE_CLIENT: u8 = 1;
 
 /// enum hg_method, in the kernel's numbering (0 is none).
-pub const METHODS: [(u8, Method); 9] = [
-    (1, Method::Get),
-    (2, Method::Head),
-    (3, Method::Post),
-    (4, Method::Put),
-    (5, Method::Delete),
-    (6, Method::Connect),
-    (7, Method::Options),
-    (8, Method::Trace),
-    (9, Method::Patch),
-];
+pub mod method {
+    pub const GET: u8 = 1;
+    pub const HEAD: u8 = 2;
+    pub const POST: u8 = 3;
+    pub const PUT: u8 = 4;
+    pub const DELETE: u8 = 5;
+    pub const CONNECT: u8 = 6;
+    pub const OPTIONS: u8 = 7;
+    pub const TRACE: u8 = 8;
+    pub const PATCH: u8 = 9;
+}
 
 /// Slots of the `stats` map (enum hg_stat), in its order.
 pub mod stat {
@@ -164,8 +162,7 @@ impl Default for Link {
 const _: () = assert!(std::mem::size_of::<Link>() == 8 + 2 * MAX_PORTS);
 const _: () = assert!(std::mem::size_of::<SeriesKeyRaw>() == 12);
 const _: () = assert!(std::mem::size_of::<Hist>() == (HIST_SLOTS + 2) * 8);
-// The framing-loss reasons are the last slots, in FRAMING_LOST_REASONS' order.
-const _: () = assert!(stat::LOST_GAP + FRAMING_LOST_REASONS.len() == stat::SLOTS);
+// The framing-loss slots are the last ones.
 const _: () = assert!(stat::LOST_TOO_COMPLEX == stat::SLOTS - 1);
 
 /// Types that may be read from, and written as, map bytes: plain C layouts
@@ -202,38 +199,9 @@ pub fn read<T: KernelLayout>(bytes: &[u8], what: &str) -> Result<T> {
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const T) })
 }
 
-impl Method {
-    /// From enum hg_method; 0 and unknown numbers are None.
-    pub fn from_raw(v: u8) -> Option<Method> {
-        METHODS.iter().find(|(raw, _)| *raw == v).map(|(_, m)| *m)
-    }
-}
-
-impl SeriesKey {
-    pub fn from_raw(k: &SeriesKeyRaw) -> Option<SeriesKey> {
-        Some(SeriesKey {
-            target_id: k.target_id,
-            ifindex: k.ifindex,
-            role: if k.role == ROLE_SERVER { Role::Server } else { Role::Client },
-            port: k.port,
-            method: Method::from_raw(k.method)?,
-            status: k.status,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn methods_decode_in_the_kernels_numbering() {
-        assert_eq!(Method::from_raw(0), None);
-        assert_eq!(Method::from_raw(1), Some(Method::Get));
-        assert_eq!(Method::from_raw(3), Some(Method::Post));
-        assert_eq!(Method::from_raw(9), Some(Method::Patch));
-        assert_eq!(Method::from_raw(10), None);
-    }
 
     #[test]
     fn short_map_values_are_an_error_not_a_read() {

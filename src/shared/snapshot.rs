@@ -1,7 +1,7 @@
 //! What one read of the maps holds, as typed values: everything above the
 //! bpf module (the collector, the tests) works on these, never on map bytes.
 
-use crate::abi::stat;
+use crate::abi::{self, method, stat};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
@@ -81,6 +81,9 @@ impl std::ops::Index<usize> for Stats {
 /// Label values of the framing-loss slots (the last ones), in their order.
 pub const FRAMING_LOST_REASONS: [&str; 5] = ["gap", "not_a_message", "unreadable_header", "bad_chunk", "too_complex"];
 
+// The framing-loss reasons are the last slots, in FRAMING_LOST_REASONS' order.
+const _: () = assert!(stat::LOST_GAP + FRAMING_LOST_REASONS.len() == stat::SLOTS);
+
 impl Stats {
     pub fn from_slots(slots: &[u64; stat::SLOTS]) -> Stats {
         Stats(*slots)
@@ -119,4 +122,50 @@ pub struct Snapshot {
     pub stats: Stats,
     /// None when the flow table could not be scanned completely.
     pub flows: Option<Flows>,
+}
+
+impl Method {
+    /// From enum hg_method; 0 and unknown numbers are None.
+    pub fn from_raw(v: u8) -> Option<Method> {
+        use Method::*;
+        Some(match v {
+            method::GET => Get,
+            method::HEAD => Head,
+            method::POST => Post,
+            method::PUT => Put,
+            method::DELETE => Delete,
+            method::CONNECT => Connect,
+            method::OPTIONS => Options,
+            method::TRACE => Trace,
+            method::PATCH => Patch,
+            _ => return None,
+        })
+    }
+}
+
+impl SeriesKey {
+    pub fn from_raw(k: &abi::SeriesKeyRaw) -> Option<SeriesKey> {
+        Some(SeriesKey {
+            target_id: k.target_id,
+            ifindex: k.ifindex,
+            role: if k.role == abi::ROLE_SERVER { Role::Server } else { Role::Client },
+            port: k.port,
+            method: Method::from_raw(k.method)?,
+            status: k.status,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_decode_in_the_kernels_numbering() {
+        assert_eq!(Method::from_raw(0), None);
+        assert_eq!(Method::from_raw(1), Some(Method::Get));
+        assert_eq!(Method::from_raw(3), Some(Method::Post));
+        assert_eq!(Method::from_raw(9), Some(Method::Patch));
+        assert_eq!(Method::from_raw(10), None);
+    }
 }

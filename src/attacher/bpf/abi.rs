@@ -5,7 +5,7 @@
 
 use std::mem::{offset_of, size_of};
 
-use hge_shared::abi::{self, stat, Flow, FlowKey, Hist, Link, SeriesKeyRaw, Stream};
+use hge_shared::abi::{self, method, stat, Flow, FlowKey, Hist, Link, SeriesKeyRaw, Stream};
 
 use super::skel::types::{hg_flow, hg_flow_flag, hg_flow_key, hg_hist, hg_limit, hg_link, hg_method, hg_parser};
 use super::skel::types::{hg_role, hg_series_key, hg_stat, hg_stream};
@@ -44,28 +44,28 @@ const _: () = assert!(abi::PARSE_INGRESS == hg_parser::HG_PARSE_INGRESS.0);
 const _: () = assert!(abi::PARSE_EGRESS == hg_parser::HG_PARSE_EGRESS.0);
 const _: () = assert!(abi::PARSERS == hg_parser::HG_PARSERS.0);
 
-/// Each method by its C name.
-const METHODS: [hg_method; 9] = [
-    hg_method::HG_METHOD_GET,
-    hg_method::HG_METHOD_HEAD,
-    hg_method::HG_METHOD_POST,
-    hg_method::HG_METHOD_PUT,
-    hg_method::HG_METHOD_DELETE,
-    hg_method::HG_METHOD_CONNECT,
-    hg_method::HG_METHOD_OPTIONS,
-    hg_method::HG_METHOD_TRACE,
-    hg_method::HG_METHOD_PATCH,
+/// Each method by its C name, against the number the exporter decodes.
+const METHODS: [(hg_method, u8); 9] = [
+    (hg_method::HG_METHOD_GET, method::GET),
+    (hg_method::HG_METHOD_HEAD, method::HEAD),
+    (hg_method::HG_METHOD_POST, method::POST),
+    (hg_method::HG_METHOD_PUT, method::PUT),
+    (hg_method::HG_METHOD_DELETE, method::DELETE),
+    (hg_method::HG_METHOD_CONNECT, method::CONNECT),
+    (hg_method::HG_METHOD_OPTIONS, method::OPTIONS),
+    (hg_method::HG_METHOD_TRACE, method::TRACE),
+    (hg_method::HG_METHOD_PATCH, method::PATCH),
 ];
 
 const fn methods_match() -> bool {
     let mut i = 0;
     while i < METHODS.len() {
-        if abi::METHODS[i].0 as u32 != METHODS[i].0 {
+        if METHODS[i].0 .0 != METHODS[i].1 as u32 {
             return false;
         }
         i += 1;
     }
-    METHODS.len() == abi::METHODS.len()
+    true
 }
 const _: () = assert!(methods_match());
 
