@@ -8,6 +8,8 @@
 #ifndef HTTP_GOLDEN_H
 #define HTTP_GOLDEN_H
 
+#include <linux/types.h>
+
 /* Enum constants, not macros, so that they reach the BTF (see struct hg_abi). */
 enum hg_limit {
 	/* Histogram bounds come from the config; one extra slot is the +Inf bucket. */

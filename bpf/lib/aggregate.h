@@ -2,14 +2,60 @@
 /*
  * What userspace reads: the series for a flow, method and status (looked up,
  * or created), request counters, latency histograms, and the self-metric
- * counters. Needs the maps `requests`, `latency`, `stats`, `hist_zero` and
- * `series_count` and the rodata cfg_status_code, cfg_nbuckets, cfg_bounds_ns
- * and cfg_series_budget, declared by the includer.
+ * counters, in the maps declared here.
  */
 #ifndef HG_LIB_AGGREGATE_H
 #define HG_LIB_AGGREGATE_H
 
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
 #include "http_golden.h"
+#include "lib/config.h"
+
+/*
+ * Series each target holds in each aggregate map (key: target_id * 2, +1 for
+ * latency), so that no target fills the maps for the others. Userspace
+ * resets a removed target's counts when it deletes its series.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, HG_MAX_TARGETS * 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} series_count SEC(".maps");
+
+/* Sizes are overridden from the config before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 10000);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct hg_series_key);
+	__type(value, __u64);
+} requests SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 10000);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct hg_series_key);
+	__type(value, struct hg_hist);
+} latency SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, HG_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+/* Zero template for new histogram entries: too large for the 512-byte stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct hg_hist);
+} hist_zero SEC(".maps");
 
 static __always_inline void hg_stat_add(__u32 idx, __u64 n)
 {

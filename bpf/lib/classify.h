@@ -2,11 +2,14 @@
 /*
  * Message starts: whether the bytes at a message position begin a request
  * line ("<METHOD> "), a status line ("HTTP/1.x NNN") or a TLS ClientHello.
- * Functions of the bytes alone: needs no map or config, only the includer's
- * uapi and libbpf headers.
+ * Functions of the bytes alone: no map, no config.
  */
 #ifndef HG_LIB_CLASSIFY_H
 #define HG_LIB_CLASSIFY_H
+
+#include <stdbool.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
 
 #include "http_golden.h"
 

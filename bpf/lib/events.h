@@ -3,11 +3,13 @@
  * What a start line does to its flow: a request is counted and queued for its
  * response (HTTP/1.1 pipelining, HG_PIPELINE_DEPTH deep); a final status
  * settles the oldest one and is observed in the latency histogram; 101, or a
- * 2xx to CONNECT, stops the parsing of the flow. Needs what lib/aggregate.h
- * needs.
+ * 2xx to CONNECT, stops the parsing of the flow.
  */
 #ifndef HG_LIB_EVENTS_H
 #define HG_LIB_EVENTS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
 
 #include "http_golden.h"
 #include "lib/aggregate.h"

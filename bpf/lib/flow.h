@@ -2,12 +2,16 @@
 /*
  * The flow table and a packet's way through it: find the flow a packet belongs
  * to (on a watched server port), start tracking one at a request, feed the
- * segment to its stream, and close the flow on FIN, RST or a new SYN. Needs
- * the `flows` and `links` maps (and what the headers below need), declared
- * by the includer.
+ * segment to its stream, and close the flow on FIN, RST or a new SYN.
  */
 #ifndef HG_LIB_FLOW_H
 #define HG_LIB_FLOW_H
+
+#include <stdbool.h>
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
 
 #include "http_golden.h"
 #include "lib/aggregate.h"
@@ -15,6 +19,22 @@
 #include "lib/packet.h"
 #include "lib/scan.h"
 #include "lib/stream.h"
+
+/* The interfaces we are on, by slot (bpf/link.bpf.c); userspace fills a slot before it attaches. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, HG_MAX_LINKS);
+	__type(key, __u32);
+	__type(value, struct hg_link);
+} links SEC(".maps");
+
+/* The size is overridden from the config before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct hg_flow_key);
+	__type(value, struct hg_flow);
+} flows SEC(".maps");
 
 /*
  * Whether the target watches server port `a` (bit 0) and `b` (bit 1) on this

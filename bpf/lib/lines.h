@@ -3,10 +3,14 @@
  * Windows of payload bytes and the line readers that work on them: what kind
  * a header line is (Content-Length, Transfer-Encoding: chunked), where the
  * next '\n' is, a chunk-size line, and a line joined across two segments.
- * Needs no map or config.
+ * No map, no config.
  */
 #ifndef HG_LIB_LINES_H
 #define HG_LIB_LINES_H
+
+#include <stdbool.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
 
 #include "http_golden.h"
 #include "lib/classify.h"

@@ -5,10 +5,14 @@
  * kept from the last segment), and its header lines, of which only
  * Content-Length and Transfer-Encoding are read, up to the empty line that
  * decides what follows. Inline in bpf_loop's callback (lib/stream.h): a global
- * call would cost on every packet. Needs what lib/aggregate.h needs.
+ * call would cost on every packet.
  */
 #ifndef HG_LIB_MESSAGE_H
 #define HG_LIB_MESSAGE_H
+
+#include <stdbool.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
 
 #include "http_golden.h"
 #include "lib/aggregate.h"

@@ -7,6 +7,16 @@
 #ifndef HG_LIB_PACKET_H
 #define HG_LIB_PACKET_H
 
+#include <stdbool.h>
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/in.h>
+#include <linux/tcp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
 #include "http_golden.h"
 
 /* Ethernet + 802.1Q + IPv4 with options + TCP with options. */

@@ -14,6 +14,10 @@
 #ifndef HG_LIB_SCAN_H
 #define HG_LIB_SCAN_H
 
+#include <stdbool.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
 #include "http_golden.h"
 #include "lib/lines.h"
 #include "lib/packet.h"

@@ -3,7 +3,7 @@
  * The stream state machine: follows one direction of a tracked flow through
  * a segment by TCP sequence number, from a message start through its headers
  * and body to the next one, and falls back to the turn-around rule when the
- * boundaries are lost. Needs what lib/aggregate.h needs.
+ * boundaries are lost.
  *
  * bpf_loop runs one step per call of its callback. A message's start and its
  * header lines (lib/message.h), the steps of most packets, are inline there;
@@ -13,6 +13,10 @@
  */
 #ifndef HG_LIB_STREAM_H
 #define HG_LIB_STREAM_H
+
+#include <stdbool.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
 
 #include "http_golden.h"
 #include "lib/aggregate.h"
