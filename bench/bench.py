@@ -80,7 +80,8 @@ def main():
     ap = argparse.ArgumentParser(prog="bench/run", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                  description="http-golden-exporter benchmark: see README.md, Benchmarks")
     ap.add_argument("--exporter", required=True, help="exporter binary (bench/run passes it)")
-    ap.add_argument("--noop-obj", required=True, help="compiled bench/noop.bpf.c (bench/run passes it)")
+    ap.add_argument("--tcx-noop", required=True,
+                    help="what holds bench/noop.bpf.c on TCX: bench/tcx_noop.rs (bench/run passes it)")
     ap.add_argument("--out", default=os.path.join(here, "results"), help="results directory")
     ap.add_argument("--rounds", type=int, default=5, help="rounds of interleaved variants (medians over them)")
     ap.add_argument("--duration", type=int, default=10, help="seconds per throughput run")
@@ -117,7 +118,7 @@ def main():
         ap.error("--startup-runs must be at least 1, --startup-targets 1 to 1000")
     args.bench_dir = here
     args.exporter = os.path.abspath(args.exporter)
-    args.noop_obj = os.path.abspath(args.noop_obj)
+    args.tcx_noop = os.path.abspath(args.tcx_noop)
     if args.compare:
         args.compare = os.path.abspath(args.compare)
 

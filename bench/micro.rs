@@ -10,12 +10,19 @@
 #[allow(dead_code)]
 mod packet;
 
+#[allow(clippy::all, non_camel_case_types, non_upper_case_globals, dead_code, unused_imports)]
+mod noop {
+    include!(concat!(env!("OUT_DIR"), "/noop.skel.rs"));
+}
+
+use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use hge_attacher::bpf::{maps, test_run_timed, LinkConfig, Loader, MapSizes, ProgramConfig};
 use hge_shared::config::{StatusLabel, DEFAULT_BUCKETS};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use packet::{Tcp, ACK, SYN};
 
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 198.18.0.1\r\nUser-Agent: wrk\r\n\r\n";
@@ -41,17 +48,15 @@ fn run(prog: std::os::fd::BorrowedFd<'_>, packet: &Tcp, repeat: u32) -> Result<D
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let (Some(noop), runs) = (
-        args.iter().position(|a| a == "--noop").and_then(|i| args.get(i + 1)),
-        args.iter().position(|a| a == "--runs").and_then(|i| args.get(i + 1)).map_or(Ok(20_000), |n| n.parse()),
-    ) else {
-        bail!("usage: bpf-micro --noop bench/noop.bpf.o [--runs N]   (bench/micro passes both)");
+    let runs = match args.iter().position(|a| a == "--runs") {
+        Some(i) => args.get(i + 1).context("usage: bpf-micro [--runs N]")?.parse().context("--runs takes a number")?,
+        None => 20_000u32,
     };
-    let runs: u32 = runs.context("--runs takes a number")?;
 
-    let open = libbpf_rs::ObjectBuilder::default().open_file(noop).context("opening the no-op object")?;
-    let noop_obj = open.load().context("loading the no-op program")?;
-    let noop_prog = noop_obj.progs().find(|p| p.name() == "noop_ingress").context("no noop_ingress in the object")?;
+    let mut storage = MaybeUninit::uninit();
+    let noop = noop::NoopSkelBuilder::default().open(&mut storage).context("opening the no-op object")?;
+    let noop = noop.load().context("loading the no-op program")?;
+    let noop_prog = &noop.progs.noop_ingress;
 
     let sizes = MapSizes { flows: 65_536, max_series: 10_000 };
     let cfg = ProgramConfig { status_label: StatusLabel::Class, buckets_s: DEFAULT_BUCKETS.to_vec(), series_budget: 0 };

@@ -3,15 +3,12 @@
  * The floor any tc design pays: a program on the same TCX hooks as the
  * exporter that looks at nothing and lets every packet through.
  * TC_ACT_UNSPEC (TCX_NEXT), like http_ingress/http_egress: "not my decision".
- * SEC("tc") rather than "tcx/ingress" so Debian 12's libbpf 1.1, which loads
- * it in bench/tcx_noop.py, knows the section; the kernel only checks the
- * program type (sched_cls) when the TCX link is created.
+ * SEC("tc"), as the exporter's programs: the kernel only checks the program
+ * type (sched_cls) when a TCX link is created (bench/tcx_noop.rs).
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
-
-/* The one macro we need from libbpf's bpf_helpers.h (libbpf-dev not required). */
-#define SEC(name) __attribute__((section(name), used))
+#include <bpf/bpf_helpers.h>
 
 SEC("tc")
 int noop_ingress(struct __sk_buff *skb)

@@ -6,16 +6,21 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::mem::MaybeUninit;
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use common::netio::{self, Client};
 use common::nginx::Nginx;
 use common::{Exporter, Metrics, Pair, TempDir, SERVER_V4, SERVER_V6};
+use http_golden_exporter::privileged::netns::in_netns;
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{TcHook, TC_INGRESS};
 
-const TOOLS: &[&str] = &["ip", "tc", "nginx", "curl", "clang-19", "ethtool"];
+const TOOLS: &[&str] = &["ip", "nginx", "curl", "ethtool"];
 
 struct World {
     pair: Pair,
@@ -327,58 +332,41 @@ fn start_and_header_lines_split_across_segments() {
     assert_no_anomalies(&m);
 }
 
-/// Compile and attach the test-only dropper: every Nth TCP data packet on
-/// `dev` ingress is dropped, after the exporter's hook on the sending side.
-fn drop_every_nth(ns: &str, dev: &str, nth: u32, dir: &TempDir) {
-    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bpf/drop_nth.bpf.c");
-    let obj = dir.path().join(format!("drop_{dev}.o"));
-    common::run(
-        "clang-19",
-        &[
-            "-target",
-            "bpf",
-            "-O2",
-            "-g",
-            &format!("-DNTH={nth}"),
-            "-I/usr/include/x86_64-linux-gnu",
-            "-c",
-            src,
-            "-o",
-            obj.to_str().unwrap(),
-        ],
-    );
-    common::run("ip", &["netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "clsact"]);
-    common::run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            ns,
-            "tc",
-            "filter",
-            "add",
-            "dev",
-            dev,
-            "ingress",
-            "bpf",
-            "da",
-            "obj",
-            obj.to_str().unwrap(),
-            "sec",
-            "tc",
-        ],
-    );
+#[allow(clippy::all, non_camel_case_types, non_upper_case_globals, dead_code, unused_imports)]
+mod drop_nth {
+    include!(concat!(env!("OUT_DIR"), "/drop_nth.skel.rs"));
+}
+
+/// Attach the test-only dropper (tests/bpf/drop_nth.bpf.c, built by build.rs):
+/// every Nth TCP data packet arriving on `dev` is dropped, after the
+/// exporter's hook on the sending side. The filter holds the program, and
+/// goes with the interface.
+fn drop_every_nth(ns: &str, dev: &str, nth: u32) {
+    let mut storage = MaybeUninit::uninit();
+    let mut open = drop_nth::DropNthSkelBuilder::default().open(&mut storage).expect("opening drop_nth");
+    open.maps.rodata_data.as_deref_mut().expect("drop_nth has a .rodata").cfg_nth = nth;
+    let skel = open.load().expect("loading drop_nth");
+    let prog = skel.progs.drop_nth.as_fd();
+    in_netns(Some(Path::new(&format!("/run/netns/{ns}"))), move || {
+        let ifindex = nix::net::if_::if_nametoindex(dev)?;
+        // After any filter of the exporter's (priority 1), as tc's default priority would be.
+        let mut hook = TcHook::new(prog);
+        hook.ifindex(ifindex as i32).attach_point(TC_INGRESS).handle(1).priority(2);
+        hook.create()?;
+        hook.attach()?;
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("attaching drop_nth to {dev} in {ns}: {e:#}"));
 }
 
 #[test]
 fn retransmissions_after_the_hook_are_counted_once() {
     let Some(w) = World::new("") else { return };
-    let dir = TempDir::new("hgdrop");
     // Server view: responses lost on the client's ingress are resent through the
     // server's egress hook. Client view: requests lost on the server's ingress
     // are resent through the client's egress hook.
-    drop_every_nth(&w.pair.client_ns, &w.pair.client_if, 7, &dir);
-    drop_every_nth(&w.pair.server_ns, &w.pair.server_if, 7, &dir);
+    drop_every_nth(&w.pair.client_ns, &w.pair.client_if, 7);
+    drop_every_nth(&w.pair.server_ns, &w.pair.server_if, 7);
     curl(&w, &[&format!("http://{SERVER_V4}/{{ok,missing,fail,big}}?n=[1-40]")]);
     let m = w.expect(&[("GET", "requests", 160), ("GET", "2xx", 80), ("GET", "4xx", 40), ("GET", "5xx", 40)]);
     assert!(stat(&m, "retransmits_ignored_total") > 0, "the dropper must have caused retransmissions");

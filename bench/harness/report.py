@@ -374,7 +374,7 @@ def write_results(args, runs, extras, env=None):
         w.writerows(summary)
     with open(os.path.join(out, "extras.json"), "w") as f:
         json.dump({"environment": env, "extras": extras, "targets": TARGETS,
-                   "settings": {k: v for k, v in vars(args).items() if k not in ("exporter", "noop_obj", "bench_dir", "out")}},
+                   "settings": {k: v for k, v in vars(args).items() if k not in ("exporter", "tcx_noop", "bench_dir", "out")}},
                   f, indent=2)
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write(markdown(args, summary, runs, extras, env))

@@ -228,8 +228,7 @@ netns = "/run/netns/{ns}"
         raise RuntimeError("exporter stopped reading its maps")
 
     def start_noop(self):
-        p = self.spawn("noop", netns_cmd(self.srv_ns, "/usr/bin/python3", os.path.join(self.a.bench_dir, "tcx_noop.py"),
-                                         self.a.noop_obj, self.srv_if),
+        p = self.spawn("noop", netns_cmd(self.srv_ns, self.a.tcx_noop, self.srv_if),
                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         line = p.p.stdout.readline()
         if not line.startswith("attached"):

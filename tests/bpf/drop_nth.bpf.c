@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * Test-only packet loss (this kernel has no netem): drop every NTH TCP
+ * Test-only packet loss (this kernel has no netem): drop every cfg_nth-th TCP
  * segment that carries data, arriving on the interface it is attached to.
  * Attached on the receiving side, so the sender's hooks see the original and
- * the retransmission.
+ * the retransmission (tests/hard_cases_real.rs).
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -15,9 +15,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-#ifndef NTH
-#define NTH 7
-#endif
+/* Written by the test before load; 0 drops nothing. */
+const volatile __u32 cfg_nth = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -69,7 +68,7 @@ int drop_nth(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	__u64 count = __sync_fetch_and_add(n, 1) + 1;
 
-	return count % NTH == 0 ? TC_ACT_SHOT : TC_ACT_OK;
+	return cfg_nth && count % cfg_nth == 0 ? TC_ACT_SHOT : TC_ACT_OK;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
