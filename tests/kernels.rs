@@ -8,9 +8,10 @@
 //! On 6.1 and 6.12 the programs load, each within a fifth of the verifier's
 //! limit; 5 real requests over a veth pair between two namespaces and 5 over
 //! lo are counted exactly in both views; SIGTERM leaves no program or filter
-//! behind; and the packet-level parser tests pass. The host's own kernel is
-//! held to the same bound. The guests run their part (tests/kernels/*.sh)
-//! and report on a serial port; the assertions are made here.
+//! behind; and the parser's tests pass, packet by packet and header by
+//! header. The host's own kernel is held to the same bound. The guests run
+//! their part (tests/kernels/*.sh) and report on a serial port; the
+//! assertions are made here.
 
 mod common;
 
@@ -35,8 +36,9 @@ const DEBIAN_6_1: (&str, &str) = ("linux-image-6.1.0-", "-cloud-amd64-unsigned")
 const DEBIAN_6_12: (&str, &str) = ("linux-image-6.12.", "+deb12-cloud-amd64-unsigned");
 const DEBIAN_5_10: (&str, &str) = ("linux-image-5.10.0-", "-cloud-amd64-unsigned");
 
-/// The packet-level parser tests, run inside each guest.
-const PARSER_TESTS: [&str; 3] = ["bpf_parser", "bpf_streams", "bpf_fuzz"];
+/// The parser's tests, run inside each guest: packet by packet, and its
+/// headers' scanners and classifiers on their own.
+const PARSER_TESTS: [&str; 4] = ["bpf_parser", "bpf_streams", "bpf_fuzz", "bpf_lib"];
 
 const INIT: &str = include_str!("kernels/init.sh");
 
