@@ -414,10 +414,10 @@ fn reset_and_server_close_count_requests_as_unanswered() {
     assert_eq!(stat_with(&m, "requests_unanswered_total", &[("reason", "evicted")]), 0);
 }
 
-/// Five times more idle connections than the flow table holds. The issue's
-/// example is 50,000 against 10,000; here a process may hold only 20,000
-/// descriptors (no CAP_SYS_RESOURCE), so the same ratio at 18,000 / 3,600,
-/// and both views share the table: 36,000 flows through 3,600 slots.
+/// Five times more idle connections than the flow table holds (50,000
+/// against 10,000, say); a process here may hold only 20,000 descriptors (no
+/// CAP_SYS_RESOURCE), so the same ratio at 18,000 / 3,600, and both views
+/// share the table: 36,000 flows through 3,600 slots.
 #[test]
 fn five_times_more_idle_connections_than_the_flow_table_holds() {
     const CONNS: u64 = 18_000;

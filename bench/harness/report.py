@@ -171,7 +171,7 @@ def targets(summary, extras, runs):
         rows.append((f"/metrics with {lv['ports']:,} series per map ({lv['samples']:,} samples), median", f"< {tm:.0f} ms",
                      f"{x:.1f} ms", verdict(x < tm), f"{tm - x:+.1f} ms"))
         if lv.get("scrape_ms_all"):
-            # The target is the 99th percentile; of 20 scrapes, the slowest stands in for it.
+            # The target is on the 99th percentile; of 20 scrapes, the slowest stands in for it.
             worst = max(lv["scrape_ms_all"])
             rows.append((f"/metrics with {lv['ports']:,} series per map, slowest of {len(lv['scrape_ms_all'])}",
                          f"< {tm:.0f} ms", f"{worst:.1f} ms", verdict(worst < tm), f"{tm - worst:+.1f} ms"))
