@@ -1,6 +1,6 @@
 //! Builds every BPF object of the project, and nothing else: each with the
 //! same clang, flags and target architecture, into OUT_DIR as NAME.bpf.o with
-//! its skeleton NAME.skel.rs. Each header of bpf/lib/ is also compiled on its
+//! its skeleton NAME.skel.rs. Each header under bpf/ is also compiled on its
 //! own, so that none leans on what another translation unit includes first.
 use std::env;
 use std::fs;
@@ -39,13 +39,17 @@ fn main() {
         compile(src, stem(src, ".bpf.c"), true);
     }
 
-    // `#include "lib/NAME.h"` and nothing else, as a translation unit of its own.
+    // `#include "HEADER"` and nothing else, as a translation unit of its own.
     let alone = out.join("alone");
     fs::create_dir_all(&alone).expect("creating OUT_DIR/alone");
-    for header in files(Path::new("bpf/lib"), ".h") {
+    let mut headers = files(Path::new("bpf"), ".h");
+    headers.extend(files(Path::new("bpf/lib"), ".h"));
+    for header in headers {
+        let include = header.strip_prefix("bpf").expect("a header under bpf/");
         let name = stem(&header, ".h");
         let src = alone.join(format!("{name}.bpf.c"));
-        fs::write(&src, format!("#include \"lib/{name}.h\"\n")).expect("writing a header's own translation unit");
+        fs::write(&src, format!("#include \"{}\"\n", include.display()))
+            .expect("writing a header's own translation unit");
         compile(&src, &format!("alone/{name}"), false);
     }
 
