@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::netio::{self, Client};
 use common::nginx::Nginx;
 use common::{Exporter, Metrics, Pair, TempDir, SERVER_V4, SERVER_V6};
-use http_golden_exporter::privileged::netns::in_netns;
+use hge_attacher::netns::in_netns;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{TcHook, TC_INGRESS};
 
