@@ -2,8 +2,8 @@
 /*
  * Only what crosses the kernel/user boundary: the layouts of map keys and
  * values and the numbers userspace reads. The generated skeleton carries all
- * of it (from the object's BTF), and the Rust side (src/bpf/abi.rs) asserts on
- * it at compile time. Kernel-only definitions live in bpf/lib/.
+ * of it (from the object's BTF), and the Rust side
+ * (src/attacher/bpf/abi.rs) asserts on it at compile time. Kernel-only definitions live in bpf/lib/.
  */
 #ifndef HTTP_GOLDEN_H
 #define HTTP_GOLDEN_H

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The read-only config: what userspace writes into .rodata before load (see
- * src/bpf/loader.rs), what every target shares. Which target a packet belongs
+ * src/attacher/bpf/loader.rs), what every target shares. Which target a packet belongs
  * to comes from the `links` map (lib/flow.h), so one verified program serves
  * every interface. Being constant once loaded, the values are known to the
  * verifier, which prunes the paths they rule out.
@@ -20,7 +20,7 @@ const volatile __u32 cfg_series_budget = 0; /* series per aggregate map for each
 
 /*
  * Never read. Makes the boundary enums part of the object's BTF, so the
- * generated Rust skeleton carries them (src/bpf/abi.rs asserts on them).
+ * generated Rust skeleton carries them (src/attacher/bpf/abi.rs asserts on them).
  */
 const volatile struct hg_abi hg_abi = {};
 
