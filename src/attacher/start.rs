@@ -24,6 +24,7 @@ use nix::unistd::{fork, ForkResult};
 use crate::bpf::{Loader, MapSizes, ProgramConfig};
 use crate::event_loop;
 use crate::state::Attacher;
+use crate::targets::Prepared;
 use crate::{attach, netns, targets};
 use hge_exporter::web;
 use hge_shared::config::Config;
@@ -94,24 +95,7 @@ pub fn run(cfg: Config, reload: Reloader) -> Result<()> {
 
     // Load the programs and resolve every target before forking, so the
     // exporter inherits the maps and no verifier failure is left for after.
-    let loader = Loader::new(
-        MapSizes { flows: cfg.bpf.flow_table_size, max_series: cfg.metrics.max_series },
-        ProgramConfig {
-            status_label: cfg.metrics.status_label,
-            buckets_s: cfg.metrics.buckets.clone(),
-            series_budget: cfg.series_budget(),
-        },
-    )?;
-    let verified: Vec<String> =
-        loader.verified().iter().map(|v| format!("{} {} instructions", v.program, v.instructions)).collect();
-    log::info!("BPF programs verified: {}", verified.join(", "));
-    let targets = targets::Targets::new(loader, cfg.bpf.attach_mode)?;
-    let mut prepared = Vec::new();
-    for (id, target) in cfg.targets.iter().enumerate() {
-        let id = u16::try_from(id).context("too many targets")?;
-        prepared.push(targets.prepare(target, id)?);
-    }
-    targets.check_claims(&prepared)?;
+    let (targets, prepared) = load(&cfg)?;
     let maps = targets.maps();
     // The exporter keeps only these: the maps it reads, each opened read-only.
     let read_only = Arc::new(maps.read_only().context("opening the maps read-only for the exporter")?);
@@ -125,19 +109,9 @@ pub fn run(cfg: Config, reload: Reloader) -> Result<()> {
     }
 
     let (parent_end, child_end) = Channel::pair()?;
-    // Blocked before fork so that none is lost; the attacher reads them from a
-    // signalfd, the exporter unblocks them.
-    let mut mask = SigSet::empty();
-    for s in [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD] {
-        mask.add(s);
-    }
-    mask.thread_block().context("blocking signals")?;
-    let threads = privsep::thread_count();
-    if threads != 1 {
-        bail!("internal error: {threads} threads before fork (credentials are per thread)");
-    }
+    let mask = block_signals_single_threaded()?;
 
-    // SAFETY: the process has a single thread (checked above), so the child
+    // SAFETY: the process has a single thread (checked by block_signals_single_threaded), so the child
     // inherits no lock held by another thread. There is no safe fork: the
     // exporter must be a child that inherits the map fds and the listen socket.
     match unsafe { fork() }.context("fork")? {
@@ -159,4 +133,43 @@ pub fn run(cfg: Config, reload: Reloader) -> Result<()> {
             event_loop::main(attacher, prepared, parent_end, child, &mask, reload)
         }
     }
+}
+
+/// Load and verify the programs, then resolve every configured target.
+fn load(cfg: &Config) -> Result<(targets::Targets, Vec<Prepared>)> {
+    let loader = Loader::new(
+        MapSizes { flows: cfg.bpf.flow_table_size, max_series: cfg.metrics.max_series },
+        ProgramConfig {
+            status_label: cfg.metrics.status_label,
+            buckets_s: cfg.metrics.buckets.clone(),
+            series_budget: cfg.series_budget(),
+        },
+    )?;
+    let verified: Vec<String> =
+        loader.verified().iter().map(|v| format!("{} {} instructions", v.program, v.instructions)).collect();
+    log::info!("BPF programs verified: {}", verified.join(", "));
+    let targets = targets::Targets::new(loader, cfg.bpf.attach_mode)?;
+    let mut prepared = Vec::new();
+    for (id, target) in cfg.targets.iter().enumerate() {
+        let id = u16::try_from(id).context("too many targets")?;
+        prepared.push(targets.prepare(target, id)?);
+    }
+    targets.check_claims(&prepared)?;
+    Ok((targets, prepared))
+}
+
+/// Block the signals the attacher reads from a signalfd before fork, so that
+/// none is lost (the exporter unblocks them), and check that no other thread
+/// exists: credentials are per thread, and fork copies only the caller.
+fn block_signals_single_threaded() -> Result<SigSet> {
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD] {
+        mask.add(s);
+    }
+    mask.thread_block().context("blocking signals")?;
+    let threads = privsep::thread_count();
+    if threads != 1 {
+        bail!("internal error: {threads} threads before fork (credentials are per thread)");
+    }
+    Ok(mask)
 }
