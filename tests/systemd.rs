@@ -1,5 +1,6 @@
-//! The packages and the unit, in a real systemd: packaging/build makes the deb
-//! and the rpm; lintian and rpm inspect them; systemd-analyze rates the unit;
+//! The packages and the unit, in a real systemd: packaging/build makes the debs
+//! and the rpms, for x86_64 and arm64, with static binaries and their
+//! checksums; lintian and rpm inspect them; systemd-analyze rates the unit;
 //! then a Debian bookworm tree (debootstrap, cached outside the repository by
 //! .ci/nspawn-tree) boots under systemd-nspawn, the deb is installed inside,
 //! and the service is started, scraped, reloaded and stopped there while the
@@ -9,10 +10,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::nginx::{curl, Nginx};
+use common::packages::{self, Arch};
 use common::{bpf_attached, http_get, Metrics, Pair, Proc, TempDir, SERVER_V4};
 
 fn repo() -> &'static Path {
@@ -27,26 +28,6 @@ fn run_ok(cmd: &mut Command) -> String {
     let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(o.status.success(), "{cmd:?} failed ({}):\n{}", o.status, out(&o));
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-struct Packages {
-    deb: PathBuf,
-    rpm: PathBuf,
-}
-
-/// Both packages, built once per test run by the documented command, from the
-/// debug build that `cargo test` has just made.
-fn packages() -> &'static Packages {
-    static P: OnceLock<Packages> = OnceLock::new();
-    P.get_or_init(|| {
-        let stdout = run_ok(Command::new(repo().join("packaging/build")).args(["--profile", "dev"]));
-        let pick = |suffix: &str| {
-            PathBuf::from(
-                stdout.lines().rev().find(|l| l.ends_with(suffix)).unwrap_or_else(|| panic!("no {suffix} in {stdout}")),
-            )
-        };
-        Packages { deb: pick(".deb"), rpm: pick(".rpm") }
-    })
 }
 
 const UNIT: &str = "systemd/http-golden-exporter.service";
@@ -84,18 +65,27 @@ fn the_unit_is_rated_at_most_2_5_by_systemd_analyze_security() {
 
 #[test]
 fn the_packages_hold_the_files_and_lintian_finds_no_error() {
-    if !common::privileged(&["cargo-deb", "cargo-generate-rpm", "lintian", "rpm", "dpkg-deb"]) {
+    if !common::privileged(&["lintian", "rpm", "dpkg-deb"]) || !packages::can_build() {
         return;
     }
-    let p = packages();
-    let o = Command::new("lintian").arg(&p.deb).output().unwrap();
+    for arch in Arch::ALL {
+        let (deb, rpm) = (packages::built().deb(arch), packages::built().rpm(arch));
+        eprintln!("{}, {}", deb.display(), rpm.display());
+        package_files(deb, rpm);
+    }
+}
+
+/// The files each package holds, and how they are marked.
+fn package_files(deb: &Path, rpm: &Path) {
+    let o = Command::new("lintian").arg(deb).output().unwrap();
     let report = out(&o);
     assert!(o.status.success() && !report.lines().any(|l| l.starts_with("E:")), "lintian:\n{report}");
     eprintln!("lintian: {}", if report.trim().is_empty() { "clean" } else { report.trim() });
 
-    let files = run_ok(Command::new("dpkg-deb").arg("-c").arg(&p.deb));
+    let files = run_ok(Command::new("dpkg-deb").arg("-c").arg(deb));
     for f in [
         "./usr/sbin/http-golden-exporter",
+        "./usr/sbin/http-golden-exporter-top",
         "./usr/lib/systemd/system/http-golden-exporter.service",
         "./etc/http-golden-exporter/config.toml",
         "./usr/lib/sysusers.d/http-golden-exporter.conf",
@@ -111,7 +101,7 @@ fn the_packages_hold_the_files_and_lintian_finds_no_error() {
         assert!(files.contains(&format!(".{f}")), "deb lacks {f}:\n{files}");
     }
     let ctl = TempDir::new("hgdebctl");
-    run_ok(Command::new("dpkg-deb").arg("-e").arg(&p.deb).arg(ctl.path()));
+    run_ok(Command::new("dpkg-deb").arg("-e").arg(deb).arg(ctl.path()));
     let conffiles = std::fs::read_to_string(ctl.path().join("conffiles")).unwrap();
     assert!(conffiles.lines().any(|l| l == "/etc/http-golden-exporter/config.toml"), "{conffiles}");
     let postinst = std::fs::read_to_string(ctl.path().join("postinst")).unwrap();
@@ -120,9 +110,10 @@ fn the_packages_hold_the_files_and_lintian_finds_no_error() {
     let start = postinst.find("deb-systemd-invoke").expect("postinst starts the unit");
     assert!(user < enable && enable < start, "user, then enable, then start:\n{postinst}");
 
-    let files = run_ok(Command::new("rpm").arg("-qlp").arg(&p.rpm));
+    let files = run_ok(Command::new("rpm").arg("-qlp").arg(rpm));
     for f in [
         "/usr/sbin/http-golden-exporter",
+        "/usr/sbin/http-golden-exporter-top",
         "/usr/lib/systemd/system/http-golden-exporter.service",
         "/etc/http-golden-exporter/config.toml",
         "/usr/lib/sysusers.d/http-golden-exporter.conf",
@@ -137,18 +128,112 @@ fn the_packages_hold_the_files_and_lintian_finds_no_error() {
     for f in contrib_files() {
         assert!(files.lines().any(|l| l == f), "rpm lacks {f}:\n{files}");
     }
-    let config = run_ok(Command::new("rpm").arg("-qcp").arg(&p.rpm));
+    let config = run_ok(Command::new("rpm").arg("-qcp").arg(rpm));
     assert_eq!(config.trim(), "/etc/http-golden-exporter/config.toml");
-    let dump = run_ok(Command::new("rpm").args(["-qp", "--dump"]).arg(&p.rpm));
+    let dump = run_ok(Command::new("rpm").args(["-qp", "--dump"]).arg(rpm));
     let conf = dump.lines().find(|l| l.starts_with("/etc/http-golden-exporter/config.toml ")).unwrap();
     // --dump: path size mtime digest mode owner group isconfig ...; noreplace shows in --qf below.
     assert_eq!(conf.split_whitespace().nth(7), Some("1"), "{conf}");
-    let flags = run_ok(Command::new("rpm").args(["-qp", "--qf", "[%{FILENAMES} %{FILEFLAGS:fflags}\n]"]).arg(&p.rpm));
+    let flags = run_ok(Command::new("rpm").args(["-qp", "--qf", "[%{FILENAMES} %{FILEFLAGS:fflags}\n]"]).arg(rpm));
     assert!(flags.lines().any(|l| l == "/etc/http-golden-exporter/config.toml cn"), "%config(noreplace):\n{flags}");
-    let scripts = run_ok(Command::new("rpm").args(["-qp", "--scripts"]).arg(&p.rpm));
+    let scripts = run_ok(Command::new("rpm").args(["-qp", "--scripts"]).arg(rpm));
     for s in ["systemd-sysusers", "preset http-golden-exporter.service", "disable --now", "try-restart"] {
         assert!(scripts.contains(s), "rpm scriptlets lack {s:?}:\n{scripts}");
     }
+}
+
+#[test]
+fn one_command_builds_every_package_named_for_its_architecture_with_a_static_binary_and_checksums() {
+    if !common::privileged(&["readelf", "rpm", "rpm2cpio", "cpio", "sha256sum", "ldd", "dpkg-deb"])
+        || !packages::can_build()
+    {
+        return;
+    }
+    let built = packages::built();
+    let dir = built.sums().parent().unwrap();
+    let v = env!("CARGO_PKG_VERSION");
+    let mut names: Vec<String> = built
+        .files
+        .iter()
+        .inspect(|f| assert_eq!(f.parent(), Some(dir), "every file in one directory: {:?}", built.files))
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut want = vec![
+        format!("http-golden-exporter_{v}-1_amd64.deb"),
+        format!("http-golden-exporter_{v}-1_arm64.deb"),
+        format!("http-golden-exporter-{v}-1.x86_64.rpm"),
+        format!("http-golden-exporter-{v}-1.aarch64.rpm"),
+        "SHA256SUMS".to_string(),
+    ];
+    want.sort();
+    assert_eq!(names, want, "packaging/build prints the four packages and SHA256SUMS");
+
+    // The checksums: one line for each package, each right.
+    let sums = std::fs::read_to_string(built.sums()).unwrap();
+    assert_eq!(sums.lines().count(), 4, "SHA256SUMS:\n{sums}");
+    let checked = run_ok(Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(dir));
+    assert_eq!(checked.lines().filter(|l| l.ends_with(": OK")).count(), 4, "sha256sum -c:\n{checked}");
+
+    for arch in Arch::ALL {
+        let (deb, rpm) = (built.deb(arch), built.rpm(arch));
+        let deb_arch = run_ok(Command::new("dpkg-deb").arg("-f").arg(deb).arg("Architecture"));
+        assert_eq!(deb_arch.trim(), arch.deb(), "{}", deb.display());
+        let rpm_arch = run_ok(Command::new("rpm").args(["-qp", "--qf", "%{ARCH}"]).arg(rpm));
+        assert_eq!(rpm_arch.trim(), arch.rpm(), "{}", rpm.display());
+
+        // No library among the dependencies: the binary carries its own.
+        let depends = run_ok(Command::new("dpkg-deb").arg("-f").arg(deb).arg("Depends"));
+        assert!(!depends.contains("lib"), "{} depends on a library: {depends}", deb.display());
+        let requires = run_ok(Command::new("rpm").arg("-qpR").arg(rpm));
+        for r in requires.lines() {
+            assert!(
+                !r.contains(".so") && !r.starts_with("lib") && !r.starts_with("rtld("),
+                "{} requires a library or the dynamic linker: {r}\n{requires}",
+                rpm.display()
+            );
+        }
+
+        // The binaries: built for the architecture, static, the same in both packages.
+        let unpacked = TempDir::new("hgrpm");
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg("rpm2cpio \"$1\" | cpio -idm --quiet ./usr/sbin/http-golden-exporter ./usr/sbin/http-golden-exporter-top")
+            .arg("sh")
+            .arg(rpm)
+            .current_dir(unpacked.path())
+            .status()
+            .unwrap();
+        assert!(st.success(), "rpm2cpio {}", rpm.display());
+        for bin in [built.binary(arch), built.top_binary(arch)] {
+            assert_static(&bin, arch);
+            let name = bin.file_name().unwrap();
+            let from_rpm = std::fs::read(unpacked.path().join("usr/sbin").join(name)).unwrap();
+            assert!(from_rpm == std::fs::read(&bin).unwrap(), "the deb and the rpm for {arch:?} carry the same {name:?}");
+            eprintln!("{arch:?}: {name:?} {} bytes, static; {}", from_rpm.len(), depends.trim());
+        }
+    }
+
+    // What a user checks on the host: ldd finds nothing to load, and both run.
+    for bin in [built.binary(Arch::Amd64), built.top_binary(Arch::Amd64)] {
+        let ldd = Command::new("ldd").arg(&bin).output().unwrap();
+        let said = out(&ldd);
+        assert!(said.contains("not a dynamic executable") || said.contains("statically linked"), "ldd: {said}");
+        let version = run_ok(Command::new(&bin).arg("--version"));
+        assert!(version.contains(v), "{}: {version}", bin.display());
+    }
+    eprintln!("packaging/build --profile dev took {:.0} s in this process", built.took.as_secs_f64());
+}
+
+/// `bin` is an executable for `arch` with no interpreter and no needed library.
+fn assert_static(bin: &Path, arch: Arch) {
+    let header = run_ok(Command::new("readelf").arg("-hW").arg(bin));
+    let machine = header.lines().find(|l| l.trim_start().starts_with("Machine:")).unwrap_or_default();
+    assert!(machine.contains(arch.elf_machine()), "{} is for {arch:?}: {machine}", bin.display());
+    let segments = run_ok(Command::new("readelf").arg("-lW").arg(bin));
+    assert!(!segments.contains("INTERP"), "{} asks for a dynamic linker:\n{segments}", bin.display());
+    let dynamic = run_ok(Command::new("readelf").arg("-dW").arg(bin));
+    assert!(!dynamic.contains("(NEEDED)"), "{} needs shared libraries:\n{dynamic}", bin.display());
 }
 
 // ---------------------------------------------------------------------------
@@ -316,19 +401,13 @@ fn scrape_until(port: u16, timeout: Duration, done: impl Fn(&Metrics) -> bool) -
 
 #[test]
 fn the_deb_installs_and_runs_under_a_real_systemd() {
-    if !common::privileged(&[
-        "systemd-nspawn",
-        "debootstrap",
-        "nsenter",
-        "ip",
-        "nginx",
-        "curl",
-        "cargo-deb",
-        "cargo-generate-rpm",
-    ]) {
+    if !common::privileged(&["systemd-nspawn", "debootstrap", "nsenter", "ip", "nginx", "curl"])
+        || !packages::can_build()
+    {
         return;
     }
-    let deb = &packages().deb;
+    // The x86_64 deb, with the static binary users install.
+    let deb = packages::built().deb(Arch::Amd64);
     let tree = run_ok(&mut Command::new(repo().join(".ci/nspawn-tree")));
     let overlay = Overlay::new(Path::new(tree.trim()));
     let root = overlay.merged();

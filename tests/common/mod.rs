@@ -5,6 +5,7 @@
 
 pub mod netio;
 pub mod nginx;
+pub mod packages;
 pub mod packet;
 pub mod parser;
 pub mod pki;
