@@ -3,7 +3,12 @@
 //!
 //! - 6.1, Debian 12's kernel, the oldest supported: tc clsact filters;
 //! - 6.12 (Debian 13's series, also built for Debian 12): TCX links;
-//! - 5.10, Debian 11's: refused at start, in one line naming what it lacks.
+//! - 5.10, Debian 11's: refused at start, in one line naming what it lacks;
+//! - 6.1 and 6.12 for arm64, under qemu-system-aarch64 (TCG).
+//!
+//! The exporter is the one users install: the static binary of the deb for
+//! the kernel's architecture (`packaging/build --profile dev`), in an
+//! initramfs that holds no C library for it.
 //!
 //! On 6.1 and 6.12 the programs load, each within a fifth of the verifier's
 //! limit; 5 real requests over a veth pair between two namespaces and 5 over
@@ -19,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::packages::{self, Arch};
 use common::qemu::{self, Guest, Initramfs, Kernel};
 use common::{Exporter, Metrics, Pair};
 
@@ -35,6 +41,8 @@ const PROGRAMS: [&str; 4] = ["hg_parse_ingress", "hg_parse_egress", "http_ingres
 const DEBIAN_6_1: (&str, &str) = ("linux-image-6.1.0-", "-cloud-amd64-unsigned");
 const DEBIAN_6_12: (&str, &str) = ("linux-image-6.12.", "+deb12-cloud-amd64-unsigned");
 const DEBIAN_5_10: (&str, &str) = ("linux-image-5.10.0-", "-cloud-amd64-unsigned");
+const DEBIAN_6_1_ARM64: (&str, &str) = ("linux-image-6.1.0-", "-cloud-arm64-unsigned");
+const DEBIAN_6_12_ARM64: (&str, &str) = ("linux-image-6.12.", "+deb12-cloud-arm64-unsigned");
 
 /// The parser's tests, run inside each guest: packet by packet, and its
 /// headers' scanners and classifiers on their own.
@@ -79,6 +87,16 @@ fn on_6_12_the_exporter_attaches_tcx_counts_exactly_and_leaves_nothing_behind() 
 }
 
 #[test]
+fn on_arm64_6_1_the_exporter_attaches_tc_clsact_counts_exactly_and_leaves_nothing_behind() {
+    exporter_on(DEBIAN_6_1_ARM64, "tc");
+}
+
+#[test]
+fn on_arm64_6_12_the_exporter_attaches_tcx_counts_exactly_and_leaves_nothing_behind() {
+    exporter_on(DEBIAN_6_12_ARM64, "tcx");
+}
+
+#[test]
 fn on_6_1_the_packet_level_parser_tests_pass() {
     parser_tests_on(DEBIAN_6_1);
 }
@@ -91,7 +109,12 @@ fn on_6_12_the_packet_level_parser_tests_pass() {
 #[test]
 fn on_5_10_the_exporter_refuses_to_start_in_one_line_naming_what_is_missing() {
     let Some(kernel) = qemu::require(DEBIAN_5_10.0, DEBIAN_5_10.1, &[]) else { return };
-    let fs = guest_system("refused.sh", include_str!("kernels/refused.sh"));
+    if !packages::can_build() {
+        return;
+    }
+    let fs = guest_system(&kernel, "refused.sh", include_str!("kernels/refused.sh"));
+    // Busybox and the exporter, nothing else: the binary needs no library.
+    assert_eq!(packaged_exporter(&fs, &kernel), 0, "the packaged exporter loads no shared library");
     let guest = qemu::boot(&kernel, &fs, 1024, Duration::from_secs(300));
     ran(&guest, &kernel);
     let r = &guest.report;
@@ -132,9 +155,13 @@ fn on_the_host_kernel_every_program_verifies_within_a_fifth_of_the_limit() {
 /// tests/kernels/exporter.sh, and check what it reports.
 fn exporter_on(package: (&str, &str), mode: &str) {
     let Some(kernel) = qemu::require(package.0, package.1, &["ip", "tc", "bpftool"]) else { return };
-    let fs = guest_system("exporter.sh", include_str!("kernels/exporter.sh"));
+    if !packages::can_build() {
+        return;
+    }
+    let fs = guest_system(&kernel, "exporter.sh", include_str!("kernels/exporter.sh"));
+    assert_eq!(packaged_exporter(&fs, &kernel), 0, "the packaged exporter loads no shared library");
     for tool in ["ip", "tc", "bpftool"] {
-        fs.binary(&common::which(tool).unwrap(), &format!("usr/sbin/{tool}"));
+        fs.tool(tool, &format!("usr/sbin/{tool}"));
     }
     fs.modules(&kernel, &["sch_ingress", "cls_bpf", "veth"]);
     let guest = qemu::boot(&kernel, &fs, 2048, Duration::from_secs(20 * 60));
@@ -227,7 +254,7 @@ fn assert_verified_within_headroom(m: &Metrics, kernel: &str, log: &str) {
 /// each with CI=true, and check that each passed.
 fn parser_tests_on(package: (&str, &str)) {
     let Some(kernel) = qemu::require(package.0, package.1, &[]) else { return };
-    let fs = guest_system("parser_tests.sh", include_str!("kernels/parser_tests.sh"));
+    let fs = guest_system(&kernel, "parser_tests.sh", include_str!("kernels/parser_tests.sh"));
     for (name, path) in test_binaries(&PARSER_TESTS) {
         fs.binary(&path, &format!("tests/{name}"));
     }
@@ -249,15 +276,26 @@ fn parser_tests_on(package: (&str, &str)) {
     }
 }
 
-/// An initramfs with init.sh as /init, `scenario` as /scenario.sh, the
-/// exporter, and its configuration.
-fn guest_system(name: &str, scenario: &str) -> Initramfs {
-    let fs = Initramfs::new();
+/// An initramfs for `kernel` with init.sh as /init, `scenario` as
+/// /scenario.sh, and the exporter's configuration.
+fn guest_system(kernel: &Kernel, name: &str, scenario: &str) -> Initramfs {
+    let fs = Initramfs::new(kernel);
     fs.script("init", INIT);
     fs.file("scenario.sh", &format!("# tests/kernels/{name}\n{scenario}"));
-    fs.binary(Path::new(common::exporter_bin()), "usr/sbin/http-golden-exporter");
     fs.file("etc/http-golden-exporter.toml", CONFIG);
     fs
+}
+
+/// The exporter of the deb for `kernel`'s architecture, put in `fs`; how
+/// many shared libraries came with it.
+fn packaged_exporter(fs: &Initramfs, kernel: &Kernel) -> usize {
+    let arch = match kernel.arch {
+        qemu::Arch::X86_64 => Arch::Amd64,
+        qemu::Arch::Aarch64 => Arch::Arm64,
+    };
+    let built = packages::built();
+    eprintln!("{}: the exporter of {}", kernel.package, built.deb(arch).display());
+    fs.binary(&built.binary(arch), "usr/sbin/http-golden-exporter")
 }
 
 /// The guest ran on `kernel` and powered off on its own.

@@ -9,6 +9,13 @@
 //! $HGE_KERNEL_CACHE), one directory per package. KVM is used where a guest
 //! boots with it, TCG (`-cpu max`) elsewhere; $HGE_QEMU_ACCEL (kvm or tcg)
 //! decides instead.
+//!
+//! arm64 kernels (a package named `...-arm64-...`) boot under
+//! qemu-system-aarch64 (`-M virt`, TCG): busybox, iproute2 and bpftool come
+//! from Debian's arm64 packages (`arm64-userland` in the cache, unpacked by
+//! `.ci/kernels`), with the libraries they load; the virt machine has one
+//! UART, the console, so the report goes to a virtio console (/dev/hvc0),
+//! whose modules init.sh loads first where the kernel has them as modules.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -20,6 +27,57 @@ use std::time::{Duration, Instant};
 
 use super::{in_ci, which, Proc, TempDir};
 
+/// The machine a kernel package is built for, and how QEMU runs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    X86_64,
+    Aarch64,
+}
+
+impl Arch {
+    /// Debian names arm64 kernel packages `...-arm64-...`.
+    fn of_package(name: &str) -> Arch {
+        if name.contains("-arm64") {
+            Arch::Aarch64
+        } else {
+            Arch::X86_64
+        }
+    }
+
+    fn qemu(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "qemu-system-x86_64",
+            Arch::Aarch64 => "qemu-system-aarch64",
+        }
+    }
+
+    /// The kernel's console, and where the guest writes its report.
+    fn console_and_report(self) -> (&'static str, &'static str) {
+        match self {
+            Arch::X86_64 => ("ttyS0", "/dev/ttyS1"),
+            Arch::Aarch64 => ("ttyAMA0", "/dev/hvc0"),
+        }
+    }
+
+    /// The modules the report's device needs, in the order they load (those
+    /// a kernel has built in are not in its package).
+    fn report_modules(self) -> &'static [&'static str] {
+        match self {
+            Arch::X86_64 => &[],
+            Arch::Aarch64 => &["virtio_ring", "virtio", "virtio_mmio", "virtio_console"],
+        }
+    }
+
+    /// The root of the guest's tools: the host's own, or Debian's arm64
+    /// packages unpacked by .ci/kernels.
+    fn userland(self) -> Option<PathBuf> {
+        match self {
+            Arch::X86_64 => None,
+            Arch::Aarch64 => Some(kernel_cache().join("arm64-userland")),
+        }
+    }
+}
+
 /// Where `.ci/kernels` unpacks the kernel packages.
 pub fn kernel_cache() -> PathBuf {
     std::env::var_os("HGE_KERNEL_CACHE").map_or_else(|| PathBuf::from("/var/cache/hge-kernels"), PathBuf::from)
@@ -30,6 +88,7 @@ pub struct Kernel {
     pub package: String,
     pub root: PathBuf,
     pub release: String,
+    pub arch: Arch,
 }
 
 impl Kernel {
@@ -47,7 +106,8 @@ impl Kernel {
         let (_, package) = found.pop()?;
         let root = kernel_cache().join(&package);
         let release = fs::read_dir(root.join("lib/modules")).ok()?.next()?.ok()?.file_name().into_string().ok()?;
-        root.join(format!("boot/vmlinuz-{release}")).is_file().then_some(Kernel { package, root, release })
+        let arch = Arch::of_package(&package);
+        root.join(format!("boot/vmlinuz-{release}")).is_file().then_some(Kernel { package, root, release, arch })
     }
 
     pub fn vmlinuz(&self) -> PathBuf {
@@ -73,18 +133,27 @@ impl Kernel {
 }
 
 /// Commands the host needs to build and boot a guest.
-const HOST_TOOLS: &[&str] = &["qemu-system-x86_64", "cpio", "xz", "strip", "busybox", "ldd"];
+const HOST_TOOLS: &[&str] = &["cpio", "xz", "strip", "busybox", "ldd", "readelf", "aarch64-linux-gnu-strip"];
 
 /// The kernel package `prefix` VERSION `suffix` and the tools to boot it, or
 /// None after a message saying what is missing. Under CI=true a missing
 /// package or tool is a failure, never a skip.
 pub fn require(prefix: &str, suffix: &str, guest_tools: &[&str]) -> Option<Kernel> {
+    let arch = Arch::of_package(suffix);
     let mut missing: Vec<String> = HOST_TOOLS
         .iter()
-        .chain(guest_tools)
+        .chain(&[arch.qemu()])
         .filter(|t| which(t).is_none())
         .map(|t| format!("the `{t}` command"))
         .collect();
+    for t in guest_tools {
+        if guest_tool(arch, t).is_none() {
+            missing.push(match arch.userland() {
+                None => format!("the `{t}` command"),
+                Some(root) => format!("`{t}` for arm64 in {} (.ci/kernels unpacks it)", root.display()),
+            });
+        }
+    }
     let kernel = Kernel::newest(prefix, suffix);
     if kernel.is_none() {
         missing.push(format!(
@@ -103,24 +172,107 @@ pub fn require(prefix: &str, suffix: &str, guest_tools: &[&str]) -> Option<Kerne
     None
 }
 
+/// The guest's own copy of the command `name`: the host's, or the one in
+/// the arm64 tools.
+fn guest_tool(arch: Arch, name: &str) -> Option<PathBuf> {
+    match arch.userland() {
+        None => which(name),
+        Some(root) => ["usr/sbin", "usr/bin", "sbin", "bin"]
+            .iter()
+            .map(|d| resolve_in(&root, &format!("{d}/{name}")))
+            .find(|p| p.is_file()),
+    }
+}
+
+/// The libraries a program built for another architecture loads, from
+/// `root` (Debian's layout): its interpreter and every DT_NEEDED library,
+/// and theirs, as (path in the guest, file on the host).
+fn foreign_libraries(root: &Path, program: &Path) -> Vec<(String, PathBuf)> {
+    let between = |line: &str, start: &str, end: &str| -> Option<String> {
+        let rest = &line[line.find(start)? + start.len()..];
+        Some(rest[..rest.find(end)?].to_string())
+    };
+    let mut found: Vec<(String, PathBuf)> = Vec::new();
+    let mut todo = vec![program.to_path_buf()];
+    while let Some(file) = todo.pop() {
+        let out = Command::new("readelf").args(["-W", "-l", "-d"]).arg(&file).output().expect("readelf");
+        assert!(out.status.success(), "readelf {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let guest = if let Some(interp) = between(line, "[Requesting program interpreter: ", "]") {
+                interp
+            } else if let Some(soname) =
+                line.contains("(NEEDED)").then(|| between(line, "Shared library: [", "]")).flatten()
+            {
+                let dir = ["lib/aarch64-linux-gnu", "usr/lib/aarch64-linux-gnu"]
+                    .into_iter()
+                    .find(|d| resolve_in(root, &format!("{d}/{soname}")).is_file())
+                    .unwrap_or_else(|| panic!("{} needs {soname}, which {} lacks", file.display(), root.display()));
+                format!("/{dir}/{soname}")
+            } else {
+                continue;
+            };
+            if !found.iter().any(|(g, _)| *g == guest) {
+                let host = resolve_in(root, &guest);
+                found.push((guest, host.clone()));
+                todo.push(host);
+            }
+        }
+    }
+    found
+}
+
+/// `path` inside `root`, its symbolic links followed there (an absolute
+/// target is taken relative to `root`).
+fn resolve_in(root: &Path, path: &str) -> PathBuf {
+    let mut p = root.join(path.trim_start_matches('/'));
+    for _ in 0..40 {
+        match fs::read_link(&p) {
+            Ok(t) if t.is_absolute() => p = root.join(t.strip_prefix("/").unwrap()),
+            Ok(t) => p = p.parent().unwrap().join(t),
+            Err(_) => break,
+        }
+    }
+    p
+}
+
 /// A root file system being filled, packed by `pack` into an initramfs.
 pub struct Initramfs {
     root: TempDir,
+    arch: Arch,
 }
 
 impl Initramfs {
     /// Busybox with every applet it has, the directories a system needs,
-    /// and the users root and nobody.
-    pub fn new() -> Initramfs {
-        let fs = Initramfs { root: TempDir::new("hgrootfs") };
-        for d in
-            ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "run", "root", "lib/modules"]
-        {
+    /// and the users root and nobody, for `kernel`'s architecture.
+    pub fn new(kernel: &Kernel) -> Initramfs {
+        let fs = Initramfs::for_arch(kernel.arch);
+        fs.report_modules(kernel);
+        fs
+    }
+
+    fn for_arch(arch: Arch) -> Initramfs {
+        let fs = Initramfs { root: TempDir::new("hgrootfs"), arch };
+        for d in [
+            "bin",
+            "sbin",
+            "usr/bin",
+            "usr/sbin",
+            "etc",
+            "proc",
+            "sys",
+            "dev",
+            "tmp",
+            "run",
+            "root",
+            "lib/modules/report",
+        ] {
             fs::create_dir_all(fs.path(d)).unwrap();
         }
-        let busybox = which("busybox").expect("busybox");
+        let busybox = guest_tool(arch, "busybox").expect("busybox");
         fs::copy(&busybox, fs.path("bin/busybox")).unwrap();
-        let out = Command::new(&busybox).arg("--list").output().expect("busybox --list");
+        // The applets of the host's busybox (the same Debian release's as the
+        // arm64 one, which cannot run here).
+        let out = Command::new(which("busybox").expect("busybox")).arg("--list").output().expect("busybox --list");
         for applet in String::from_utf8_lossy(&out.stdout).lines() {
             // A link named busybox pointing at itself would be a loop (ELOOP).
             if applet != "busybox" && !fs.path(&format!("bin/{applet}")).exists() {
@@ -150,21 +302,43 @@ impl Initramfs {
     }
 
     /// The program at `src`, stripped of debug information, at `dest`, with
-    /// every shared library `ldd` says it loads, at the same paths.
-    pub fn binary(&self, src: &Path, dest: &str) {
+    /// every shared library it loads, at the same paths. Returns how many
+    /// libraries that took (none for a static program).
+    pub fn binary(&self, src: &Path, dest: &str) -> usize {
         let p = self.path(dest);
         fs::create_dir_all(p.parent().unwrap()).unwrap();
-        let st = Command::new("strip").arg("--strip-debug").arg("-o").arg(&p).arg(src).status().expect("strip");
-        assert!(st.success(), "strip {} failed", src.display());
-        let ldd = Command::new("ldd").arg(src).output().expect("ldd");
-        for word in String::from_utf8_lossy(&ldd.stdout).split_whitespace() {
-            if word.starts_with('/') && !self.path(word).exists() {
-                let lib = self.path(word);
+        let strip = match self.arch {
+            Arch::X86_64 => "strip",
+            Arch::Aarch64 => "aarch64-linux-gnu-strip",
+        };
+        let st = Command::new(strip).arg("--strip-debug").arg("-o").arg(&p).arg(src).status().expect("strip");
+        assert!(st.success(), "{strip} {} failed", src.display());
+        let libs = match self.arch.userland() {
+            None => {
+                let ldd = Command::new("ldd").arg(src).output().expect("ldd");
+                String::from_utf8_lossy(&ldd.stdout)
+                    .split_whitespace()
+                    .filter(|w| w.starts_with('/'))
+                    .map(|w| (w.to_string(), PathBuf::from(w)))
+                    .collect()
+            }
+            Some(root) => foreign_libraries(&root, src),
+        };
+        for (dest, src) in &libs {
+            let lib = self.path(dest);
+            if !lib.exists() {
                 fs::create_dir_all(lib.parent().unwrap()).unwrap();
-                // Libraries are symlinks on the host: copy what they point at.
-                fs::copy(word, &lib).unwrap_or_else(|e| panic!("copying {word}: {e}"));
+                // Libraries are symlinks: copy what they point at.
+                fs::copy(src, &lib).unwrap_or_else(|e| panic!("copying {}: {e}", src.display()));
             }
         }
+        libs.len()
+    }
+
+    /// The guest's own copy of the command `name` (see `require`) at `dest`.
+    pub fn tool(&self, name: &str, dest: &str) {
+        let src = guest_tool(self.arch, name).unwrap_or_else(|| panic!("no {name} for {:?}", self.arch));
+        self.binary(&src, dest);
     }
 
     /// The kernel's modules `names` as /lib/modules/NAME.ko, uncompressed
@@ -172,14 +346,29 @@ impl Initramfs {
     pub fn modules(&self, kernel: &Kernel, names: &[&str]) {
         for name in names {
             let src = kernel.module(name).unwrap_or_else(|| panic!("{} has no module {name}", kernel.package));
-            let dest = self.path(&format!("lib/modules/{name}.ko"));
-            if src.extension().is_some_and(|x| x == "xz") {
-                let out = fs::File::create(&dest).unwrap();
-                let st = Command::new("xz").arg("-dc").arg(&src).stdout(out).status().expect("xz");
-                assert!(st.success(), "xz -dc {} failed", src.display());
-            } else {
-                fs::copy(&src, &dest).unwrap();
+            self.module_file(&src, &format!("lib/modules/{name}.ko"));
+        }
+    }
+
+    /// The modules the report's device needs, where `kernel` has them as
+    /// modules, as /lib/modules/report/N-NAME.ko (init.sh loads them first,
+    /// in that order).
+    fn report_modules(&self, kernel: &Kernel) {
+        for (i, name) in kernel.arch.report_modules().iter().enumerate() {
+            if let Some(src) = kernel.module(name) {
+                self.module_file(&src, &format!("lib/modules/report/{i}-{name}.ko"));
             }
+        }
+    }
+
+    fn module_file(&self, src: &Path, dest: &str) {
+        let dest = self.path(dest);
+        if src.extension().is_some_and(|x| x == "xz") {
+            let out = fs::File::create(&dest).unwrap();
+            let st = Command::new("xz").arg("-dc").arg(src).stdout(out).status().expect("xz");
+            assert!(st.success(), "xz -dc {} failed", src.display());
+        } else {
+            fs::copy(src, &dest).unwrap();
         }
     }
 
@@ -201,7 +390,7 @@ impl Initramfs {
 pub struct Guest {
     /// The kernel's console (ttyS0).
     pub console: String,
-    /// The report (ttyS1).
+    /// The report (ttyS1; on arm64, hvc0).
     pub report: Report,
     pub took: Duration,
     /// True if QEMU was stopped at the deadline.
@@ -309,26 +498,34 @@ fn run_qemu(
 ) -> Guest {
     let console = dir.path().join("console.txt");
     let report = dir.path().join("report.txt");
-    let mut cmd = Command::new("qemu-system-x86_64");
+    let mut cmd = Command::new(kernel.arch.qemu());
     match accel {
         "kvm" => cmd.args(["-accel", "kvm", "-cpu", "host"]),
         _ => cmd.args(["-accel", "tcg", "-cpu", "max"]),
     };
     cmd.args(["-m", &memory_mb.to_string(), "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot"])
         .arg("-serial")
-        .arg(format!("file:{}", console.display()))
-        .arg("-serial")
-        .arg(format!("file:{}", report.display()))
-        .arg("-kernel")
+        .arg(format!("file:{}", console.display()));
+    match kernel.arch {
+        Arch::X86_64 => cmd.arg("-serial").arg(format!("file:{}", report.display())),
+        Arch::Aarch64 => cmd
+            .args(["-M", "virt", "-device", "virtio-serial-device", "-chardev"])
+            .arg(format!("file,id=report,path={}", report.display()))
+            .args(["-device", "virtconsole,chardev=report"]),
+    };
+    // The kernel hands report=DEVICE, a parameter it does not know, to init
+    // as an environment variable.
+    let (tty, report_device) = kernel.arch.console_and_report();
+    cmd.arg("-kernel")
         .arg(kernel.vmlinuz())
         .arg("-initrd")
         .arg(initrd)
-        .args(["-append", "console=ttyS0 panic=-1 quiet"])
+        .args(["-append", &format!("console={tty} panic=-1 quiet report={report_device}")])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(fs::File::create(dir.path().join("qemu.txt")).unwrap());
     let started = Instant::now();
-    let mut qemu = Proc::spawn(cmd, "qemu-system-x86_64");
+    let mut qemu = Proc::spawn(cmd, kernel.arch.qemu());
     let timed_out = qemu.wait_timeout(timeout).is_none();
     drop(qemu);
     let read = |p: &Path| String::from_utf8_lossy(&fs::read(p).unwrap_or_default()).replace('\r', "");
@@ -342,15 +539,20 @@ fn run_qemu(
 
 /// KVM if $HGE_QEMU_ACCEL says so, or if /dev/kvm opens and a guest boots
 /// with it (nested KVM in some VMs stops on the first instruction it cannot
-/// emulate); TCG otherwise. Decided once per test process.
+/// emulate); TCG otherwise, and always for another architecture's kernel.
+/// Decided once per test process.
 fn accel(kernel: &Kernel) -> &'static str {
+    let host = if cfg!(target_arch = "aarch64") { Arch::Aarch64 } else { Arch::X86_64 };
+    if kernel.arch != host {
+        return "tcg";
+    }
     static ACCEL: OnceLock<&'static str> = OnceLock::new();
     ACCEL.get_or_init(|| match std::env::var("HGE_QEMU_ACCEL").as_deref() {
         Ok("kvm") => "kvm",
         Ok("tcg") => "tcg",
         _ if fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() => "tcg",
         _ => {
-            let probe = Initramfs::new();
+            let probe = Initramfs::new(kernel);
             probe.script(
                 "init",
                 "#!/bin/sh\necho '@@begin probe' > /dev/ttyS1\necho '@@end probe 0' > /dev/ttyS1\npoweroff -f\n",

@@ -1,8 +1,11 @@
 #!/bin/sh
 # /init of the guests tests/kernels.rs boots: mounts what the exporter and
 # the tests need, loads the modules the initramfs carries, runs
-# /scenario.sh, and powers off. The report goes to the second serial port
-# (fd 3), in sections: "@@begin NAME", the output, "@@end NAME STATUS SECONDS".
+# /scenario.sh, and powers off. The report goes to fd 3, in sections:
+# "@@begin NAME", the output, "@@end NAME STATUS SECONDS". Its device is the
+# second serial port, or the one the kernel's command line names (report=,
+# which the kernel passes on in the environment): arm64's virt machine has
+# one UART, so there it is a virtio console, whose modules come first.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -10,7 +13,16 @@ mount -t devtmpfs dev /dev
 mount -t bpf bpf /sys/fs/bpf
 mount -t tmpfs tmp /tmp
 mount -t tmpfs run /run
-exec 3>/dev/ttyS1
+for m in /lib/modules/report/*.ko; do
+    [ -e "$m" ] && insmod "$m"
+done
+report=${report:-/dev/ttyS1}
+i=0
+while [ ! -e "$report" ] && [ $i -lt 100 ]; do
+    usleep 100000
+    i=$((i + 1))
+done
+exec 3>"$report"
 
 # This busybox's shell runs its own applets before looking at PATH: these
 # two are iproute2's (busybox's ip has no netns, its tc no clsact).
