@@ -12,6 +12,10 @@ use hge_attacher::cli::{Cli, Command, TOP_PROGRAM};
 use hge_attacher::start;
 use hge_shared::config::Config;
 
+// Only linked, and so in place of musl's memcpy and memmove, when named.
+#[cfg(all(target_env = "musl", target_arch = "x86_64"))]
+use hge_memcpy as _;
+
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     if let Some(Command::Top { args }) = cli.command.take() {
