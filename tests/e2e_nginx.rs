@@ -149,8 +149,7 @@ fn sigterm_detaches_everything(mode: &str) {
     if !common::privileged(&["ip", "tc"]) {
         return;
     }
-    if mode == "tcx" && !common::kernel_has_tcx() {
-        eprintln!("SKIPPED: Linux {:?} has no TCX links (6.6+)", common::kernel_version());
+    if mode == "tcx" && !common::tcx_kernel() {
         return;
     }
     let expect = common::ours(mode);

@@ -22,7 +22,7 @@ fn the_unit_allows_fds_for_ten_thousand_interfaces() {
 /// The per-interface count the limit is derived from, measured: 60 interfaces.
 #[test]
 fn the_attacher_holds_two_fds_per_interface_and_a_few_more() {
-    if !common::privileged(&["ip"]) {
+    if !common::privileged(&["ip"]) || !common::tcx_kernel() {
         return;
     }
     const N: u64 = 60;

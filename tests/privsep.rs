@@ -267,8 +267,7 @@ fn sigkill_of_the_attacher_leaves_no_tcx_link_and_ends_the_exporter() {
     if !common::privileged(&["ip"]) {
         return;
     }
-    if !common::kernel_has_tcx() {
-        eprintln!("SKIPPED: Linux {:?} has no TCX links (6.6+)", common::kernel_version());
+    if !common::tcx_kernel() {
         return;
     }
     kill_attacher_leaves_nothing("tcx", "");

@@ -73,6 +73,21 @@ pub fn kernel_has_tcx() -> bool {
     kernel_version() >= (6, 6)
 }
 
+/// For a test that forces TCX links: whether this kernel has them. Below 6.6
+/// the test skips with a message, and under CI it fails instead: CI runs on a
+/// kernel with TCX, and tests/kernels.rs covers tc clsact on 6.1 in a guest.
+pub fn tcx_kernel() -> bool {
+    if kernel_has_tcx() {
+        return true;
+    }
+    let msg = format!("this test needs TCX links (Linux 6.6+), and this is Linux {:?}", kernel_version());
+    if in_ci() {
+        panic!("{msg} (CI=true: run CI on 6.6 or later; tests/kernels.rs boots 6.1 for the tc clsact path)");
+    }
+    eprintln!("SKIPPED: {msg}");
+    false
+}
+
 /// What `attach_mode = "auto"` attaches on this kernel, as `bpf_attached` names it.
 pub fn auto_mode() -> &'static str {
     if kernel_has_tcx() {
