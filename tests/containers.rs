@@ -205,8 +205,9 @@ impl Named {
         std::fs::write(self._www.path().join("index.html"), "hello\n").unwrap();
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns, "busybox", "httpd", "-f", "-p", "8080", "-h"]).arg(self._www.path());
-        self.httpd = Some(Proc::spawn(cmd, "busybox httpd"));
-        std::thread::sleep(Duration::from_millis(300));
+        let httpd = Proc::spawn(cmd, "busybox httpd");
+        common::wait_listening(httpd.pid(), 8080);
+        self.httpd = Some(httpd);
     }
 
     /// Only the veth (its inside end named hgni*), for a container to join the namespace.
@@ -266,10 +267,8 @@ fn a_namespace_held_only_by_a_process_is_attached_and_named_by_its_inode() {
     let exp = Exporter::start(&format!("{FAST}{cfg}"));
     let www = TempDir::new("hgcu");
     std::fs::write(www.path().join("index.html"), "hello\n").unwrap();
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--net", "busybox", "httpd", "-f", "-p", "8080", "-h"]).arg(www.path());
-    let httpd = Proc::spawn(cmd, "unshare --net busybox httpd");
-    std::thread::sleep(Duration::from_millis(300));
+    let httpd = common::unshared(&["busybox", "httpd", "-f", "-p", "8080", "-h", www.path().to_str().unwrap()]);
+    common::wait_listening(httpd.pid(), 8080);
     let pid = httpd.pid().to_string();
     let (host_if, inside) = (unique("hguh"), unique("hgui"));
     struct Link(String);
@@ -322,10 +321,9 @@ fn a_static_target_on_a_containers_namespace_follows_the_container_through_a_res
     let c = Container::start("hgcst", Net::Ns(&path));
     let cfg = format!("[[target]]\nname = \"web\"\ninterfaces = [\"hgni*\"]\nnetns = \"{path}\"\n");
     let exp = Exporter::start(&format!("{FAST}{cfg}"));
-    std::thread::sleep(Duration::from_millis(300));
     get(None, "http://198.18.105.2:8080/", 2);
     let served = |m: &Metrics| m.sum(SERVED, &[("target", "web")]);
-    let m = exp.scrape_until(Duration::from_secs(5), |m| served(m) >= 2.0);
+    let m = exp.scrape_until(WITHIN, |m| served(m) >= 2.0);
     assert_eq!(served(&m), 2.0, "{}", m.text);
     assert!(m.samples.iter().filter(|(n, _, _)| n == SERVED).all(|(_, l, _)| !l.contains_key("container")));
 

@@ -146,10 +146,7 @@ fn cleanup_also_reaches_namespaces_held_only_by_a_process() {
         return;
     }
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let mut cmd = std::process::Command::new("unshare");
-    cmd.args(["--net", "sleep", "600"]);
-    let holder = common::Proc::spawn(cmd, "unshare --net sleep");
-    std::thread::sleep(Duration::from_millis(200));
+    let holder = common::unshared(&["sleep", "600"]);
     let pid = holder.pid().to_string();
     common::run("nsenter", &["-t", &pid, "-n", "ip", "link", "add", "a0", "type", "veth", "peer", "name", "b0"]);
     let config = format!("{HEAD}[[target]]\nname = \"p\"\ninterfaces = [\"a0\"]\nnetns = \"/proc/{pid}/ns/net\"\n");

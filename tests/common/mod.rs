@@ -279,6 +279,47 @@ impl Drop for Proc {
     }
 }
 
+/// The network namespace of a process, as (dev, inode) of /proc/PID/ns/net.
+pub fn netns_of(pid: i32) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/ns/net")).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// `unshare --net` with `args` (the program it execs and its arguments),
+/// returned once the process is in its new namespace: until then
+/// /proc/PID/ns/net still shows ours.
+pub fn unshared(args: &[&str]) -> Proc {
+    let mut cmd = Command::new("unshare");
+    cmd.arg("--net").args(args);
+    let p = Proc::spawn(cmd, &format!("unshare --net {}", args.join(" ")));
+    let own = netns_of(std::process::id() as i32);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while netns_of(p.pid()) == own {
+        assert!(Instant::now() < deadline, "unshare --net {args:?} never entered a new namespace");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    p
+}
+
+/// Wait until process `pid` has a TCP socket listening on `port` in its
+/// network namespace (/proc/PID/net/tcp shows that namespace's sockets).
+pub fn wait_listening(pid: i32, port: u16) {
+    let want = format!(":{port:04X}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+        let listening = table.lines().skip(1).any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[1].ends_with(&want) && f[3] == "0A"
+        });
+        if listening {
+            return;
+        }
+        assert!(Instant::now() < deadline, "process {pid} never listened on port {port}:\n{table}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -63,6 +63,8 @@ impl Container {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = podman(&args);
         assert!(out.status.success(), "podman run: {}", String::from_utf8_lossy(&out.stderr));
+        // podman returns once the process runs, which may be before httpd listens.
+        super::wait_listening(c.pid() as i32, 8080);
         c
     }
 
