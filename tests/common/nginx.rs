@@ -18,6 +18,20 @@ pub struct Nginx {
     pub dir: TempDir,
 }
 
+/// The echo module (Debian's libnginx-mod-http-echo), where this nginx loads
+/// modules from: `nginx -V` names the directory it was built with.
+fn echo_module() -> PathBuf {
+    let out = Command::new("nginx").arg("-V").output().expect("running nginx -V");
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    let dir = said
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("--modules-path="))
+        .unwrap_or_else(|| panic!("nginx -V names no --modules-path:\n{said}"));
+    let module = PathBuf::from(dir).join("ngx_http_echo_module.so");
+    assert!(module.exists(), "{} is missing: the echo module (libnginx-mod-http-echo) is needed", module.display());
+    module
+}
+
 impl Nginx {
     pub fn start(pair: &Pair) -> Nginx {
         let dir = TempDir::new("hgnginx");
@@ -26,9 +40,10 @@ impl Nginx {
         // A body whose every line looks like a status line, wherever TCP cuts it.
         std::fs::write(dir.path().join("trap"), b"HTTP/1.1 200 OK\r\n".repeat(16 * 1024)).unwrap();
         std::fs::write(dir.path().join("page"), b"<html>cached</html>\n").unwrap();
+        let echo = echo_module().display().to_string();
         let conf = format!(
             r#"
-load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;
+load_module {echo};
 worker_processes 1;
 worker_rlimit_nofile 40000;
 user root;

@@ -1,7 +1,12 @@
 //! Real podman containers for the tests: busybox httpd from a root filesystem
-//! made on the spot (no image registry), with the flags this machine needs
-//! (runc, cgroupfs, ulimits no higher than ours: see research.md). Networks
-//! use 198.18.0.0/15 only. Every container and network is removed on drop.
+//! made on the spot (no image registry). Networks use 198.18.0.0/15 only.
+//! Every container and network is removed on drop.
+//!
+//! The flags let podman run where the tests do, a VM or a container itself:
+//! with hybrid cgroups crun fails ("cgroups in hybrid mode not supported"), so
+//! runc, with the cgroupfs manager (there may be no systemd to ask); without
+//! CAP_SYS_RESOURCE podman's default ulimits fail ("setrlimit RLIMIT_NOFILE:
+//! Operation not permitted"), so limits no higher than ours.
 
 use std::process::{Command, Output};
 
@@ -11,6 +16,21 @@ pub fn podman(args: &[&str]) -> Output {
     let mut all = vec!["--runtime", "runc", "--cgroup-manager", "cgroupfs"];
     all.extend_from_slice(args);
     Command::new("podman").args(&all).output().expect("running podman")
+}
+
+/// Whether an ELF executable has no program interpreter (PT_INTERP): linked
+/// statically, it needs no library from the root it runs in.
+fn is_static(path: &std::path::Path) -> bool {
+    let elf = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    assert!(elf.starts_with(b"\x7fELF") && elf[4] == 2 && elf[5] == 1, "{}: not a 64-bit little-endian ELF", path.display());
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
+    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    const PT_INTERP: u32 = 3;
+    (0..phnum).all(|i| {
+        let at = phoff + i * phentsize;
+        u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) != PT_INTERP
+    })
 }
 
 /// Where a container's network comes from.
@@ -36,7 +56,10 @@ impl Container {
         for d in ["bin", "www", "etc", "proc", "sys", "dev", "tmp"] {
             std::fs::create_dir_all(r.join(d)).unwrap();
         }
-        std::fs::copy(which("busybox").expect("busybox"), r.join("bin/busybox")).unwrap();
+        // Alone in the container's root: a dynamically linked busybox would find no libc there.
+        let busybox = which("busybox").expect("busybox");
+        assert!(is_static(&busybox), "{} is linked dynamically: the containers need busybox-static", busybox.display());
+        std::fs::copy(&busybox, r.join("bin/busybox")).unwrap();
         for l in ["sh", "httpd"] {
             std::os::unix::fs::symlink("busybox", r.join("bin").join(l)).unwrap();
         }
