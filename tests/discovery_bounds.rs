@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use common::{run, Exporter, Metrics, TempDir};
 
-const WITHIN: Duration = Duration::from_secs(2);
+/// How long to wait for discovery to act before failing: a bound on a hang,
+/// not on speed (bench/discover measures that).
+const WITHIN: Duration = Duration::from_secs(30);
 const FOUND: &str = "http_golden_exporter_discovered_namespaces";
 const LIMIT: &str = "http_golden_exporter_discover_limit_reached_total";
 const ATTACHED: &str = "http_golden_exporter_attached";
@@ -117,6 +119,7 @@ fn a_reload_keeps_what_unchanged_tables_found_and_starts_over_when_they_change()
 
     exp.proc.signal(nix::sys::signal::Signal::SIGHUP);
     let m = exp.scrape_until(WITHIN, |_| exp.log().contains("reloaded:"));
+    assert!(exp.log().contains("reloaded:"), "the reload happened:\n{}", exp.log());
     assert!(!exp.log().contains("discovery restarted"), "{}", exp.log());
     assert_eq!(programs(&m), 4.0, "unchanged across the reload:\n{}", m.text);
     assert_eq!(exp.log().matches("attached to a0 ingress").count(), 1, "never detached:\n{}", exp.log());
@@ -131,7 +134,7 @@ fn a_reload_keeps_what_unchanged_tables_found_and_starts_over_when_they_change()
 }
 
 #[test]
-fn interfaces_that_appear_in_a_found_namespace_are_attached_within_2s() {
+fn interfaces_that_appear_in_a_found_namespace_are_attached_and_let_go() {
     if !common::privileged(&["ip", "unshare", "nsenter", "mount"]) {
         return;
     }
