@@ -113,6 +113,9 @@ impl<'a> Loop<'a> {
         let mut usec = 0u64;
         let watchdog = sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec));
         let ping_every = watchdog.map(|w| w / 2).unwrap_or(DEFAULT_PING);
+        if let Some(w) = watchdog {
+            log::info!("systemd watchdog of {w:?}: the exporter's map reads are checked every {ping_every:?}");
+        }
         let now = Instant::now();
         Loop {
             att,
