@@ -1,6 +1,8 @@
 //! A stand-in exporter for `top`: a tiny HTTP/1.1 server (optionally over TLS,
 //! optionally asking for basic auth) whose /metrics text moves on every
 //! `PERIOD`, as the real exporter's does on every map read, by known amounts.
+//! Like the exporter, it states when each read was taken, so the rates `top`
+//! shows are exact however late its fetches come.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -27,11 +29,14 @@ pub struct Series {
 /// Bucket bounds, as the exporter's default config has them.
 pub const BOUNDS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-/// The exposition after `reads` reads.
-pub fn exposition(rows: &[Series], reads: u64) -> String {
+/// The exposition after `reads` reads, the first taken at `start` (Unix time).
+pub fn exposition(rows: &[Series], reads: u64, start: f64) -> String {
     let mut t = String::from("# HELP http_golden_exporter_map_reads_total Reads of the BPF maps.\n");
     t += "# TYPE http_golden_exporter_map_reads_total counter\n";
     t += &format!("http_golden_exporter_map_reads_total {reads}\n");
+    t += "# TYPE http_golden_exporter_last_map_read_timestamp_seconds gauge\n";
+    let at = start + reads as f64 * PERIOD.as_secs_f64();
+    t += &format!("http_golden_exporter_last_map_read_timestamp_seconds {at}\n");
     for r in rows {
         let container = r.container.map(|c| format!("container=\"{c}\",")).unwrap_or_default();
         let base = |ifname: &str| {
@@ -82,7 +87,7 @@ impl Fake {
         let authorizations = Arc::new(Mutex::new(Vec::new()));
         let (st, auths) = (stop.clone(), authorizations.clone());
         let opts = Arc::new(opts);
-        let started = Instant::now();
+        let started = (Instant::now(), std::time::UNIX_EPOCH.elapsed().unwrap().as_secs_f64());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if st.load(Ordering::Relaxed) {
@@ -123,7 +128,13 @@ trait ReadWrite: Read + Write + Send {}
 impl<T: Read + Write + Send> ReadWrite for T {}
 
 /// Keep-alive requests on one connection until the client closes it.
-fn serve(stream: Box<dyn ReadWrite>, rows: &[Series], opts: &Options, auths: &Mutex<Vec<String>>, started: Instant) {
+fn serve(
+    stream: Box<dyn ReadWrite>,
+    rows: &[Series],
+    opts: &Options,
+    auths: &Mutex<Vec<String>>,
+    started: (Instant, f64),
+) {
     let mut r = BufReader::new(stream);
     loop {
         let mut head = Vec::new();
@@ -141,10 +152,10 @@ fn serve(stream: Box<dyn ReadWrite>, rows: &[Series], opts: &Options, auths: &Mu
             .map(|(_, v)| v.trim().to_string())
             .unwrap_or_default();
         auths.lock().unwrap().push(auth.clone());
-        let reads = (started.elapsed().as_nanos() / PERIOD.as_nanos()) as u64;
+        let reads = (started.0.elapsed().as_nanos() / PERIOD.as_nanos()) as u64;
         let (status, body) = match &opts.authorization {
             Some(want) if *want != auth => ("401 Unauthorized", "Unauthorized\n".to_string()),
-            _ => ("200 OK", exposition(rows, reads)),
+            _ => ("200 OK", exposition(rows, reads, started.1)),
         };
         let resp = format!(
             "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
