@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::nginx::{curl, Nginx, SLOW_SECONDS};
 use common::{Exporter, Metrics, Pair, CLIENT_V4, SERVER_V4, SERVER_V6};
@@ -56,9 +56,17 @@ fn scraped_counts_equal_what_clients_sent_in_both_views() {
     }
     curl(&pair, &mixed);
     curl(&pair, &[v6("/ok"), v6("/ok"), v6("/fail"), v6("/big")]);
-    // The delayed endpoint on its own port, so its series holds only slow requests.
-    curl(&pair, &[format!("http://{SERVER_V4}:8080/slow"), format!("http://[{SERVER_V6}]:8080/slow")]);
-    curl(&pair, &[format!("http://{SERVER_V4}:8080/slow")]);
+    // The delayed endpoint on its own port, so its series holds only slow
+    // requests; one curl each, timed around it (process start included).
+    let (slow_v4, slow_v6) = (format!("http://{SERVER_V4}:8080/slow"), format!("http://[{SERVER_V6}]:8080/slow"));
+    let slow: Vec<f64> = [&slow_v4, &slow_v6, &slow_v4]
+        .into_iter()
+        .map(|url| {
+            let t0 = Instant::now();
+            curl(&pair, std::slice::from_ref(url));
+            t0.elapsed().as_secs_f64()
+        })
+        .collect();
     // Load: keep-alive connections in parallel, IPv4 and IPv6.
     wrk(&pair, &v4("/ok"), 16, 2);
     wrk(&pair, &v6("/missing"), 4, 1);
@@ -76,7 +84,8 @@ fn scraped_counts_equal_what_clients_sent_in_both_views() {
     // What curl sent is known exactly; wrk's share comes from nginx's own log.
     assert_eq!(nginx.count('2', "/slow"), 3);
     assert_eq!(nginx.count('5', "/fail"), 1 + 10 + 1);
-    assert!(nginx.count('2', "/ok") > 1000, "wrk should have produced real load");
+    // Everything before wrk sent /ok 5 + 10 + 2 times; wrk's share, however large the machine lets it be, comes on top.
+    assert!(nginx.count('2', "/ok") > 5 + 10 + 2, "wrk sent requests");
 
     let m = exporter.scrape_until(Duration::from_secs(10), |m| {
         m.sum("http_server_requests_total", &[("target", "server")]) >= total
@@ -92,15 +101,28 @@ fn scraped_counts_equal_what_clients_sent_in_both_views() {
     assert_eq!(m.sum("http_client_requests_total", &[("target", "server")]), 0.0);
     assert_eq!(m.sum("http_server_requests_total", &[("target", "client")]), 0.0);
 
-    // The delayed endpoint: every observation above 0.25 s and at most 0.5 s.
-    const { assert!(SLOW_SECONDS > 0.25 && SLOW_SECONDS < 0.5) };
+    // The delayed endpoint: nginx answers no sooner than SLOW_SECONDS, so every
+    // observation lies above 0.25 s. Latency is timed with the kernel's monotonic
+    // clock, which `Instant` reads too, so each lies within its curl's run: at or
+    // below the smallest bucket holding the longest run, and their sum at most the
+    // runs' sum. How long a run takes is the machine's business, not the test's.
+    const { assert!(SLOW_SECONDS > 0.25) };
+    let (longest, runs) = (slow.iter().copied().fold(0.0, f64::max), slow.iter().sum::<f64>());
     for (target, prefix) in [("server", "http_server"), ("client", "http_client")] {
         let name = format!("{prefix}_request_duration_seconds_bucket");
         let at = |le: &str| m.sum(&name, &[("target", target), ("port", "8080"), ("le", le)]);
         assert_eq!(at("0.25"), 0.0, "{target}: nothing at or below 0.25 s");
-        assert_eq!(at("0.5"), 3.0, "{target}: all three at or below 0.5 s");
+        let le = m
+            .samples
+            .iter()
+            .filter(|(n, l, _)| *n == name && l["target"] == target)
+            .filter_map(|(_, l, _)| Some((l.get("le")?.parse::<f64>().ok()?, l["le"].clone())))
+            .filter(|(b, _)| *b >= longest)
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map_or("+Inf".to_string(), |(_, le)| le);
+        assert_eq!(at(&le), 3.0, "{target}: all three at or below le={le} (the longest curl took {longest} s)");
         let sum = m.sum(&format!("{prefix}_request_duration_seconds_sum"), &[("target", target), ("port", "8080")]);
-        assert!((3.0 * SLOW_SECONDS..3.0 * 0.5).contains(&sum), "{target}: sum {sum}");
+        assert!(sum >= 3.0 * SLOW_SECONDS && sum <= runs, "{target}: sum {sum}, curls took {slow:?}");
     }
 
     // Clean traffic: no accuracy counter moved, nothing dropped.
@@ -118,13 +140,9 @@ fn scraped_counts_equal_what_clients_sent_in_both_views() {
     }
     for (t, i) in [("server", &pair.server_if), ("client", &pair.client_if)] {
         for dir in ["ingress", "egress"] {
-            assert!(
-                m.has(
-                    "http_golden_exporter_attached",
-                    &[("target", t), ("interface", i), ("direction", dir), ("mode", common::auto_mode())]
-                ),
-                "attached gauge for {t} {dir}"
-            );
+            let labels = [("target", t), ("interface", i), ("direction", dir), ("mode", common::auto_mode())];
+            assert!(m.has("http_golden_exporter_attached", &labels), "attached gauge for {t} {dir}");
+            assert_eq!(m.sum("http_golden_exporter_attached", &labels), 1.0, "{t} {dir}: one program attached");
         }
     }
 
