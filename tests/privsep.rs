@@ -142,8 +142,10 @@ fn the_web_facing_process_has_no_capabilities_while_it_serves_correct_metrics() 
     assert!(!parent_fds.contains(&inode), "the attacher does not hold the listener: {parent_fds:?}");
     assert!(parent_fds.iter().any(|f| f == "anon_inode:bpf_link"), "{parent_fds:?}");
     let pcaps = ProcCaps::of(parent).unwrap();
-    let allowed: u64 = ATTACHER_CAPS.iter().chain(&ATTACHER_OPTIONAL_CAPS).map(|c| 1u64 << c.index()).sum();
-    assert_eq!(pcaps.eff & !allowed, 0, "attacher keeps only its capabilities: {pcaps:x?}");
+    // Started as root, it had every capability: it keeps exactly the four it needs and the two discovery uses.
+    let six: u64 = ATTACHER_CAPS.iter().chain(&ATTACHER_OPTIONAL_CAPS).map(|c| 1u64 << c.index()).sum();
+    assert_eq!(six.count_ones(), 6);
+    assert_eq!((pcaps.eff, pcaps.prm), (six, six), "attacher keeps exactly its six capabilities: {pcaps:x?}");
     assert_eq!((pcaps.inh, pcaps.amb), (0, 0));
     let sockets: Vec<_> = parent_fds.iter().filter(|f| f.starts_with("socket:")).collect();
     assert_eq!(sockets.len(), 1, "the attacher's only socket is its channel to the exporter: {parent_fds:?}");
@@ -296,19 +298,52 @@ fn when_the_exporter_dies_the_attacher_detaches_and_fails() {
     assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if), "");
 }
 
-#[test]
-fn sigterm_stops_both_processes_and_exits_zero() {
+fn stops_both_processes_and_exits_zero(signal: Signal) {
     if !common::privileged(&["ip"]) {
         return;
     }
     let pair = Pair::new();
     let mut exp = Exporter::start(&target("s", &pair.server_ns, &pair.server_if));
     let child = exporter_pid(&exp);
-    exp.proc.signal(Signal::SIGTERM);
-    let st = exp.proc.wait_timeout(Duration::from_secs(10)).expect("exits on SIGTERM");
-    assert!(st.success(), "{st}: {}", exp.log());
+    exp.proc.signal(signal);
+    let st = exp.proc.wait_timeout(Duration::from_secs(60)).unwrap_or_else(|| panic!("no exit on {signal}"));
+    assert!(st.success(), "{signal}: {st}: {}", exp.log());
+    assert!(exp.log().contains(&format!("{signal}: shutting down")), "{}", exp.log());
     assert!(gone_or_zombie(child));
     assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if), "");
+}
+
+#[test]
+fn sigterm_stops_both_processes_and_exits_zero() {
+    stops_both_processes_and_exits_zero(Signal::SIGTERM);
+}
+
+#[test]
+fn sigint_stops_both_processes_and_exits_zero() {
+    stops_both_processes_and_exits_zero(Signal::SIGINT);
+}
+
+/// The attacher gives an exporter that does not stop 5 s (it is stopped
+/// itself here, SIGSTOP), then kills it, detaches and still exits 0.
+#[test]
+fn after_sigterm_an_exporter_that_does_not_stop_gets_five_seconds_then_sigkill() {
+    if !common::privileged(&["ip"]) {
+        return;
+    }
+    let pair = Pair::new();
+    let mut exp = Exporter::start(&target("s", &pair.server_ns, &pair.server_if));
+    let child = exporter_pid(&exp);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child), Signal::SIGSTOP).unwrap();
+    let sent = Instant::now();
+    exp.proc.signal(Signal::SIGTERM);
+    let st = exp.proc.wait_timeout(Duration::from_secs(60)).expect("the attacher exits");
+    // Its 5 s start after the SIGTERM: a lower bound no load can break.
+    let waited = sent.elapsed();
+    assert!(waited >= Duration::from_secs(5), "the exporter was killed after {waited:?}, before its 5 s");
+    assert!(st.success(), "{st}: {}", exp.log());
+    assert!(exp.log().contains("did not stop within 5s; killing it"), "{}", exp.log());
+    assert!(gone_or_zombie(child), "the exporter was killed");
+    assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if), "", "everything detached");
 }
 
 #[test]
@@ -329,7 +364,8 @@ fn before_linux_5_19_the_exporter_keeps_cap_bpf_and_nothing_else() {
     assert_eq!((caps.eff, caps.prm, caps.inh, caps.amb), (bpf, bpf, 0, 0), "{caps:x?}");
     assert!(caps.no_new_privs);
     assert!(exp.log().contains("older than 5.19") && exp.log().contains("CAP_BPF kept"), "{}", exp.log());
-    assert!(exp.scrape().has("http_golden_exporter_attached", &[("target", "s")]));
+    let m = exp.scrape();
+    assert_eq!(m.sum("http_golden_exporter_attached", &[("target", "s")]), 2.0, "both directions:\n{}", m.text);
 }
 
 /// fdinfo of each BPF map fd a process holds: (fd, `flags:` in octal, `map_id:`).
