@@ -347,3 +347,71 @@ fn without_a_web_config_plain_http_serves_gzip_and_identity() {
     let exp = Exporter::start(&target(&pair));
     check_gzip(dir.path(), &[], &format!("http://127.0.0.1:{}/metrics", exp.port));
 }
+
+#[test]
+fn rate_limit_refuses_requests_beyond_its_burst_with_429() {
+    if !common::privileged(TOOLS) {
+        return;
+    }
+    let pair = Pair::new();
+    let dir = TempDir::new("hgweb");
+    let yml = dir.path().join("web.yml");
+    // One token an hour: none comes back while the test runs.
+    std::fs::write(&yml, "rate_limit:\n  interval: 1h\n  burst: 3\n").unwrap();
+    readable(dir.path());
+    // Ready at the first scrape answered 200: the first of the three tokens.
+    let exp = Exporter::launch(&format!("config_file = \"{}\"", yml.display()), &target(&pair), &[], |port| {
+        http_get(port, "/metrics").is_ok_and(|r| r.0 == 200)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(http_get(exp.port, "/metrics").unwrap().0, 200, "the second token");
+    assert_eq!(http_get(exp.port, "/").unwrap().0, 200, "the third, on the landing page");
+    for path in ["/metrics", "/"] {
+        assert_eq!(http_get(exp.port, path).unwrap().0, 429, "{path}: beyond the burst");
+    }
+}
+
+#[test]
+fn what_rustls_lacks_is_refused_at_start_saying_so_and_tls_below_1_2_is_never_served() {
+    if !common::privileged(TOOLS) {
+        return;
+    }
+    let pair = Pair::new();
+    let dir = TempDir::new("hgweb");
+    pki(dir.path());
+    let yml = dir.path().join("web.yml");
+    let tls = "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n";
+    for (extra, says) in [
+        ("  max_version: TLS11\n", "max_version TLS11: rustls implements TLS 1.2 and 1.3 only"),
+        ("  max_version: TLS10\n", "max_version TLS10: rustls implements TLS 1.2 and 1.3 only"),
+        (
+            "  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA]\n",
+            "cipher suite TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA is not supported by rustls (it has no CBC suites)",
+        ),
+        ("  curve_preferences: [CurveP521]\n", "curve CurveP521 is not supported by rustls"),
+        ("  client_allowed_sans: [client.example]\n", "client_allowed_sans is not supported"),
+    ] {
+        std::fs::write(&yml, format!("{tls}{extra}")).unwrap();
+        readable(dir.path());
+        let err = Exporter::launch(&format!("config_file = \"{}\"", yml.display()), &target(&pair), &[], |_| false)
+            .err()
+            .unwrap_or_else(|| panic!("{extra:?} was accepted"));
+        assert!(err.contains("exited with exit status: 1") && err.contains(says), "{extra:?}: {err}");
+    }
+
+    // A min_version below TLS 1.2 is served as TLS 1.2, with a warning; a TLS 1.1 client is refused by the server.
+    std::fs::write(&yml, format!("{tls}  min_version: TLS10\n")).unwrap();
+    readable(dir.path());
+    let ca = dir.path().join("ca.pem").to_str().unwrap().to_string();
+    let exp = start(&pair, &yml, &["--cacert", &ca]);
+    assert!(exp.log().contains("min_version TLS10: rustls serves TLS 1.2 at least"), "{}", exp.log());
+    assert_eq!(curl(&["--cacert", &ca, "--tls-max", "1.2", &url(exp.port, "/metrics")]).code, 200);
+    // SECLEVEL=0 lets this openssl offer TLS 1.1 at all: the refusal is the server's alert.
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{}", exp.port), "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success() && said.contains("alert protocol version"), "TLS 1.1 was not refused by the server:\n{said}");
+}

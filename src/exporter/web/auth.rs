@@ -21,6 +21,9 @@ pub struct Auth {
     cache: Mutex<Cache>,
     /// bcrypt is CPU-heavy: one comparison at a time.
     bcrypt: Arc<Mutex<()>>,
+    /// The hash of every bcrypt comparison made, in order: what the tests see of the work done.
+    #[cfg(test)]
+    compared: Mutex<Vec<String>>,
 }
 
 #[derive(Default)]
@@ -86,6 +89,8 @@ impl Auth {
         let ok = match cached {
             Some(ok) => ok,
             None => {
+                #[cfg(test)]
+                self.compared.lock().unwrap().push(hash.clone());
                 let lock = self.bcrypt.clone();
                 let verified = tokio::task::spawn_blocking(move || {
                     let _one = lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -130,5 +135,21 @@ mod tests {
             assert!(!auth.check(&users, None).await);
         }
         assert_eq!(auth.cache.lock().unwrap().entries.len(), 3);
+    }
+
+    /// exporter-toolkit's defence against telling users apart by time: an
+    /// unknown user costs one bcrypt comparison, as a known one does, against
+    /// a hash of the cost exporter-toolkit uses (10, htpasswd -B's default).
+    #[tokio::test]
+    async fn an_unknown_user_costs_a_bcrypt_comparison_as_a_known_one_does() {
+        let known = bcrypt::hash("secret", 10).unwrap();
+        let users = BTreeMap::from([("alice".to_string(), known.clone())]);
+        let auth = Auth::default();
+        assert!(!auth.check(&users, Some(&header("mallory", "secret"))).await);
+        assert!(!auth.check(&users, Some(&header("alice", "wrong"))).await);
+        assert_eq!(*auth.compared.lock().unwrap(), [FAKE_HASH.to_string(), known]);
+        let cost = |h: &str| h.parse::<bcrypt::HashParts>().unwrap().get_cost();
+        assert_eq!(cost(FAKE_HASH), 10);
+        assert!(bcrypt::verify("fakepassword", FAKE_HASH).unwrap(), "a real hash, so the comparison runs in full");
     }
 }
