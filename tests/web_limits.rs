@@ -1,8 +1,10 @@
 //! Limits of the web endpoint that a misbehaving client must not wear down:
-//! scrape permits held until the response is sent (a prompt 503 past them),
-//! the write deadline for clients that never read (RSS stays bounded), the
-//! connection cap under 3,000 idle sockets, and the head and keep-alive
-//! deadlines. A large exposition is made by writing series straight into the
+//! scrape permits held until the response is sent (a 503 past them), the
+//! write deadline for clients that never read (RSS stays bounded), the
+//! connection cap under 3,000 idle sockets and whom it closes, and the head
+//! and keep-alive deadlines. No test here asserts how fast anything is: each
+//! deadline is checked from below (never sooner), and from above only against
+//! the default it replaces. A large exposition is made by writing series straight into the
 //! exporter's latency map. Everything runs on 127.0.0.1.
 
 mod common;
@@ -88,16 +90,48 @@ fn stuck_client(port: u16) -> TcpStream {
     s
 }
 
+/// The state of our end of a TCP connection (TCP_INFO): ESTABLISHED while the
+/// server holds it, CLOSE_WAIT once the server has closed it.
+fn tcp_state(s: &TcpStream) -> u8 {
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`.
+    let r = unsafe {
+        libc::getsockopt(s.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, (&mut info as *mut libc::tcp_info).cast(), &mut len)
+    };
+    assert_eq!(r, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    info.tcpi_state
+}
+
+const TCP_ESTABLISHED: u8 = 1;
+const TCP_CLOSE_WAIT: u8 = 8;
+
+/// The status code of the response that has begun to arrive on `s`, read without taking it off the socket.
+fn status_seen(s: &TcpStream) -> Option<u16> {
+    let mut head = [0u8; 12];
+    let n = s.peek(&mut head).ok()?;
+    (n == 12).then(|| String::from_utf8_lossy(&head[9..12]).parse().ok()).flatten()
+}
+
+/// How many clients hold a permit: `web.max_requests`, by default.
+const PERMITS: usize = 40;
+/// The clients that never read.
+const STUCK: usize = 50;
+/// What one client holding a permit may pin, by the code: the piece being
+/// written (64 KiB, with a quarter spare), hyper's write buffer (at most
+/// 64 KiB, `max_buf_size`), and room for the connection's own state.
+const PER_CLIENT: u64 = 256 << 10;
+
 #[test]
 fn clients_that_never_read_hold_permits_only_until_the_write_deadline_and_rss_stays_bounded() {
     if !common::privileged(&["ip"]) {
         return;
     }
     let pair = Pair::new();
-    let exp = start(&pair, "write_timeout = \"5s\"");
+    let exp = start(&pair, "write_timeout = \"10s\"");
     let pid = exp.child_pid().expect("exporter process");
     fill_latency_map(pid, 4000);
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let size = loop {
         let (_, body) = http_get(exp.port, "/metrics").unwrap();
         if body.contains("port=\"4000\"") {
@@ -111,42 +145,48 @@ fn clients_that_never_read_hold_permits_only_until_the_write_deadline_and_rss_st
     }
     let before = rss_kib(pid);
 
-    // 50 clients that never read: 40 (web.max_requests) hold a response, 10 get 503.
-    let stuck: Vec<TcpStream> = (0..50).map(|_| stuck_client(exp.port)).collect();
-    std::thread::sleep(Duration::from_millis(500));
-    let t = Instant::now();
+    // 50 clients that never read: 40 (web.max_requests) are answered and hold
+    // their permit while the answer waits to be read, 10 get 503 at once.
+    let sent = Instant::now();
+    let stuck: Vec<TcpStream> = (0..STUCK).map(|_| stuck_client(exp.port)).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let statuses = loop {
+        let seen: Vec<Option<u16>> = stuck.iter().map(status_seen).collect();
+        if seen.iter().all(Option::is_some) {
+            break seen.into_iter().flatten().collect::<Vec<u16>>();
+        }
+        assert!(Instant::now() < deadline, "not every client got the start of an answer: {seen:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let ok: Vec<&TcpStream> = stuck.iter().zip(&statuses).filter(|(_, st)| **st == 200).map(|(s, _)| s).collect();
+    assert_eq!(ok.len(), PERMITS, "answered while the others wait: {statuses:?}");
+    assert_eq!(statuses.iter().filter(|st| **st == 503).count(), STUCK - PERMITS, "{statuses:?}");
+    // Every permit is still held (the server has closed none of the 40), so one more scrape is refused.
+    assert!(ok.iter().all(|s| tcp_state(s) == TCP_ESTABLISHED), "the answered clients are still held");
     let (status, _) = http_get(exp.port, "/metrics").unwrap();
-    let took = t.elapsed();
     assert_eq!(status, 503, "every permit is held by a response still being sent");
-    assert!(took < Duration::from_millis(500), "503 took {took:?}");
+
+    // At the write deadline the server closes the 40 and drops their responses.
     let mut peak = before;
-    let cut = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < cut {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ok.iter().all(|s| tcp_state(s) == TCP_CLOSE_WAIT) {
+        assert!(Instant::now() < deadline, "the stuck responses were never cut");
         peak = peak.max(rss_kib(pid));
         std::thread::sleep(Duration::from_millis(100));
     }
-    // After the write deadline the stuck responses are dropped: scrapes succeed again.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (status, body) = http_get(exp.port, "/metrics").unwrap();
-        if status == 200 {
-            assert!(body.contains("port=\"4000\""));
-            break;
-        }
-        assert!(Instant::now() < deadline, "scrapes still refused after the write deadline");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let cut = sent.elapsed();
+    assert!(cut >= Duration::from_secs(10), "cut after {cut:?}, before their 10 s write deadline");
+    let (status, body) = http_get(exp.port, "/metrics").unwrap();
+    assert_eq!(status, 200, "the permits are free again");
+    assert!(body.contains("port=\"4000\""));
     let growth = peak.saturating_sub(before) * 1024;
     eprintln!(
-        "exposition {} bytes; exporter RSS {} KiB before, {} KiB peak with 50 stuck clients (+{} bytes, {:.1} expositions)",
-        size,
-        before,
-        peak,
-        growth,
-        growth as f64 / size as f64
+        "exposition {size} bytes; exporter RSS {before} KiB before, {peak} KiB peak with {STUCK} stuck clients (+{growth} bytes, {} KiB per client holding a permit)",
+        growth / 1024 / PERMITS as u64
     );
     // One shared exposition per map read, not one per client (40 copies would be 40x).
-    assert!(growth < 4 * size as u64 + (16 << 20), "RSS grew by {growth} bytes for a {size}-byte exposition");
+    let bound = PERMITS as u64 * PER_CLIENT + 2 * size as u64;
+    assert!(growth < bound, "RSS grew by {growth} bytes, more than {bound}: {PER_CLIENT} per client and two expositions of {size}");
     drop(stuck);
 }
 
@@ -170,14 +210,12 @@ fn three_thousand_idle_sockets_do_not_stop_a_scrape() {
     let idle: Vec<TcpStream> = (0..3000).map(|_| TcpStream::connect(("127.0.0.1", exp.port)).unwrap()).collect();
     let t = Instant::now();
     let (status, body) = http_get(exp.port, "/metrics").unwrap();
-    let took = t.elapsed();
-    eprintln!("scrape with 3,000 idle sockets open: {status} in {took:?}");
+    eprintln!("scrape with 3,000 idle sockets open: {status} in {:?}", t.elapsed());
     assert_eq!(status, 200);
     assert!(body.contains("http_golden_exporter_build_info"));
-    assert!(took < Duration::from_secs(2), "scrape took {took:?}");
-    // Evicted connections close when their task next runs: allow a moment.
+    // Evicted connections close when their task next runs.
     let count = || std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut fds = count();
     while fds > base + 1024 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
@@ -188,18 +226,109 @@ fn three_thousand_idle_sockets_do_not_stop_a_scrape() {
     drop(idle);
 }
 
-/// Seconds until the server closes `s` (read returns 0 or an error), at most 10.
-fn closed_after(s: &mut TcpStream) -> Duration {
-    let t = Instant::now();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+/// Whether the server has closed `s`: reading (without blocking) finds the end.
+fn closed(s: &TcpStream) -> bool {
+    s.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 65536];
+    let end = loop {
+        match (&*s).read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+            Err(_) => break true,
+        }
+    };
+    s.set_nonblocking(false).unwrap();
+    end
+}
+
+/// Wait until the server closes `s`; false if it has not within a minute.
+fn wait_closed(s: &TcpStream) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !closed(s) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// Connections the exporter listening on 127.0.0.1:`port` holds open
+/// (/proc/net/tcp: its end ESTABLISHED or CLOSE_WAIT).
+fn server_connections(port: u16) -> usize {
+    let local = format!("0100007F:{port:04X}");
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table.lines().skip(1).filter(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f[1] == local && (f[3] == "01" || f[3] == "08")
+    }).count()
+}
+
+/// One request answered in full on `s`, which stays open (keep-alive).
+fn one_request(s: &mut TcpStream) {
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("</html>") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the response");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn at_the_connection_cap_the_oldest_that_never_sent_a_request_goes_first_else_the_oldest_idle_one() {
+    if !common::privileged(&["ip"]) {
+        return;
+    }
+    let pair = Pair::new();
+    // No deadline comes into it: only the cap closes connections here.
+    let exp = start(&pair, "max_connections = 16\nread_header_timeout = \"1h\"\nidle_timeout = \"1h\"");
+    let connect = || TcpStream::connect(("127.0.0.1", exp.port)).unwrap();
+    // Once the readiness scrape's connection is gone, 16 of ours fill the cap.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server_connections(exp.port) > 0 {
+        assert!(Instant::now() < deadline, "the exporter keeps a connection nobody opened here");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut kept = connect();
+    one_request(&mut kept);
+    let fresh: Vec<TcpStream> = (0..15).map(|_| connect()).collect();
+    // The 17th: the oldest that never sent a request goes, not the older idle one.
+    let mut newest = connect();
+    assert!(wait_closed(&fresh[0]), "the oldest connection without a request was not closed");
+    assert!(!closed(&kept), "the idle keep-alive connection, though older, stays");
+    assert!(fresh[1..].iter().all(|s| !closed(s)), "only one was closed");
+
+    // Every one sends a request: now all are idle, and the oldest of them goes.
+    let mut rest: Vec<TcpStream> = fresh.into_iter().skip(1).collect();
+    for s in rest.iter_mut() {
+        one_request(s);
+    }
+    one_request(&mut newest);
+    let _another = connect();
+    assert!(wait_closed(&kept), "the oldest idle connection was not closed");
+    assert!(rest.iter().all(|s| !closed(s)) && !closed(&newest), "only the oldest idle one was closed");
+}
+
+/// How long until the server closes `s`, counted from `since` (at most `limit`).
+fn closed_after(s: &mut TcpStream, since: Instant, limit: Duration) -> Duration {
+    s.set_read_timeout(Some(limit)).unwrap();
     let mut buf = [0u8; 65536];
     loop {
         match s.read(&mut buf) {
-            Ok(0) | Err(_) => return t.elapsed(),
+            Ok(0) | Err(_) => return since.elapsed(),
             Ok(_) => {}
         }
     }
 }
+
+/// The deadlines' defaults (10 s for a head, 90 s idle): a connection closed
+/// before them was closed by the configured deadline, not by the default.
+const HEAD_DEFAULT: Duration = Duration::from_secs(10);
+const IDLE_DEFAULT: Duration = Duration::from_secs(90);
 
 #[test]
 fn slow_heads_and_idle_keep_alive_connections_are_closed_at_their_deadlines() {
@@ -208,30 +337,24 @@ fn slow_heads_and_idle_keep_alive_connections_are_closed_at_their_deadlines() {
     }
     let pair = Pair::new();
     let exp = start(&pair, "read_header_timeout = \"1s\"\nidle_timeout = \"2s\"");
-    let connect = || TcpStream::connect(("127.0.0.1", exp.port)).unwrap();
+    // Each deadline runs from something after `t0` (the accept, the response),
+    // so no connection can be closed sooner than its deadline after t0.
+    let connect = || (Instant::now(), TcpStream::connect(("127.0.0.1", exp.port)).unwrap());
 
-    let mut silent = connect();
-    let d = closed_after(&mut silent);
-    assert!(d > Duration::from_millis(800) && d < Duration::from_secs(3), "silent connection closed after {d:?}");
+    let (t0, mut silent) = connect();
+    let d = closed_after(&mut silent, t0, HEAD_DEFAULT);
+    assert!(d >= Duration::from_secs(1) && d < HEAD_DEFAULT, "silent connection closed after {d:?}");
 
-    let mut slow = connect();
+    let (t0, mut slow) = connect();
     slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
-    let d = closed_after(&mut slow);
-    assert!(d > Duration::from_millis(800) && d < Duration::from_secs(3), "unfinished head closed after {d:?}");
+    let d = closed_after(&mut slow, t0, HEAD_DEFAULT);
+    assert!(d >= Duration::from_secs(1) && d < HEAD_DEFAULT, "unfinished head closed after {d:?}");
 
     // A keep-alive connection: one request answered, then idle until idle_timeout.
-    let mut ka = connect();
-    ka.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    ka.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&got).contains("</html>") {
-        let n = ka.read(&mut buf).unwrap();
-        assert!(n > 0, "closed before the response");
-        got.extend_from_slice(&buf[..n]);
-    }
-    let d = closed_after(&mut ka);
-    assert!(d > Duration::from_millis(1800) && d < Duration::from_secs(4), "idle keep-alive closed after {d:?}");
+    let (t0, mut ka) = connect();
+    one_request(&mut ka);
+    let d = closed_after(&mut ka, t0, IDLE_DEFAULT);
+    assert!(d >= Duration::from_secs(2) && d < IDLE_DEFAULT, "idle keep-alive closed after {d:?}");
     // The exporter still serves.
     assert_eq!(http_get(exp.port, "/metrics").unwrap().0, 200);
 }
