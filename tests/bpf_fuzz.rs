@@ -95,8 +95,15 @@ fn requests_on(s: &Snapshot, port: u16) -> u64 {
     s.requests.iter().filter(|(k, _)| k.port == port && k.role == Role::Server).map(|(_, v)| v).sum()
 }
 
-const START: u16 = 8001; // payloads that begin with a request line
-const NOT_A_START: u16 = 8002; // payloads that do not
+const START: u16 = 8001; // payloads that begin with a request line and hold no other method
+const NOT_A_START: u16 = 8002; // payloads that do not begin with one
+const MORE_STARTS: u16 = 8004; // payloads that begin with one and hold another method further on
+
+/// Where, after its first byte, a payload holds a method name: each is a place
+/// a pipelined request might start, so an upper bound on the requests in it.
+fn later_methods(p: &[u8]) -> u64 {
+    (1..p.len()).filter(|&i| METHODS.iter().any(|m| p[i..].starts_with(m))).count() as u64
+}
 
 #[test]
 fn a_million_mutated_and_random_payloads_count_only_real_request_starts() {
@@ -111,24 +118,33 @@ fn a_million_mutated_and_random_payloads_count_only_real_request_starts() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
 
     // 900,000 first segments of real (handshaken) connections: mutated HTTP.
-    let (mut starts, mut others) = (0u64, 0u64);
+    let (mut starts, mut others, mut more, mut room) = (0u64, 0u64, 0u64, 0u64);
     for i in 0..900_000u32 {
         let seed = SEEDS[rng.below(SEEDS.len())];
         let payload = mutate(&mut rng, seed);
-        let start = starts_a_request(&payload);
-        let req = conn(i, if start { START } else { NOT_A_START }).payload(&payload);
+        let later = later_methods(&payload);
+        let port = match (starts_a_request(&payload), later) {
+            (false, _) => NOT_A_START,
+            (true, 0) => START,
+            (true, _) => MORE_STARTS,
+        };
+        let req = conn(i, port).payload(&payload);
         p.handshake(&req);
         p.ingress(&req);
-        if start {
-            starts += 1;
-        } else {
-            others += 1;
+        match port {
+            START => starts += 1,
+            NOT_A_START => others += 1,
+            _ => (more, room) = (more + 1, room + later),
         }
     }
     let s = p.snap();
     assert!(others > 100_000 && starts > 100_000, "both kinds exercised: {starts} starts, {others} others");
+    assert!(more > 10_000, "pipelines exercised: {more}");
     assert_eq!(requests_on(&s, NOT_A_START), 0, "a request counted from a payload that starts none");
-    assert!(requests_on(&s, START) >= starts, "every request start counted at least once");
+    assert_eq!(requests_on(&s, START), starts, "each payload with one request start counted once");
+    let pipelined = requests_on(&s, MORE_STARTS);
+    assert!(pipelined >= more, "the first request of each counted: {pipelined} of {more}");
+    assert!(pipelined <= more + room, "no more than the method names they hold: {pipelined} > {more} + {room}");
 
     let gets_before = requests(&s, Role::Server, Method::Get);
     // 100,000 random payloads on open flows, after a whole exchange, then a
