@@ -430,3 +430,92 @@ fn one_target_cannot_use_up_the_series_of_another() {
     assert_eq!(s.latency.iter().filter(|(k, _)| k.target_id == 1).count(), 1);
     assert_eq!(s.stats[stat::SERIES_DROPPED], 60, "nothing of target 1 dropped");
 }
+
+// ---------------------------------------------------------------------------
+// Frames the parser follows, and those it leaves alone (docs/accuracy.md, "Out
+// of scope"). Each left-alone frame carries a request on a real connection,
+// and the same request in a plain frame right after counts: only the framing
+// kept the first from counting.
+
+/// The frame with its 802.1Q tag's type changed to 802.1ad (a service tag).
+fn as_8021ad(mut f: Vec<u8>) -> Vec<u8> {
+    assert_eq!(f[12..14], [0x81, 0x00], "a tagged frame");
+    f[12..14].copy_from_slice(&0x88A8u16.to_be_bytes());
+    f
+}
+
+#[test]
+fn one_802_1ad_tag_is_followed_as_an_802_1q_one_is_and_two_tags_are_not() {
+    let Some(p) = Parser::new() else { return };
+    let req = client_v4().vlan(42).payload(b"GET /ad HTTP/1.1\r\n\r\n");
+    p.handshake(&req);
+    p.raw_ingress(&as_8021ad(req.frame()));
+    p.raw_egress(&as_8021ad(req.reply().payload(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").frame()));
+    let s = p.snap();
+    assert_eq!(requests(&s, Role::Server, Method::Get), 1, "{s:?}");
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1, "{s:?}");
+
+    // QinQ: an 802.1ad tag outside an 802.1Q one.
+    let two = Tcp { sport: 40001, ..client_v4() }.vlan(7).payload(b"GET /qinq HTTP/1.1\r\n\r\n");
+    p.handshake(&two);
+    let mut f = two.frame();
+    f.splice(12..12, [0x88, 0xA8, 0x00, 0x07]);
+    p.raw_ingress(&f);
+    assert_eq!(requests(&p.snap(), Role::Server, Method::Get), 1, "two tags: not followed");
+    p.ingress(&two);
+    assert_eq!(requests(&p.snap(), Role::Server, Method::Get), 2, "the same request with one tag");
+}
+
+#[test]
+fn ipv6_with_an_extension_header_is_not_followed() {
+    let Some(p) = Parser::new() else { return };
+    let req = client_v6().payload(b"GET /ext HTTP/1.1\r\n\r\n");
+    p.handshake(&req);
+    // A Destination Options header (8 bytes of padding) between IPv6 and TCP.
+    let mut f = req.frame();
+    f[14 + 6] = 60;
+    let len = u16::from_be_bytes([f[18], f[19]]) + 8;
+    f[18..20].copy_from_slice(&len.to_be_bytes());
+    f.splice(54..54, [6, 0, 1, 4, 0, 0, 0, 0]);
+    p.raw_ingress(&f);
+    let s = p.snap();
+    assert_eq!(requests(&s, Role::Server, Method::Get), 0, "{s:?}");
+    p.ingress(&req);
+    assert_eq!(requests(&p.snap(), Role::Server, Method::Get), 1, "the same request without it");
+}
+
+#[test]
+fn ipv4_fragments_after_the_first_are_not_followed() {
+    let Some(p) = Parser::new() else { return };
+    // A first fragment (more fragments follow, offset 0) holds the TCP header: followed.
+    let first = client_v4().payload(b"GET /first HTTP/1.1\r\n\r\n");
+    p.handshake(&first);
+    let mut f = first.frame();
+    f[20..22].copy_from_slice(&0x2000u16.to_be_bytes());
+    p.raw_ingress(&f);
+    assert_eq!(requests(&p.snap(), Role::Server, Method::Get), 1, "a first fragment");
+    // A later one (offset 185 x 8 bytes) whose bytes look like a request segment of a real connection: not.
+    let later = Tcp { sport: 40001, ..client_v4() }.payload(b"GET /later HTTP/1.1\r\n\r\n");
+    p.handshake(&later);
+    let mut f = later.frame();
+    f[20..22].copy_from_slice(&185u16.to_be_bytes());
+    p.raw_ingress(&f);
+    assert_eq!(requests(&p.snap(), Role::Server, Method::Get), 1, "a later fragment");
+    p.ingress(&later);
+    assert_eq!(requests(&p.snap(), Role::Server, Method::Get), 2, "the same bytes unfragmented");
+}
+
+/// On an interface without Ethernet (WireGuard, tun) a packet begins with its
+/// IP header; the parser reads the first 14 bytes as Ethernet and finds no IP there.
+#[test]
+fn packets_without_an_ethernet_header_are_not_followed() {
+    let Some(p) = Parser::new() else { return };
+    for (i, base) in [client_v4(), client_v6()].into_iter().enumerate() {
+        let req = Tcp { sport: 41000 + i as u16, ..base }.payload(b"GET /tun HTTP/1.1\r\n\r\n");
+        p.handshake(&req);
+        p.raw_ingress(&req.frame()[14..]);
+        assert_eq!(requests(&p.snap(), Role::Server, Method::Get), i as u64, "{req:?} without Ethernet");
+        p.ingress(&req);
+        assert_eq!(requests(&p.snap(), Role::Server, Method::Get), i as u64 + 1, "{req:?} with Ethernet");
+    }
+}

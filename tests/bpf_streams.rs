@@ -690,3 +690,116 @@ fn header_blocks_longer_than_a_window_split_anywhere_are_framed_exactly() {
     assert_eq!(responses(&s, Role::Server, Method::Get, 5), 0, "a body taken for a response");
     assert_clean(&s);
 }
+
+// ---------------------------------------------------------------------------
+// The edges docs/accuracy.md states.
+
+#[test]
+fn a_2xx_to_connect_ends_parsing_and_other_answers_to_connect_do_not() {
+    let Some(p) = Parser::new() else { return };
+    // Refused by a proxy: the connection carries HTTP on.
+    let mut c = open(&p);
+    p.ingress(&c.client(b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n"));
+    p.egress(&c.server(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"));
+    p.ingress(&c.client(b"GET /after HTTP/1.1\r\n\r\n"));
+    p.egress(&c.server(&ok("x")));
+    let s = p.snap();
+    assert_eq!(responses(&s, Role::Server, Method::Connect, 4), 1);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1, "HTTP goes on after a refused CONNECT");
+    assert_eq!(s.stats[stat::UPGRADED], 0);
+    // Accepted: a tunnel from then on, whatever its bytes look like.
+    let mut t = Conn::new(Tcp { sport: 41000, ..conn().base });
+    p.egress(&t.syn_ack());
+    p.ingress(&t.client(b"CONNECT b.example:443 HTTP/1.1\r\nHost: b.example:443\r\n\r\n"));
+    p.egress(&t.server(b"HTTP/1.1 200 Connection Established\r\n\r\n"));
+    p.ingress(&t.client(b"GET / HTTP/1.1\r\n\r\n"));
+    p.egress(&t.server(b"HTTP/1.1 500 Oops\r\n\r\n"));
+    let s = p.snap();
+    assert_eq!(responses(&s, Role::Server, Method::Connect, 2), 1, "the CONNECT itself is timed");
+    assert_eq!(requests(&s, Role::Server, Method::Get), 1, "nothing in the tunnel counts");
+    assert_eq!(responses(&s, Role::Server, Method::Get, 5), 0);
+    assert_eq!(s.stats[stat::UPGRADED], 1);
+    assert_eq!(s.stats.framing_lost_total(), 0, "a tunnel is not a loss of framing");
+}
+
+#[test]
+fn a_rst_is_honoured_up_to_64_kib_past_its_senders_stream_and_not_one_byte_further() {
+    let Some(p) = Parser::new() else { return };
+    let window = 64 * 1024u32;
+    for (sport, past, honoured) in [(42000, 0, true), (42001, window - 1, true), (42002, window, false)] {
+        let mut c = Conn::new(Tcp { sport, ..conn().base });
+        p.egress(&c.syn_ack());
+        p.ingress(&c.client(b"GET /pending HTTP/1.1\r\n\r\n"));
+        let next = c.client(b"").seq;
+        let before = p.snap().stats[stat::UNANSWERED_RESET];
+        p.ingress(&c.base.clone().seq(next.wrapping_add(past)).flags(RST | ACK).payload(b""));
+        let reset = p.snap().stats[stat::UNANSWERED_RESET] - before;
+        assert_eq!(reset == 1, honoured, "a RST {past} bytes past the client's stream: {reset} unanswered");
+    }
+    // One byte before the stream's position is outside too.
+    let mut c = Conn::new(Tcp { sport: 42003, ..conn().base });
+    p.egress(&c.syn_ack());
+    p.ingress(&c.client(b"GET /pending HTTP/1.1\r\n\r\n"));
+    let next = c.client(b"").seq;
+    p.ingress(&c.base.clone().seq(next.wrapping_sub(1)).flags(RST | ACK).payload(b""));
+    p.egress(&c.server(&ok("x")));
+    let s = p.snap();
+    assert_eq!(s.stats[stat::UNANSWERED_RESET], 2, "{:?}", s.stats);
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 1, "the flow before the window lived on");
+}
+
+/// A header line cut by a segment's end is kept, up to 31 bytes, and read
+/// joined with the next segment; cut later, a Content-Length that cannot be
+/// read whole is a framing loss, never a wrong body length.
+#[test]
+fn a_header_line_cut_after_31_bytes_is_joined_and_after_32_is_an_unreadable_header() {
+    let Some(p) = Parser::new() else { return };
+    // The value's one digit ends the cut part; its line end comes next. The
+    // body looks like a response, so a misread length would count one.
+    let body = "HTTP/1.1 500 X\r\n\r\n";
+    let exchange = |p: &Parser, c: &mut Conn, spaces: usize| {
+        let cut = format!("Content-Length:{}{}", " ".repeat(spaces), body.len());
+        p.ingress(&c.client(b"GET / HTTP/1.1\r\n\r\n"));
+        p.egress(&c.server(format!("HTTP/1.1 200 OK\r\n{cut}").as_bytes()));
+        p.egress(&c.server(format!("\r\n\r\n{body}").as_bytes()));
+        cut.len()
+    };
+    let mut c = open(&p);
+    assert_eq!(exchange(&p, &mut c, 14), 31);
+    p.ingress(&c.client(b"GET /next HTTP/1.1\r\n\r\n"));
+    p.egress(&c.server(&ok("n")));
+    let s = p.snap();
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 2, "31 bytes kept: the length read, the body skipped");
+    assert_eq!(responses(&s, Role::Server, Method::Get, 5), 0);
+    assert_clean(&s);
+
+    let mut c = Conn::new(Tcp { sport: 43000, ..conn().base });
+    p.egress(&c.syn_ack());
+    assert_eq!(exchange(&p, &mut c, 15), 32);
+    let s = p.snap();
+    assert_eq!(responses(&s, Role::Server, Method::Get, 2), 3, "the response itself still counts");
+    assert_eq!(responses(&s, Role::Server, Method::Get, 5), 0, "its body is never a response");
+    assert_eq!(lost(&s), [0, 0, 1, 0, 0], "32 bytes: an unreadable header: {:?}", s.stats);
+}
+
+/// A stranger who guesses the 4-tuple of a connection open before the
+/// exporter (no handshake seen) starts a flow whose request waits for the
+/// server; ended before the server answers, that flow is counted, and its
+/// request never is.
+#[test]
+fn a_flow_started_by_a_request_no_server_ever_answered_is_never_confirmed() {
+    let Some(p) = Parser::new() else { return };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (_server, _) = listener.accept().unwrap();
+    let (cport, sport) = (client.local_addr().unwrap().port(), listener.local_addr().unwrap().port());
+    let mut c = Conn::new(Tcp::v4([127, 0, 0, 1], cport, [127, 0, 0, 1], sport));
+    p.ingress(&c.client(b"GET /spoofed HTTP/1.1\r\n\r\n"));
+    assert_eq!(p.snap().flows.unwrap().live, 1, "the socket lookup found the connection: a flow");
+    p.ingress(&c.client(b"").flags(RST | ACK));
+    let s = p.snap();
+    let flows = s.flows.unwrap();
+    assert_eq!((flows.live, flows.never_confirmed), (0, 1), "{flows:?}");
+    assert_eq!(requests(&s, Role::Server, Method::Get), 0, "its request never counted");
+    assert_eq!((s.stats[stat::UNANSWERED_RESET], s.stats[stat::UNANSWERED_CLOSED]), (0, 0), "nor as unanswered");
+}

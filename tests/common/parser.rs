@@ -115,6 +115,10 @@ impl Parser {
         self.run(self.progs.ingress.as_fd(), frame);
     }
 
+    pub fn raw_egress(&self, frame: &[u8]) {
+        self.run(self.progs.egress.as_fd(), frame);
+    }
+
     pub fn snap(&self) -> Snapshot {
         hge_exporter::maps::read(&self.maps.reader().unwrap(), self.nbuckets).unwrap()
     }
