@@ -199,10 +199,16 @@ mod tests {
         let mut outstanding = Some(7);
         let n = judge_pong(&mut outstanding, (seq, ok, series, &error), |_| unreachable!());
         assert!(!n.watchdog);
-        for text in [n.status.as_deref().unwrap(), n.warning.as_deref().unwrap()] {
+        // docs/architecture.md: cut to 200 characters.
+        assert_eq!(MAX_SHOWN, 200);
+        let status = (n.status.as_deref().unwrap(), "map reads failing: ");
+        let warning = (n.warning.as_deref().unwrap(), "the exporter cannot read the BPF maps: ");
+        for (text, prefix) in [status, warning] {
             assert!(!text.chars().any(char::is_control), "{text:?}");
-            assert!(text.len() < 300, "bounded: {} bytes", text.len());
-            assert!(text.contains("boom WATCHDOG=trigger MAINPID=1"), "{text:?}");
+            let shown = text.strip_prefix(prefix).unwrap_or_else(|| panic!("{text:?}"));
+            assert!(shown.starts_with("boom WATCHDOG=trigger MAINPID=1"), "{text:?}");
+            let cut = shown.strip_suffix("...").unwrap_or_else(|| panic!("a cut says so: {text:?}"));
+            assert_eq!(cut.chars().count(), MAX_SHOWN, "{text:?}");
         }
         assert_eq!(sanitize("a\tb\u{7f}c\u{85}d"), "a b c d");
     }

@@ -155,35 +155,35 @@ fn unknown_keys_are_rejected_with_line_and_key() {
 #[test]
 fn bad_values_name_their_line() {
     let cases = [
-        ("[metrics]\nbuckets = [0.5, 0.1]\n", "strictly increasing"),
-        ("[metrics]\nbuckets = []\n", "1 to 30"),
-        ("[metrics]\nscrape_interval = \"soon\"\n", "not a duration"),
-        ("[metrics]\nscrape_interval = \"1ms\"\n", "between 100ms"),
-        ("[metrics]\nstatus_label = \"both\"\n", "class"),
-        ("[metrics]\nmax_series = 0\n", "max_series"),
-        ("[web]\nlisten_address = \"nowhere\"\n", "listen"),
-        ("[web]\ntelemetry_path = \"metrics\"\n", "absolute"),
-        ("[web]\nconfig_file = \"\"\n", "config_file"),
-        ("[web]\nmax_connections = 1\n", "max_connections"),
-        ("[web]\nwrite_timeout = \"0s\"\n", "between 100ms"),
-        ("[[target]]\nname = \"a\"\ninterfaces = []\n", "at least one"),
-        ("[[target]]\nname = \"a\"\ninterfaces = [\"eth0\"]\nports = [0]\n", "port 0"),
-        ("[[target]]\nname = \"a\"\ninterfaces = [\"eth0\"]\nports = [80, 80]\n", "twice"),
-        ("[[target]]\nname = \"\"\ninterfaces = [\"eth0\"]\n", "target name"),
-        ("[bpf]\nattach_mode = \"xdp\"\n", "auto"),
-        ("user = \"a b\"\n", "not a valid user name"),
-        ("[[target]]\nname = \"a\"\ninterfaces = [\"x\"]\nnetns = \"run/netns/a\"\n", "absolute path"),
-        ("[[discover]]\nname = \"c\"\nnetns_dirs = [\"netns\"]\n", "absolute directory"),
-        ("[[discover]]\nname = \"c\"\nmax_namespaces = 0\n", "max_namespaces must be between 1"),
-        ("[[discover]]\nname = \"c\"\ninterfaces = []\n", "at least one"),
-        ("[[discover]]\nname = \"c\"\nports = [70000]\n", "not in 1..65535"),
-        ("[[discover]]\nname = \"c\"\nprocess = true\n", "unknown field"),
-        ("[[discover]]\nnetns_dirs = []\n", "missing field `name`"),
+        ("[metrics]\nbuckets = [0.5, 0.1]\n", 2, "strictly increasing"),
+        ("[metrics]\nbuckets = []\n", 2, "1 to 30"),
+        ("[metrics]\nscrape_interval = \"soon\"\n", 2, "not a duration"),
+        ("[metrics]\nscrape_interval = \"1ms\"\n", 2, "between 100ms"),
+        ("[metrics]\nstatus_label = \"both\"\n", 2, "class"),
+        ("[metrics]\nmax_series = 0\n", 2, "max_series"),
+        ("[web]\nlisten_address = \"nowhere\"\n", 2, "listen"),
+        ("[web]\ntelemetry_path = \"metrics\"\n", 2, "absolute"),
+        ("[web]\nconfig_file = \"\"\n", 2, "config_file"),
+        ("[web]\nmax_connections = 1\n", 2, "max_connections"),
+        ("[web]\nwrite_timeout = \"0s\"\n", 2, "between 100ms"),
+        ("[[target]]\nname = \"a\"\ninterfaces = []\n", 3, "at least one"),
+        ("[[target]]\nname = \"a\"\ninterfaces = [\"eth0\"]\nports = [0]\n", 4, "port 0"),
+        ("[[target]]\nname = \"a\"\ninterfaces = [\"eth0\"]\nports = [80, 80]\n", 4, "twice"),
+        ("[[target]]\nname = \"\"\ninterfaces = [\"eth0\"]\n", 2, "target name"),
+        ("[bpf]\nattach_mode = \"xdp\"\n", 2, "auto"),
+        ("user = \"a b\"\n", 1, "not a valid user name"),
+        ("[[target]]\nname = \"a\"\ninterfaces = [\"x\"]\nnetns = \"run/netns/a\"\n", 4, "absolute path"),
+        ("[[discover]]\nname = \"c\"\nnetns_dirs = [\"netns\"]\n", 3, "absolute directory"),
+        ("[[discover]]\nname = \"c\"\nmax_namespaces = 0\n", 3, "max_namespaces must be between 1"),
+        ("[[discover]]\nname = \"c\"\ninterfaces = []\n", 3, "at least one"),
+        ("[[discover]]\nname = \"c\"\nports = [70000]\n", 3, "not in 1..65535"),
+        ("[[discover]]\nname = \"c\"\nprocess = true\n", 3, "unknown field"),
+        ("[[discover]]\nnetns_dirs = []\n", 1, "missing field `name`"),
     ];
-    for (text, needle) in cases {
+    for (text, line, needle) in cases {
         let e = parse(text).unwrap_err();
         assert!(e.contains(needle), "{text:?} gave {e}");
-        assert!(e.contains("line "), "{text:?} gave no line: {e}");
+        assert!(e.contains(&format!("line {line}, column")), "{text:?}: not at line {line}: {e}");
     }
 }
 
