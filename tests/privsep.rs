@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::nginx::{curl, Nginx};
-use common::{bpf_attached, Exporter, Metrics, Pair, SERVER_V4};
+use common::{bpf_attached, Exporter, Metrics, Pair, Proc, TempDir, SERVER_V4};
 use hge_shared::privsep::{self, ProcCaps, ATTACHER_CAPS, ATTACHER_OPTIONAL_CAPS};
 use nix::sys::signal::Signal;
 
@@ -323,26 +323,95 @@ fn sigint_stops_both_processes_and_exits_zero() {
     stops_both_processes_and_exits_zero(Signal::SIGINT);
 }
 
-/// The attacher gives an exporter that does not stop 5 s (it is stopped
-/// itself here, SIGSTOP), then kills it, detaches and still exits 0.
+/// The daemon as the unit runs it: the attacher as an unprivileged user
+/// holding the unit's capabilities as ambient ones (as AmbientCapabilities=
+/// gives them), the exporter as the same user. Returns the attacher, the port
+/// it serves on once it answers, and its log file.
+fn start_as_the_unit_does(dir: &TempDir, config: &str) -> (Proc, u16, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let port = common::free_port();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, format!("user = \"nobody\"\n[web]\nlisten_address = \"127.0.0.1:{port}\"\n{config}")).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let log = dir.path().join("exporter.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let caps = "+bpf,+net_admin,+perfmon,+sys_admin";
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"]);
+    cmd.args([format!("--inh-caps={caps}"), format!("--ambient-caps={caps}")]);
+    cmd.arg("--").arg(common::exporter_bin()).arg("--config.file").arg(&path);
+    cmd.stdout(out.try_clone().unwrap()).stderr(out);
+    let mut p = Proc::spawn(cmd, "setpriv http-golden-exporter");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !common::http_get(port, "/metrics").is_ok_and(|r| r.0 == 200) {
+        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(matches!(p.child.try_wait(), Ok(None)), "the daemon exited:\n{said}");
+        assert!(Instant::now() < deadline, "not serving after a minute:\n{said}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (p, port, log)
+}
+
+/// The attacher gives an exporter that does not stop (it is stopped itself
+/// here, SIGSTOP) 5 s, then kills it, detaches and still exits 0. It runs as
+/// the unit runs it: the exporter as the attacher's own user, whom it may signal.
 #[test]
 fn after_sigterm_an_exporter_that_does_not_stop_gets_five_seconds_then_sigkill() {
+    if !common::privileged(&["ip", "setpriv"]) {
+        return;
+    }
+    let pair = Pair::new();
+    let dir = TempDir::new("hgunit");
+    let (mut attacher, _, log) = start_as_the_unit_does(&dir, &target("s", &pair.server_ns, &pair.server_if));
+    let log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let c = children(attacher.pid());
+    assert_eq!(c.len(), 1, "the attacher has exactly one child: {c:?}\n{}", log());
+    let child = c[0];
+    // Ended however the test ends (SIGKILL reaches a stopped process).
+    struct Reaped(i32);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0), Signal::SIGKILL);
+        }
+    }
+    let _reaped = Reaped(child);
+    assert_eq!(status_field(attacher.pid(), "Uid"), status_field(child, "Uid"), "one user for both");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child), Signal::SIGSTOP).unwrap();
+    let sent = Instant::now();
+    attacher.signal(Signal::SIGTERM);
+    let st = attacher.wait_timeout(Duration::from_secs(60)).unwrap_or_else(|| panic!("the attacher hangs:\n{}", log()));
+    // Its 5 s start after the SIGTERM: a lower bound no load can break.
+    let waited = sent.elapsed();
+    assert!(waited >= Duration::from_secs(5), "the exporter was killed after {waited:?}, before its 5 s");
+    assert!(st.success(), "{st}: {}", log());
+    assert!(log().contains("did not stop within 5s; killing it"), "{}", log());
+    assert!(gone_or_zombie(child), "the exporter was killed");
+    assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if), "", "everything detached");
+}
+
+/// Started as root, the attacher serves as another user (nobody here) and
+/// keeps no CAP_KILL, so it cannot kill an exporter that does not stop: it
+/// says so, detaches everything and exits all the same, rather than wait
+/// forever for a child its signal never reached.
+#[test]
+fn as_root_an_exporter_of_another_user_that_does_not_stop_is_left_and_the_attacher_still_exits() {
     if !common::privileged(&["ip"]) {
         return;
     }
     let pair = Pair::new();
     let mut exp = Exporter::start(&target("s", &pair.server_ns, &pair.server_if));
     let child = exporter_pid(&exp);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child), Signal::SIGSTOP).unwrap();
-    let sent = Instant::now();
+    assert_ne!(status_field(exp.proc.pid(), "Uid"), status_field(child, "Uid"), "two users");
+    let stopped = nix::unistd::Pid::from_raw(child);
+    nix::sys::signal::kill(stopped, Signal::SIGSTOP).unwrap();
     exp.proc.signal(Signal::SIGTERM);
-    let st = exp.proc.wait_timeout(Duration::from_secs(60)).expect("the attacher exits");
-    // Its 5 s start after the SIGTERM: a lower bound no load can break.
-    let waited = sent.elapsed();
-    assert!(waited >= Duration::from_secs(5), "the exporter was killed after {waited:?}, before its 5 s");
+    let st = exp.proc.wait_timeout(Duration::from_secs(60));
+    // The test, root with every capability, may: the exporter is ours to end.
+    let _ = nix::sys::signal::kill(stopped, Signal::SIGKILL);
+    let st = st.unwrap_or_else(|| panic!("the attacher hangs:\n{}", exp.log()));
     assert!(st.success(), "{st}: {}", exp.log());
-    assert!(exp.log().contains("did not stop within 5s; killing it"), "{}", exp.log());
-    assert!(gone_or_zombie(child), "the exporter was killed");
+    assert!(exp.log().contains("cannot be killed (EPERM"), "{}", exp.log());
     assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if), "", "everything detached");
 }
 

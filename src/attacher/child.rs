@@ -28,6 +28,9 @@ enum Ended {
     Exited(WaitStatus),
     Killed,
     Gone(nix::errno::Errno),
+    /// SIGKILL was refused: the exporter runs as another user and the
+    /// attacher, narrowed, has no CAP_KILL (started as root, serving as nobody).
+    Unkillable(nix::errno::Errno),
 }
 
 /// Wait up to CHILD_STOP_TIMEOUT for the child to exit, then SIGKILL it.
@@ -37,7 +40,10 @@ fn wait_or_kill(child: Pid) -> Ended {
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
             Ok(WaitStatus::StillAlive) => {
-                let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+                // Waiting for a child the signal never reached would never end.
+                if let Err(e) = nix::sys::signal::kill(child, Signal::SIGKILL) {
+                    return Ended::Unkillable(e);
+                }
                 let _ = waitpid(child, None);
                 return Ended::Killed;
             }
@@ -53,6 +59,7 @@ pub fn reap(child: Pid) -> String {
         Ended::Exited(st) => describe_exit(st),
         Ended::Killed => format!("the exporter process {child} closed its channel and was killed"),
         Ended::Gone(e) => format!("the exporter process {child} is gone ({e})"),
+        Ended::Unkillable(e) => unkillable(child, e),
     }
 }
 
@@ -65,7 +72,15 @@ pub fn stop_child(ch: &Channel, child: Pid) {
         Ended::Killed => {
             log::warn!("the exporter process {child} did not stop within {CHILD_STOP_TIMEOUT:?}; killing it")
         }
+        Ended::Unkillable(e) => log::error!("{}", unkillable(child, e)),
     }
+}
+
+fn unkillable(child: Pid, e: nix::errno::Errno) -> String {
+    format!(
+        "the exporter process {child} did not stop within {CHILD_STOP_TIMEOUT:?} and cannot be killed ({e}): \
+         it runs as another user and the attacher has no CAP_KILL; leaving it"
+    )
 }
 
 /// Longest string of the exporter's that reaches STATUS= or a log line.
