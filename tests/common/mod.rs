@@ -302,12 +302,16 @@ pub fn unshared(args: &[&str]) -> Proc {
 }
 
 /// Wait until process `pid` has a TCP socket listening on `port` in its
-/// network namespace (/proc/PID/net/tcp shows that namespace's sockets).
+/// network namespace (/proc/PID/net/tcp and tcp6 show that namespace's
+/// sockets; busybox httpd listens on `::`, which takes IPv4 too).
 pub fn wait_listening(pid: i32, port: u16) {
     let want = format!(":{port:04X}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+        let table: String = ["tcp", "tcp6"]
+            .iter()
+            .map(|t| std::fs::read_to_string(format!("/proc/{pid}/net/{t}")).unwrap_or_default())
+            .collect();
         let listening = table.lines().skip(1).any(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             f.len() > 3 && f[1].ends_with(&want) && f[3] == "0A"
