@@ -10,8 +10,13 @@ fn read(rel: &str) -> String {
 }
 
 /// The documents that quote the unit or name tests.
-const DOCS: &[&str] =
-    &["README.md", "docs/architecture.md", "docs/accuracy.md", "man/http-golden-exporter.8.in", "man/http-golden-exporter.toml.5"];
+const DOCS: &[&str] = &[
+    "README.md",
+    "docs/architecture.md",
+    "docs/accuracy.md",
+    "man/http-golden-exporter.8.in",
+    "man/http-golden-exporter.toml.5",
+];
 
 #[test]
 fn the_units_limits_are_quoted_as_the_unit_sets_them() {
@@ -22,7 +27,8 @@ fn the_units_limits_are_quoted_as_the_unit_sets_them() {
         for doc in DOCS {
             for (n, line) in read(doc).lines().enumerate() {
                 for (at, _) in line.match_indices(key) {
-                    let value: String = line[at + key.len()..].chars().take_while(char::is_ascii_alphanumeric).collect();
+                    let value: String =
+                        line[at + key.len()..].chars().take_while(char::is_ascii_alphanumeric).collect();
                     assert_eq!(value, set, "{doc}:{}: {key}{value}, but the unit sets {key}{set}", n + 1);
                     quoted += 1;
                 }

@@ -331,7 +331,8 @@ fn start_as_the_unit_does(dir: &TempDir, config: &str) -> (Proc, u16, std::path:
     use std::os::unix::fs::PermissionsExt;
     let port = common::free_port();
     let path = dir.path().join("config.toml");
-    std::fs::write(&path, format!("user = \"nobody\"\n[web]\nlisten_address = \"127.0.0.1:{port}\"\n{config}")).unwrap();
+    std::fs::write(&path, format!("user = \"nobody\"\n[web]\nlisten_address = \"127.0.0.1:{port}\"\n{config}"))
+        .unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let log = dir.path().join("exporter.log");

@@ -183,7 +183,10 @@ fn clients_that_never_read_hold_permits_only_until_the_write_deadline_and_rss_st
     );
     // One shared exposition per map read, not one per client (40 copies would be 40x).
     let bound = PERMITS as u64 * PER_CLIENT + 2 * size as u64;
-    assert!(growth < bound, "RSS grew by {growth} bytes, more than {bound}: {PER_CLIENT} per client and two expositions of {size}");
+    assert!(
+        growth < bound,
+        "RSS grew by {growth} bytes, more than {bound}: {PER_CLIENT} per client and two expositions of {size}"
+    );
     drop(stuck);
 }
 
@@ -256,10 +259,14 @@ fn wait_closed(s: &TcpStream) -> bool {
 fn server_connections(port: u16) -> usize {
     let local = format!("0100007F:{port:04X}");
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    table.lines().skip(1).filter(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        f[1] == local && (f[3] == "01" || f[3] == "08")
-    }).count()
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f[1] == local && (f[3] == "01" || f[3] == "08")
+        })
+        .count()
 }
 
 /// One request answered in full on `s`, which stays open (keep-alive).

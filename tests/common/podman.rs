@@ -22,7 +22,11 @@ pub fn podman(args: &[&str]) -> Output {
 /// statically, it needs no library from the root it runs in.
 fn is_static(path: &std::path::Path) -> bool {
     let elf = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    assert!(elf.starts_with(b"\x7fELF") && elf[4] == 2 && elf[5] == 1, "{}: not a 64-bit little-endian ELF", path.display());
+    assert!(
+        elf.starts_with(b"\x7fELF") && elf[4] == 2 && elf[5] == 1,
+        "{}: not a 64-bit little-endian ELF",
+        path.display()
+    );
     let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
     let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
     let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
