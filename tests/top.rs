@@ -145,7 +145,9 @@ fn keys_sort_by_each_column_slash_filters_and_q_quits() {
     }
     // A filter typed after '/', kept with Enter: only the rows it names.
     t.keys(&["/", "shop", "Enter"]);
-    let pane = t.wait_for("filter shop", Duration::from_secs(5), |p| order(p) == ["web:8080"]);
+    // "sh" alone already leaves only that row: wait for the whole filter.
+    let pane =
+        t.wait_for("filter shop", Duration::from_secs(5), |p| order(p) == ["web:8080"] && p.contains("filter: shop"));
     assert!(pane.contains("4 rows, 1 shown") && pane.contains("filter: shop"), "{pane}");
     t.keys(&["/", "client", "Enter"]);
     t.wait_for("filter client", Duration::from_secs(5), |p| order(p) == ["host:443"]);
