@@ -35,7 +35,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn watch(ports: Vec<u16>) -> LinkConfig {
-    LinkConfig { target_id: 0, ports }
+    LinkConfig { target_id: 0, ports, routes: 0 }
 }
 
 fn run(prog: std::os::fd::BorrowedFd<'_>, packet: &Tcp, repeat: u32) -> Result<Duration> {
@@ -73,7 +73,7 @@ fn main() -> Result<()> {
     let ack = client.clone().flags(ACK).payload(b"");
     let request = client.clone().payload(REQUEST);
 
-    let mut rows: Vec<(&str, Duration)> = Vec::new();
+    let mut rows: Vec<(String, Duration)> = Vec::new();
     // Every kind is timed one run per call, so the kernel's timer costs
     // each the same and the ratios compare like with like.
     let same = |prog, p: &Tcp| -> Result<Duration> {
@@ -83,28 +83,29 @@ fn main() -> Result<()> {
         }
         Ok(median(v))
     };
-    rows.push(("no-op program", same(noop_prog.as_fd(), &request)?));
-    rows.push(("payload on a slot not in use", same(unused.ingress.as_fd(), &request)?));
+    rows.push(("no-op program".into(), same(noop_prog.as_fd(), &request)?));
+    rows.push(("payload on a slot not in use".into(), same(unused.ingress.as_fd(), &request)?));
     maps::set_link(&shared, 0, &watch(vec![9]))?;
-    rows.push(("pure ACK", same(all.ingress.as_fd(), &ack)?));
-    rows.push(("payload on an unwatched port", same(all.ingress.as_fd(), &request)?));
+    rows.push(("pure ACK".into(), same(all.ingress.as_fd(), &ack)?));
+    rows.push(("payload on an unwatched port".into(), same(all.ingress.as_fd(), &request)?));
     maps::set_link(&shared, 0, &watch(vec![]))?;
 
     // One keep-alive connection, set up as a real one is (the server's SYN-ACK).
-    let isn = 7_000u32;
-    let mut req_seq = 1_000u32;
-    let mut resp_seq = isn + 1;
-    let base = client.clone().ack(resp_seq);
-    run(all.egress.as_fd(), &base.reply().flags(SYN | ACK).seq(isn).ack(req_seq).payload(b""), 1)?;
-    let (mut reqs, mut resps) = (Vec::new(), Vec::new());
-    for _ in 0..runs {
-        reqs.push(run(all.ingress.as_fd(), &base.clone().seq(req_seq).payload(REQUEST), 1)?);
-        req_seq = req_seq.wrapping_add(REQUEST.len() as u32);
-        resps.push(run(all.egress.as_fd(), &base.reply().seq(resp_seq).payload(RESPONSE), 1)?);
-        resp_seq = resp_seq.wrapping_add(RESPONSE.len() as u32);
+    let (ingress, egress) = (all.ingress.as_fd(), all.egress.as_fd());
+    let (req, resp, base, req_seq, mut resp_seq) = keep_alive(ingress, egress, &client, REQUEST, runs)?;
+    rows.push(("request packet (3 header lines)".into(), req));
+    rows.push(("response packet (7 header lines)".into(), resp));
+
+    // The same with 20 route templates, the path matching the 20th, the 8th and the 20th.
+    maps::set_routes(&shared, 0, &templates())?;
+    maps::set_link(&shared, 0, &LinkConfig { routes: 20, ..watch(vec![]) })?;
+    for (port, path) in [(40_001, path(10)), (40_002, path(40)), (40_003, path(120))] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: 198.18.0.1\r\nUser-Agent: wrk\r\n\r\n");
+        let other = Tcp::v4([198, 18, 0, 2], port, [198, 18, 0, 1], 80);
+        let (req, ..) = keep_alive(ingress, egress, &other, request.as_bytes(), runs)?;
+        rows.push((format!("request, 20 routes, {}-byte path", path.len()), req));
     }
-    rows.push(("request packet (3 header lines)", median(reqs)));
-    rows.push(("response packet (7 header lines)", median(resps)));
+    maps::set_link(&shared, 0, &watch(vec![]))?;
 
     // A long body: every segment after the headers carries no message start.
     let big = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n";
@@ -117,12 +118,12 @@ fn main() -> Result<()> {
         body.push(run(all.egress.as_fd(), &base.reply().seq(resp_seq).payload(&chunk), 1)?);
         resp_seq = resp_seq.wrapping_add(chunk.len() as u32);
     }
-    rows.push(("body segment (1400 bytes)", median(body)));
+    rows.push(("body segment (1400 bytes)".into(), median(body)));
 
     let floor = rows[0].1.as_nanos().max(1) as f64;
-    println!("{:<36} {:>10} {:>9}", "packet", "ns/run", "x no-op");
+    println!("{:<38} {:>10} {:>9}", "packet", "ns/run", "x no-op");
     for (what, d) in &rows {
-        println!("{what:<36} {:>10} {:>9.2}", d.as_nanos(), d.as_nanos() as f64 / floor);
+        println!("{what:<38} {:>10} {:>9.2}", d.as_nanos(), d.as_nanos() as f64 / floor);
     }
     println!(
         "(median of {runs} runs each; kernel {}; loading and verifying the programs took {} ms)",
@@ -130,6 +131,51 @@ fn main() -> Result<()> {
         load_time.as_millis()
     );
     Ok(())
+}
+
+/// A keep-alive connection of `client`, set up as a real one is (the
+/// server's SYN-ACK), then `runs` requests carrying `request` and as many
+/// responses: their median costs, and the connection and where its two
+/// streams are, for more.
+fn keep_alive(
+    ingress: std::os::fd::BorrowedFd<'_>,
+    egress: std::os::fd::BorrowedFd<'_>,
+    client: &Tcp,
+    request: &[u8],
+    runs: u32,
+) -> Result<(Duration, Duration, Tcp, u32, u32)> {
+    let isn = 7_000u32;
+    let mut req_seq = 1_000u32;
+    let mut resp_seq = isn + 1;
+    let base = client.clone().ack(resp_seq);
+    run(egress, &base.reply().flags(SYN | ACK).seq(isn).ack(req_seq).payload(b""), 1)?;
+    let (mut reqs, mut resps) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        reqs.push(run(ingress, &base.clone().seq(req_seq).payload(request), 1)?);
+        req_seq = req_seq.wrapping_add(request.len() as u32);
+        resps.push(run(egress, &base.reply().seq(resp_seq).payload(RESPONSE), 1)?);
+        resp_seq = resp_seq.wrapping_add(RESPONSE.len() as u32);
+    }
+    Ok((median(reqs), median(resps), base, req_seq, resp_seq))
+}
+
+/// 20 templates of an API: 19 that share their first two segments with the
+/// paths below and fail on a later one, then the catch-all `/api/v1/*`.
+fn templates() -> Vec<String> {
+    let mut t: Vec<String> = (0..19).map(|i| format!("/api/v1/items{i}/{{id}}")).collect();
+    t[7] = "/api/v1/items7/{id}/x".into();
+    t.push("/api/v1/*".into());
+    t
+}
+
+/// A path of `len` bytes: /api/v1/… (10 matches the 20th template, 40 the
+/// 8th, 120 the 20th again, after comparing the 19 before it).
+fn path(len: usize) -> String {
+    if len == 40 {
+        format!("/api/v1/items7/{}/x", "1".repeat(40 - 17))
+    } else {
+        format!("/api/v1/{}", "a".repeat(len - 8))
+    }
 }
 
 fn kernel() -> String {

@@ -25,6 +25,16 @@ enum hg_limit {
 	HG_MAX_LINKS = 4096,
 	/* Most bytes of a line cut by a segment's end kept for the next one (hg_stream.partial). */
 	HG_PARTIAL_MAX = 31,
+	/* Route templates a target may have, in the order they are tried. */
+	HG_MAX_ROUTES = 32,
+	/* Segments before a template's final `*` (or all of them). */
+	HG_ROUTE_SEGS = 8,
+	/* Bytes of a template's literal segments, all together. */
+	HG_ROUTE_BYTES = 128,
+	/* Bytes of a request's path read to match it. */
+	HG_PATH_MAX = 128,
+	/* hg_series_key.route of a request whose path matched none of its target's templates. */
+	HG_ROUTE_OTHER = 255,
 };
 
 enum hg_role {
@@ -64,6 +74,8 @@ enum hg_stat {
 	HG_STAT_UNVERIFIED_CONFIRMED, /* ... and later shown real (the server answered) */
 	HG_STAT_NOT_LOCAL, /* a request on a connection no local socket is an end of: forwarded or bridged
 			      here */
+	HG_STAT_ROUTE_PATH_CUT, /* a path longer than HG_PATH_MAX (or cut by the segment's end), matched on
+				   its start */
 	/* A stream lost its message boundaries and fell back to the turn-around rule, because of: */
 	HG_STAT_LOST_GAP,           /* bytes missing from the sequence (never seen by this hook) */
 	HG_STAT_LOST_NOT_A_MESSAGE, /* bytes where a message should start that are not one */
@@ -124,9 +136,10 @@ enum hg_flow_flag {
 struct hg_flow {
 	__u64 req_ts[HG_PIPELINE_DEPTH]; /* bpf_ktime_get_ns() of each pending request line */
 	__u8 req_method[HG_PIPELINE_DEPTH];
-	__u8 head;             /* oldest pending request */
-	__u8 pending;          /* requests waiting for a final status */
-	__u8 flags;            /* enum hg_flow_flag */
+	__u8 req_route[HG_PIPELINE_DEPTH]; /* each pending request's route (hg_series_key.route) */
+	__u8 head;                         /* oldest pending request */
+	__u8 pending;                      /* requests waiting for a final status */
+	__u8 flags;                        /* enum hg_flow_flag */
 	__u8 skipped;          /* requests beyond the depth, answered before anything queued later */
 	struct hg_stream req;  /* client -> server */
 	struct hg_stream resp; /* server -> client */
@@ -145,6 +158,9 @@ struct hg_series_key {
 	__u8 role;
 	__u8 method;
 	__u16 status;
+	__u8 route; /* 0: the target has no routes; 1 + index of the template; HG_ROUTE_OTHER */
+	__u8 pad;   /* zero */
+	__u16 pad2; /* zero */
 };
 
 struct hg_hist {
@@ -168,8 +184,43 @@ enum hg_parser {
 struct hg_link {
 	__u16 target_id;
 	__u16 nports; /* 0: every port */
-	__u32 active; /* 0: a free slot; the parser ignores the packet */
+	__u16 active; /* 0: a free slot; the parser ignores the packet */
+	__u16 routes; /* templates of the target's (the `routes` map); 0: request paths are not read */
 	__u16 ports[HG_MAX_PORTS];
+};
+
+/* hg_route.kind */
+enum hg_segment {
+	HG_SEG_LITERAL = 0, /* the bytes lit[off .. off+len), exactly */
+	HG_SEG_PARAM = 1,   /* `{name}`: any one non-empty segment */
+};
+
+/*
+ * One path template, compiled by userspace: `nseg` segments, each a literal
+ * or a parameter, then, if `star`, anything (zero or more segments).
+ */
+struct hg_route {
+	__u8 nseg;
+	__u8 star;
+	__u8 kind[HG_ROUTE_SEGS]; /* enum hg_segment */
+	__u8 len[HG_ROUTE_SEGS];  /* a literal's length */
+	__u8 off[HG_ROUTE_SEGS];  /* a literal's first byte in lit */
+	__u8 pad[6];
+	__u8 lit[HG_ROUTE_BYTES + 8]; /* eight bytes of slack: literals are compared a word at a time */
+};
+
+/*
+ * A target's templates, tried in order: the value of the `routes` map, keyed
+ * by target id. A path split into n segments (HG_ROUTE_SEGS + 1: that many or
+ * more) can only match the templates whose bits are set in whole[n], or, when
+ * it was cut, in cut[n]: the others are not tried at all.
+ */
+struct hg_routes {
+	__u32 n;
+	__u32 pad;
+	__u32 whole[HG_ROUTE_SEGS + 2];
+	__u32 cut[HG_ROUTE_SEGS + 2];
+	struct hg_route r[HG_MAX_ROUTES];
 };
 
 /*
@@ -184,6 +235,7 @@ struct hg_abi {
 	enum hg_flow_flag flow_flag;
 	enum hg_limit limit;
 	enum hg_parser parser;
+	enum hg_segment segment;
 };
 
 #endif

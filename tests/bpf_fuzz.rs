@@ -113,6 +113,7 @@ fn a_million_mutated_and_random_payloads_count_only_real_request_starts() {
         buckets_s: DEFAULT_BUCKETS.to_vec(),
         ports: vec![],
         series_budget: 0,
+        routes: vec![],
     };
     let Some(p) = Parser::sized(cfg, MapSizes { flows: 4096, max_series: 64 }) else { return };
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);

@@ -12,6 +12,8 @@ mod classify;
 mod flow;
 #[path = "bpf_lib/lines.rs"]
 mod lines;
+#[path = "bpf_lib/routes.rs"]
+mod routes;
 
 /// What a test program returns when the case did not reach it whole.
 const BAD_CASE: i32 = -1000;

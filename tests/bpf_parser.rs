@@ -306,6 +306,7 @@ fn only_configured_ports_are_watched() {
         buckets_s: vec![0.1],
         ports: vec![8080],
         series_budget: 0,
+        routes: vec![],
     }) else {
         return;
     };
@@ -407,6 +408,7 @@ fn one_target_cannot_use_up_the_series_of_another() {
         buckets_s: DEFAULT_BUCKETS.to_vec(),
         ports: vec![],
         series_budget: 10,
+        routes: vec![],
     };
     let Some((a, Some(b))) = Parser::two(cfg(0), Some(cfg(1)), MapSizes { flows: 1024, max_series: 64 }) else {
         return;

@@ -344,6 +344,7 @@ fn a_full_flow_table_forgets_old_flows_counts_them_and_never_makes_up_latency() 
             buckets_s: DEFAULT_BUCKETS.to_vec(),
             ports: vec![],
             series_budget: 0,
+            routes: vec![],
         },
         MapSizes { flows: 64, max_series: 64 },
     ) else {

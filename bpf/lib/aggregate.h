@@ -71,13 +71,13 @@ static __always_inline void hg_stat_inc(__u32 idx)
 }
 
 /*
- * The series for this flow, method and status (0 for request counters),
+ * The series for this flow, method, route and status (0 for request counters),
  * created from `zero` if new. NULL when the map is full, or this target has
  * used its budget in it (`which`: 0 requests, 1 latency): counted as a drop,
  * and no existing series is ever evicted, so counters stay monotonic.
  */
 static __always_inline void *hg_series(void *map, __u32 which, const struct hg_flow_key *fk, __u32 ifindex,
-				       __u8 method, __u16 status, const void *zero)
+				       __u8 method, __u8 route, __u16 status, const void *zero)
 {
 	struct hg_series_key sk = {
 		.ifindex = ifindex,
@@ -86,6 +86,7 @@ static __always_inline void *hg_series(void *map, __u32 which, const struct hg_f
 		.role = fk->role,
 		.method = method,
 		.status = status,
+		.route = route,
 	};
 	void *v = bpf_map_lookup_elem(map, &sk);
 
@@ -109,17 +110,18 @@ static __always_inline void *hg_series(void *map, __u32 which, const struct hg_f
 	return bpf_map_lookup_elem(map, &sk);
 }
 
-static __always_inline void hg_count_request(const struct hg_flow_key *fk, __u32 ifindex, __u8 method)
+static __always_inline void hg_count_request(const struct hg_flow_key *fk, __u32 ifindex, __u8 method,
+					     __u8 route)
 {
 	__u64 zero = 0;
-	__u64 *v = hg_series(&requests, 0, fk, ifindex, method, 0, &zero);
+	__u64 *v = hg_series(&requests, 0, fk, ifindex, method, route, 0, &zero);
 
 	if (v)
 		*v += 1;
 }
 
-static __always_inline void hg_observe(const struct hg_flow_key *fk, __u32 ifindex, __u8 method, __u16 code,
-				       __u64 latency_ns)
+static __always_inline void hg_observe(const struct hg_flow_key *fk, __u32 ifindex, __u8 method, __u8 route,
+				       __u16 code, __u64 latency_ns)
 {
 	__u32 zero_idx = 0;
 	struct hg_hist *zero = bpf_map_lookup_elem(&hist_zero, &zero_idx);
@@ -127,7 +129,7 @@ static __always_inline void hg_observe(const struct hg_flow_key *fk, __u32 ifind
 	if (!zero)
 		return;
 	struct hg_hist *h =
-		hg_series(&latency, 1, fk, ifindex, method, cfg_status_code ? code : code / 100, zero);
+		hg_series(&latency, 1, fk, ifindex, method, route, cfg_status_code ? code : code / 100, zero);
 
 	if (!h)
 		return;

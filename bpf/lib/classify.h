@@ -29,6 +29,15 @@ static const __u8 hg_method_ids[9] = {
 	HG_METHOD_CONNECT, HG_METHOD_OPTIONS, HG_METHOD_TRACE, HG_METHOD_PATCH,
 };
 
+/*
+ * The length of "<METHOD> " for enum hg_method `m`: a nibble each, in one
+ * constant, so that no table is indexed by a value the verifier must bound.
+ */
+static __always_inline __u32 hg_method_len(__u32 m)
+{
+	return (0x6688745540ULL >> ((m & 15) * 4)) & 15;
+}
+
 /* Aligned, so that it can be read and written a word at a time. */
 struct hg_prefix {
 	__u8 b[HG_PREFIX];

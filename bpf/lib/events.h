@@ -32,18 +32,20 @@ __noinline int hg_verify(struct hg_flow *f, const struct hg_flow_key *key)
 	for (__u32 i = 0; i < HG_PIPELINE_DEPTH; i++) {
 		if (i >= f->pending)
 			break;
-		hg_count_request(key, f->ifindex, f->req_method[(f->head + i) % HG_PIPELINE_DEPTH]);
+		__u32 at = (f->head + i) % HG_PIPELINE_DEPTH;
+
+		hg_count_request(key, f->ifindex, f->req_method[at], f->req_route[at]);
 		hg_stat_inc(HG_STAT_REQUESTS_TRACKED);
 	}
 	return 0;
 }
 
 /* A request line on the flow's request stream, at the cursor. */
-static __always_inline void hg_on_request(struct hg_flow *f, struct hg_scratch *x, __u8 method)
+static __always_inline void hg_on_request(struct hg_flow *f, struct hg_scratch *x, __u8 method, __u8 route)
 {
 	f->req.method = method;
 	if (!(f->flags & HG_FLOW_UNVERIFIED)) {
-		hg_count_request(hg_key_of(x), f->ifindex, method);
+		hg_count_request(hg_key_of(x), f->ifindex, method, route);
 		hg_stat_inc(HG_STAT_REQUESTS_TRACKED);
 	}
 	/*
@@ -60,6 +62,7 @@ static __always_inline void hg_on_request(struct hg_flow *f, struct hg_scratch *
 
 	f->req_ts[idx] = bpf_ktime_get_ns();
 	f->req_method[idx] = method;
+	f->req_route[idx] = route;
 	f->pending++;
 }
 
@@ -96,11 +99,12 @@ static __always_inline void hg_on_response(struct hg_flow *f, struct hg_scratch 
 	__u32 idx = f->head % HG_PIPELINE_DEPTH;
 	__u64 start = f->req_ts[idx];
 	__u8 method = f->req_method[idx];
+	__u8 route = f->req_route[idx];
 
 	f->head = (f->head + 1) % HG_PIPELINE_DEPTH;
 	f->pending--;
 	hg_stat_inc(HG_STAT_REQUESTS_ANSWERED);
-	hg_observe(hg_key_of(x), f->ifindex, method, code, now > start ? now - start : 0);
+	hg_observe(hg_key_of(x), f->ifindex, method, route, code, now > start ? now - start : 0);
 
 	if (method == HG_METHOD_HEAD || code == 204 || code == 304)
 		f->resp.flags |= HG_SF_NO_BODY;

@@ -140,7 +140,8 @@ static __always_inline struct hg_flow *hg_new_flow(struct __sk_buff *skb, const 
 			if (bpf_map_update_elem(&flows, &p->req_key, &hg_new_flow_template, BPF_NOEXIST)) {
 				hg_stat_inc(HG_STAT_FLOW_INSERT_FAILED);
 				if (r > 0 && !arriving)
-					hg_count_request(&p->req_key, skb->ifindex, r);
+					hg_count_request(&p->req_key, skb->ifindex, r,
+							 p->routes ? HG_ROUTE_OTHER : 0);
 				return NULL;
 			}
 			hg_stat_inc(HG_STAT_FLOWS_CREATED);
@@ -332,6 +333,7 @@ static __always_inline int hg_handle(struct __sk_buff *skb, bool ingress)
 		return TC_ACT_UNSPEC;
 	p->req_key.target_id = l->target_id;
 	p->resp_key.target_id = l->target_id;
+	p->routes = l->routes;
 
 	if (p->payload_len > 0) {
 		int watched = hg_ports_watched(l, p->req_key.server_port, p->resp_key.server_port);

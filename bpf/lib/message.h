@@ -21,6 +21,31 @@
 #include "lib/lines.h"
 #include "lib/scan.h"
 
+/*
+ * The route of the request line at the cursor (method `method`, its start
+ * joined in x->line when `joined`): its path read from the window, or from
+ * the joined line, and matched against the target's templates.
+ */
+static __always_inline __u8 hg_request_route(struct __sk_buff *skb, struct hg_scratch *x, __u32 joined,
+					     __u32 method)
+{
+	__u32 mlen = hg_method_len(method);
+	const struct hg_window *line = &x->line;
+	__u32 off = mlen, avail = HG_LINE;
+
+	if (!joined) {
+		avail = hg_window_at(skb, x, HG_PATH_MAX + 16);
+		line = &x->w;
+		off = x->c.pos - x->c.win_start + mlen;
+	}
+	avail = avail > mlen ? avail - mlen : 0;
+	__u8 route = hg_route_of(x->pkt.req_key.target_id, line, off, avail, &x->path);
+
+	if (x->path.cut)
+		hg_stat_inc(HG_STAT_ROUTE_PATH_CUT);
+	return route;
+}
+
 /* Where a message should begin: classify it, joining a start kept from the last segment. */
 static __always_inline int hg_step_idle(struct __sk_buff *skb, struct hg_flow *f, struct hg_scratch *x)
 {
@@ -70,7 +95,7 @@ static __always_inline int hg_step_idle(struct __sk_buff *skb, struct hg_flow *f
 	s->flags &= HG_SF_HAVE_SEQ;
 	s->left = 0;
 	if (c->dir == HG_DIR_REQ)
-		hg_on_request(f, x, r);
+		hg_on_request(f, x, r, x->pkt.routes ? hg_request_route(skb, x, plen, r) : 0);
 	else
 		hg_on_response(f, x, r);
 	if (f->flags & HG_FLOW_UPGRADED)

@@ -37,6 +37,7 @@ struct hg_packet {
 	__u32 payload_off;
 	__u32 payload_len;
 	__u8 tcp_flags; /* FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10 */
+	__u16 routes;   /* the interface's target's templates (hg_link.routes): 0, paths are not read */
 };
 
 /* hg_packet.tcp_flags */

@@ -21,6 +21,7 @@
 #include "http_golden.h"
 #include "lib/lines.h"
 #include "lib/packet.h"
+#include "lib/routes.h"
 
 /* Where the next message of one direction of a connection can begin (hg_stream.state). */
 enum hg_stream_state {
@@ -78,6 +79,7 @@ struct hg_scratch {
 	struct hg_cursor c;
 	struct hg_window w;    /* the payload bytes being looked at */
 	struct hg_window line; /* a header line joined across two segments */
+	struct hg_path path;   /* a request's path, split for its route */
 };
 
 /* Per-CPU buffers: the BPF stack (512 bytes for all frames) is too small for them. */

@@ -24,6 +24,19 @@ pub const MAX_TARGETS: usize = 1024;
 pub const MAX_LINKS: u32 = 4096;
 /// Bytes of a line cut by a segment's end kept for the next one, and one more (hg_stream.partial).
 pub const PARTIAL_BYTES: usize = 32;
+/// Route templates a target may have (HG_MAX_ROUTES).
+pub const MAX_ROUTES: usize = 32;
+/// Segments before a template's final `*` (HG_ROUTE_SEGS).
+pub const ROUTE_SEGS: usize = 8;
+/// Bytes of a template's literal segments, all together (HG_ROUTE_BYTES).
+pub const ROUTE_BYTES: usize = 128;
+/// Bytes of a request's path the kernel reads to match it (HG_PATH_MAX).
+pub const PATH_MAX: usize = 128;
+/// The route of a request whose path matched none of its target's templates (HG_ROUTE_OTHER).
+pub const ROUTE_OTHER: u8 = 255;
+/// enum hg_segment.
+pub const SEG_LITERAL: u8 = 0;
+pub const SEG_PARAM: u8 = 1;
 
 /// enum hg_role.
 pub const ROLE_SERVER: u8 = 0;
@@ -60,11 +73,12 @@ pub mod stat {
     pub const UNVERIFIED_FLOWS: usize = 13;
     pub const UNVERIFIED_CONFIRMED: usize = 14;
     pub const NOT_LOCAL: usize = 15;
+    pub const ROUTE_PATH_CUT: usize = 16;
     /// The first of the framing-loss slots, in the order of FRAMING_LOST_REASONS.
-    pub const LOST_GAP: usize = 16;
-    pub const LOST_TOO_COMPLEX: usize = 20;
+    pub const LOST_GAP: usize = 17;
+    pub const LOST_TOO_COMPLEX: usize = 21;
     /// Slots in all (HG_STAT_MAX).
-    pub const SLOTS: usize = 21;
+    pub const SLOTS: usize = 22;
 }
 
 /// enum hg_flow_flag.
@@ -111,6 +125,7 @@ pub struct Stream {
 pub struct Flow {
     pub req_ts: [u64; PIPELINE_DEPTH],
     pub req_method: [u8; PIPELINE_DEPTH],
+    pub req_route: [u8; PIPELINE_DEPTH],
     pub head: u8,
     pub pending: u8,
     pub flags: u8,
@@ -131,6 +146,9 @@ pub struct SeriesKeyRaw {
     pub role: u8,
     pub method: u8,
     pub status: u16,
+    pub route: u8,
+    pub pad: u8,
+    pub pad2: u16,
 }
 
 /// struct hg_hist: slot i counts bounds[i-1] < v <= bounds[i] (not cumulative).
@@ -148,19 +166,69 @@ pub struct Hist {
 pub struct Link {
     pub target_id: u16,
     pub nports: u16,
-    pub active: u32,
+    pub active: u16,
+    pub routes: u16,
     pub ports: [u16; MAX_PORTS],
 }
 
 impl Default for Link {
     fn default() -> Link {
-        Link { target_id: 0, nports: 0, active: 0, ports: [0; MAX_PORTS] }
+        Link { target_id: 0, nports: 0, active: 0, routes: 0, ports: [0; MAX_PORTS] }
+    }
+}
+
+/// struct hg_route: one template, compiled (src/shared/routes.rs).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub nseg: u8,
+    pub star: u8,
+    pub kind: [u8; ROUTE_SEGS],
+    pub len: [u8; ROUTE_SEGS],
+    pub off: [u8; ROUTE_SEGS],
+    pub pad: [u8; 6],
+    pub lit: [u8; ROUTE_BYTES + 8],
+}
+
+impl Default for Route {
+    fn default() -> Route {
+        Route {
+            nseg: 0,
+            star: 0,
+            kind: [0; ROUTE_SEGS],
+            len: [0; ROUTE_SEGS],
+            off: [0; ROUTE_SEGS],
+            pad: [0; 6],
+            lit: [0; ROUTE_BYTES + 8],
+        }
+    }
+}
+
+/// struct hg_routes: a target's templates, the value of the `routes` map.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routes {
+    pub n: u32,
+    pub pad: u32,
+    /// By segment count (ROUTE_SEGS + 1: that many or more), the templates
+    /// (bit i: the i-th) a whole path, or a cut one, may match.
+    pub whole: [u32; ROUTE_SEGS + 2],
+    pub cut: [u32; ROUTE_SEGS + 2],
+    pub r: [Route; MAX_ROUTES],
+}
+
+impl Default for Routes {
+    fn default() -> Routes {
+        Routes { n: 0, pad: 0, whole: [0; ROUTE_SEGS + 2], cut: [0; ROUTE_SEGS + 2], r: [Route::default(); MAX_ROUTES] }
     }
 }
 
 // Written whole into the maps: no padding the compiler could leave unset.
 const _: () = assert!(std::mem::size_of::<Link>() == 8 + 2 * MAX_PORTS);
-const _: () = assert!(std::mem::size_of::<SeriesKeyRaw>() == 12);
+const _: () = assert!(std::mem::size_of::<SeriesKeyRaw>() == 16);
+const _: () = assert!(std::mem::size_of::<Route>() == 32 + ROUTE_BYTES + 8);
+const _: () =
+    assert!(std::mem::size_of::<Routes>() == 8 + 2 * 4 * (ROUTE_SEGS + 2) + MAX_ROUTES * std::mem::size_of::<Route>());
 const _: () = assert!(std::mem::size_of::<Hist>() == (HIST_SLOTS + 2) * 8);
 // The framing-loss slots are the last ones.
 const _: () = assert!(stat::LOST_TOO_COMPLEX == stat::SLOTS - 1);
@@ -180,6 +248,8 @@ unsafe impl KernelLayout for SeriesKeyRaw {}
 unsafe impl KernelLayout for Hist {}
 // SAFETY: as above.
 unsafe impl KernelLayout for Link {}
+// SAFETY: as above.
+unsafe impl KernelLayout for Routes {}
 // SAFETY: an integer.
 unsafe impl KernelLayout for u64 {}
 

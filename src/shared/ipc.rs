@@ -225,6 +225,7 @@ mod tests {
                     name: format!("target \"{id}\" with a long name {}", "x".repeat(100)),
                     container: Some(format!("container {id}")),
                     interfaces: vec![InterfaceName { ifindex: 7, name: "eth0".into() }],
+                    routes: vec![],
                 })
                 .collect(),
             attached: vec![Attached {
@@ -261,7 +262,13 @@ mod tests {
     #[test]
     fn topology_gives_names_and_attached() {
         let t = Topology {
-            targets: vec![TargetNames { id: 2, name: "web".into(), container: None, interfaces: vec![] }],
+            targets: vec![TargetNames {
+                id: 2,
+                name: "web".into(),
+                container: None,
+                interfaces: vec![],
+                routes: vec![],
+            }],
             attached: vec![Attached {
                 target: "web".into(),
                 container: None,

@@ -9,5 +9,6 @@ pub mod abi;
 pub mod config;
 pub mod ipc;
 pub mod privsep;
+pub mod routes;
 pub mod snapshot;
 pub mod topology;

@@ -48,6 +48,8 @@ pub struct SeriesKey {
     pub method: Method,
     /// Status class (2 for 2xx) or code (200), as the program was configured; 0 for requests.
     pub status: u16,
+    /// 0 when the target has no routes; else 1 + the template's index, or ROUTE_OTHER.
+    pub route: u8,
 }
 
 /// Per-bucket counts (not cumulative), the last one being +Inf.
@@ -152,6 +154,7 @@ impl SeriesKey {
             port: k.port,
             method: Method::from_raw(k.method)?,
             status: k.status,
+            route: k.route,
         })
     }
 }

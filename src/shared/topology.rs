@@ -65,6 +65,9 @@ pub struct TargetNames {
     /// The `container` label of a discovered namespace; None for a static target.
     pub container: Option<String>,
     pub interfaces: Vec<InterfaceName>,
+    /// The target's route templates, in order: the `route` label of a series is one of them, or "other".
+    #[serde(default)]
+    pub routes: Vec<String>,
 }
 
 /// Everything attached now, and the names that label it.

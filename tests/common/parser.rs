@@ -20,6 +20,8 @@ pub struct Setup {
     pub buckets_s: Vec<f64>,
     pub ports: Vec<u16>,
     pub series_budget: u32,
+    /// Route templates (none: requests carry no route).
+    pub routes: Vec<String>,
 }
 
 impl Setup {
@@ -32,7 +34,7 @@ impl Setup {
     }
 
     fn link(&self) -> LinkConfig {
-        LinkConfig { target_id: self.target_id, ports: self.ports.clone() }
+        LinkConfig { target_id: self.target_id, ports: self.ports.clone(), routes: self.routes.len() as u16 }
     }
 }
 
@@ -55,6 +57,7 @@ impl Parser {
             buckets_s: DEFAULT_BUCKETS.to_vec(),
             ports: vec![],
             series_budget: 0,
+            routes: vec![],
         })
     }
 
@@ -75,6 +78,7 @@ impl Parser {
         let loader = Arc::new(Loader::new(sizes, a.program()).expect("loading the parser"));
         let maps = loader.maps();
         let interface = |slot: u32, s: &Setup| {
+            maps::set_routes(&maps, s.target_id, &s.routes).unwrap();
             maps::set_link(&maps, slot, &s.link()).unwrap();
             let progs = loader.link_programs(slot).expect("loading an interface's programs");
             Parser { progs, maps: maps.clone(), nbuckets: s.buckets_s.len(), slot, loader: loader.clone() }

@@ -5,10 +5,10 @@
 
 use std::mem::{offset_of, size_of};
 
-use hge_shared::abi::{self, method, stat, Flow, FlowKey, Hist, Link, SeriesKeyRaw, Stream};
+use hge_shared::abi::{self, method, stat, Flow, FlowKey, Hist, Link, Route, Routes, SeriesKeyRaw, Stream};
 
 use super::skel::types::{hg_flow, hg_flow_flag, hg_flow_key, hg_hist, hg_limit, hg_link, hg_method, hg_parser};
-use super::skel::types::{hg_role, hg_series_key, hg_stat, hg_stream};
+use super::skel::types::{hg_role, hg_route, hg_routes, hg_segment, hg_series_key, hg_stat, hg_stream};
 
 /// The two types have the same size, and each named field the same offset.
 macro_rules! same_layout {
@@ -20,10 +20,26 @@ macro_rules! same_layout {
 
 same_layout!(hg_flow_key, FlowKey, client_addr, server_addr, pad, client_port, server_port, target_id, family, role);
 same_layout!(hg_stream, Stream, left, end_seq, next_seq, state, flags, method, partial_len, partial);
-same_layout!(hg_flow, Flow, req_ts, req_method, head, pending, flags, skipped, req, resp, handshake_ack, ifindex);
-same_layout!(hg_series_key, SeriesKeyRaw, ifindex, target_id, port, role, method, status);
+same_layout!(
+    hg_flow,
+    Flow,
+    req_ts,
+    req_method,
+    req_route,
+    head,
+    pending,
+    flags,
+    skipped,
+    req,
+    resp,
+    handshake_ack,
+    ifindex
+);
+same_layout!(hg_series_key, SeriesKeyRaw, ifindex, target_id, port, role, method, status, route, pad, pad2);
 same_layout!(hg_hist, Hist, slots, sum_ns, count);
-same_layout!(hg_link, Link, target_id, nports, active, ports);
+same_layout!(hg_link, Link, target_id, nports, active, routes, ports);
+same_layout!(hg_route, Route, nseg, star, kind, len, off, pad, lit);
+same_layout!(hg_routes, Routes, n, pad, whole, cut, r);
 
 const _: () = assert!(abi::MAX_BUCKETS == hg_limit::HG_MAX_BUCKETS.0 as usize);
 const _: () = assert!(abi::HIST_SLOTS == hg_limit::HG_HIST_SLOTS.0 as usize);
@@ -32,6 +48,13 @@ const _: () = assert!(abi::MAX_PORTS == hg_limit::HG_MAX_PORTS.0 as usize);
 const _: () = assert!(abi::MAX_TARGETS == hg_limit::HG_MAX_TARGETS.0 as usize);
 const _: () = assert!(abi::MAX_LINKS == hg_limit::HG_MAX_LINKS.0);
 const _: () = assert!(abi::PARTIAL_BYTES == hg_limit::HG_PARTIAL_MAX.0 as usize + 1);
+const _: () = assert!(abi::MAX_ROUTES == hg_limit::HG_MAX_ROUTES.0 as usize);
+const _: () = assert!(abi::ROUTE_SEGS == hg_limit::HG_ROUTE_SEGS.0 as usize);
+const _: () = assert!(abi::ROUTE_BYTES == hg_limit::HG_ROUTE_BYTES.0 as usize);
+const _: () = assert!(abi::PATH_MAX == hg_limit::HG_PATH_MAX.0 as usize);
+const _: () = assert!(abi::ROUTE_OTHER as u32 == hg_limit::HG_ROUTE_OTHER.0);
+const _: () = assert!(abi::SEG_LITERAL as u32 == hg_segment::HG_SEG_LITERAL.0);
+const _: () = assert!(abi::SEG_PARAM as u32 == hg_segment::HG_SEG_PARAM.0);
 
 const _: () = assert!(abi::ROLE_SERVER as u32 == hg_role::HG_ROLE_SERVER.0);
 const _: () = assert!(abi::ROLE_CLIENT as u32 == hg_role::HG_ROLE_CLIENT.0);
@@ -70,7 +93,7 @@ const fn methods_match() -> bool {
 const _: () = assert!(methods_match());
 
 /// Each stats slot by its C name, against the index the exporter reads it at.
-const STATS: [(hg_stat, usize); 19] = [
+const STATS: [(hg_stat, usize); 20] = [
     (hg_stat::HG_STAT_SERIES_DROPPED, stat::SERIES_DROPPED),
     (hg_stat::HG_STAT_UNANSWERED_RESET, stat::UNANSWERED_RESET),
     (hg_stat::HG_STAT_UNANSWERED_CLOSED, stat::UNANSWERED_CLOSED),
@@ -87,6 +110,7 @@ const STATS: [(hg_stat, usize); 19] = [
     (hg_stat::HG_STAT_UNVERIFIED_FLOWS, stat::UNVERIFIED_FLOWS),
     (hg_stat::HG_STAT_UNVERIFIED_CONFIRMED, stat::UNVERIFIED_CONFIRMED),
     (hg_stat::HG_STAT_NOT_LOCAL, stat::NOT_LOCAL),
+    (hg_stat::HG_STAT_ROUTE_PATH_CUT, stat::ROUTE_PATH_CUT),
     (hg_stat::HG_STAT_LOST_GAP, stat::LOST_GAP),
     (hg_stat::HG_STAT_LOST_TOO_COMPLEX, stat::LOST_TOO_COMPLEX),
     (hg_stat::HG_STAT_MAX, stat::SLOTS),

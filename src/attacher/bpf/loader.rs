@@ -37,6 +37,8 @@ pub struct LinkConfig {
     pub target_id: u16,
     /// Empty: every port.
     pub ports: Vec<u16>,
+    /// The target's route templates (written with `maps::set_routes`); 0: paths are not read.
+    pub routes: u16,
 }
 
 /// Map sizes, fixed when the parser loads.
@@ -56,6 +58,8 @@ pub struct SharedMaps {
     pub series_count: MapHandle,
     /// Interface slots (attacher only: see `maps::set_link`).
     pub links: MapHandle,
+    /// Each target's route templates (attacher only: see `maps::set_routes`).
+    pub routes: MapHandle,
 }
 
 /// A new fd on the map with id `id`, opened read-only (BPF_F_RDONLY): lookups
@@ -261,6 +265,7 @@ fn load_parser(cfg: &ProgramConfig, sizes: MapSizes) -> Result<(Programs, Shared
         stats: MapHandle::try_from(&skel.maps.stats)?,
         series_count: MapHandle::try_from(&skel.maps.series_count)?,
         links: MapHandle::try_from(&skel.maps.links)?,
+        routes: MapHandle::try_from(&skel.maps.routes)?,
     };
     let progs = Programs {
         ingress: skel.progs.hg_parse_ingress.as_fd().try_clone_to_owned()?,

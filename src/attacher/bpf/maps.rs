@@ -37,11 +37,32 @@ pub fn forget_series(maps: &SharedMaps, target_id: u16) -> Result<usize> {
 /// Written before those programs are attached; rewritten when a reload
 /// changes the interface's target.
 pub fn set_link(maps: &SharedMaps, slot: u32, link: &LinkConfig) -> Result<()> {
-    let mut v = Link { target_id: link.target_id, nports: link.ports.len() as u16, active: 1, ..Default::default() };
+    let mut v = Link {
+        target_id: link.target_id,
+        nports: link.ports.len() as u16,
+        active: 1,
+        routes: link.routes,
+        ..Default::default()
+    };
     anyhow::ensure!(link.ports.len() <= v.ports.len(), "more than {} ports", v.ports.len());
     anyhow::ensure!(slot < MAX_LINKS, "interface slot {slot}: at most {MAX_LINKS} interfaces");
     v.ports[..link.ports.len()].copy_from_slice(&link.ports);
     maps.links.update(&slot.to_ne_bytes(), bytes_of(&v), MapFlags::ANY).context("writing the links map")
+}
+
+/// Give target `target_id` its route templates (none: no entry, and its
+/// requests' paths are not read). Written before any of its interfaces'
+/// slots says it has routes.
+pub fn set_routes(maps: &SharedMaps, target_id: u16, templates: &[String]) -> Result<()> {
+    let key = u32::from(target_id).to_ne_bytes();
+    if templates.is_empty() {
+        return match maps.routes.delete(&key) {
+            Err(e) if e.kind() != libbpf_rs::ErrorKind::NotFound => Err(e).context("clearing a target's routes"),
+            _ => Ok(()),
+        };
+    }
+    let table = hge_shared::routes::compile(templates).map_err(|e| anyhow::anyhow!(e))?;
+    maps.routes.update(&key, bytes_of(&table), MapFlags::ANY).context("writing the routes map")
 }
 
 /// Free slot `slot`: packets its programs still hand over (until they are

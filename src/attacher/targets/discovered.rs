@@ -40,6 +40,7 @@ impl Attach for Targets {
             interfaces: table.interfaces.clone(),
             netns: None,
             ports: table.ports.clone(),
+            routes: table.routes.clone(),
             up_non_loopback: false,
         };
         let id = self.free_id(&[])?;

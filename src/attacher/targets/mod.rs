@@ -38,6 +38,11 @@ pub(super) struct Prepared {
 }
 
 impl Prepared {
+    /// What the slots of this target's interfaces say.
+    fn link(&self) -> LinkConfig {
+        LinkConfig { target_id: self.id, ports: self.target.ports.clone(), routes: self.target.routes.len() as u16 }
+    }
+
     /// Legacy tc filters a killed run left on these interfaces still run
     /// (into maps nobody reads): remove them before attaching.
     pub(super) fn remove_left_behind(&self) {
@@ -157,10 +162,13 @@ impl Targets {
             .into_iter()
             .partition(|r| r.container.is_some() || keep.contains(&r.target));
         self.running = kept;
-        let result = self.attach_fresh(&fresh, &leaving);
+        let result = self.set_routes(&fresh).and_then(|()| self.attach_fresh(&fresh, &leaving));
         let new_hooks = match result {
             Ok(h) => h,
             Err(e) => {
+                for p in &fresh {
+                    let _ = maps::set_routes(&self.maps, p.id, &[]);
+                }
                 self.running.extend(leaving);
                 return Err(e);
             }
@@ -169,7 +177,7 @@ impl Targets {
 
         let mut new_hooks = new_hooks.into_iter();
         for p in fresh {
-            let link = LinkConfig { target_id: p.id, ports: p.target.ports.clone() };
+            let link = p.link();
             for iface in &p.interfaces {
                 let id = (p.netns_key, iface.ifindex);
                 if let Some(l) = self.links.get_mut(&id) {
@@ -200,6 +208,16 @@ impl Targets {
             self.release(r);
         }
         Ok(Change { kept, added, removed })
+    }
+
+    /// The route templates of `fresh`, each under its target id, before any of
+    /// their slots says they have some.
+    fn set_routes(&self, fresh: &[Prepared]) -> Result<()> {
+        for p in fresh {
+            maps::set_routes(&self.maps, p.id, &p.target.routes)
+                .with_context(|| format!("target {:?}: its routes", p.target.name))?;
+        }
+        Ok(())
     }
 
     /// An interface belongs to one target: `fresh` may name none that a
@@ -236,7 +254,7 @@ impl Targets {
         let mut done: Vec<(u32, Vec<Hook>)> = Vec::new();
         let result = (|| -> Result<()> {
             for p in fresh {
-                let link = LinkConfig { target_id: p.id, ports: p.target.ports.clone() };
+                let link = p.link();
                 for iface in p.interfaces.iter().filter(|i| !held(&(p.netns_key, i.ifindex))) {
                     let what = || format!("target {:?}: {}", p.target.name, iface.name);
                     let slot = self.free_slot(&done).with_context(what)?;
@@ -297,6 +315,9 @@ impl Targets {
                 self.drop_link(id);
             }
         }
+        if let Err(e) = maps::set_routes(&self.maps, r.id, &[]) {
+            log::warn!("removing the routes of target {:?}: {e:#}", r.target.name);
+        }
         if let Err(e) = maps::forget_series(&self.maps, r.id) {
             log::warn!("removing the series of target {:?}: {e:#}", r.target.name);
         }
@@ -349,6 +370,7 @@ impl Targets {
                     .iter()
                     .map(|i| InterfaceName { ifindex: i.ifindex, name: i.name.clone() })
                     .collect(),
+                routes: t.target.routes.clone(),
             });
             for i in &t.interfaces {
                 let Some(l) = self.links.get(&(t.netns_key, i.ifindex)) else { continue };

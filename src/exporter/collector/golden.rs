@@ -23,12 +23,13 @@ fn topology() -> Topology {
     };
     Topology {
         targets: vec![
-            TargetNames { id: 0, name: "host".into(), container: None, interfaces: names(2, "eth0") },
+            TargetNames { id: 0, name: "host".into(), container: None, interfaces: names(2, "eth0"), routes: vec![] },
             TargetNames {
                 id: 1,
                 name: "containers".into(),
                 container: Some("web".into()),
                 interfaces: names(3, "eth0"),
+                routes: vec!["/users/{id}".into(), "/static/*".into()],
             },
             // Names that need escaping in label values.
             TargetNames {
@@ -36,6 +37,7 @@ fn topology() -> Topology {
                 name: "web \"front\\end\"\nline".into(),
                 container: Some("pod \"a\"\n".into()),
                 interfaces: names(4, "veth\\0"),
+                routes: vec![],
             },
         ],
         attached: vec![
@@ -54,8 +56,20 @@ fn topology() -> Topology {
 }
 
 fn snapshot() -> Snapshot {
-    let key =
-        |target_id, ifindex, role, port, method, status| SeriesKey { target_id, ifindex, role, port, method, status };
+    let key = |target_id, ifindex, role, port, method, status| SeriesKey {
+        target_id,
+        ifindex,
+        role,
+        port,
+        method,
+        status,
+        // The routes of target 1: "/users/{id}", and "other" (HG_ROUTE_OTHER).
+        route: match (target_id, port) {
+            (1, 8080) => 1,
+            (1, _) => 255,
+            _ => 0,
+        },
+    };
     // Every slot a value of its own, so that a slot read for the wrong family shows.
     let mut slots = [0u64; stat::SLOTS];
     for (i, v) in slots.iter_mut().enumerate() {
@@ -67,6 +81,7 @@ fn snapshot() -> Snapshot {
             (key(0, 2, Role::Server, 80, Method::Get, 0), 7),
             (key(0, 2, Role::Client, 443, Method::Post, 0), 3),
             (key(1, 3, Role::Server, 8080, Method::Get, 0), 5),
+            (key(1, 3, Role::Server, 8081, Method::Get, 0), 2),
             // Past 2^53, where an f64 is no longer every integer.
             (key(2, 4, Role::Server, 65535, Method::Patch, 0), (1 << 53) + 1),
             // A target the topology does not name (yet): labelled by its id and ifindex.

@@ -15,6 +15,8 @@ use hge_shared::topology::Topology;
 pub struct Names {
     targets: HashMap<u16, (String, Option<String>)>,
     interfaces: HashMap<(u16, u32), String>,
+    /// Route templates, for the targets that have some.
+    routes: HashMap<u16, Vec<String>>,
 }
 
 impl Names {
@@ -25,12 +27,16 @@ impl Names {
             for i in &target.interfaces {
                 n.interfaces.insert((target.id, i.ifindex), i.name.clone());
             }
+            if !target.routes.is_empty() {
+                n.routes.insert(target.id, target.routes.clone());
+            }
         }
         n
     }
 
-    /// `{target="…",container="…",interface="…",port="…",method="…"` (no
-    /// `container` for a static target) and the status label
+    /// `{target="…",container="…",interface="…",port="…",method="…",route="…"`
+    /// (no `container` for a static target, no `route` for a target without
+    /// routes) and the status label
     /// where `status` says how, escaped, without the closing brace (the
     /// histogram's `le` follows).
     pub fn write_series(&self, buf: &mut BytesMut, k: &SeriesKey, status: Option<StatusLabel>) {
@@ -50,6 +56,10 @@ impl Names {
         }
         pair(buf, false, "port", decimal(k.port, &mut d));
         pair(buf, false, "method", k.method.as_str());
+        if k.route != 0 {
+            let templates = self.routes.get(&k.target_id).map_or(&[][..], Vec::as_slice);
+            pair(buf, false, "route", hge_shared::routes::label(templates, k.route));
+        }
         match status {
             Some(StatusLabel::Class) => {
                 pair(buf, false, "status_class", decimal(k.status, &mut d));

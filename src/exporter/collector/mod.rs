@@ -238,7 +238,7 @@ mod tests {
     use hge_shared::topology::{InterfaceName, TargetNames, Topology};
 
     fn key(role: Role, status: u16) -> SeriesKey {
-        SeriesKey { target_id: 0, ifindex: 7, role, port: 80, method: Method::Get, status }
+        SeriesKey { target_id: 0, ifindex: 7, role, port: 80, method: Method::Get, status, route: 0 }
     }
 
     fn exposition(label: StatusLabel) -> Arc<Exposition> {
@@ -249,6 +249,7 @@ mod tests {
                 name: "web".into(),
                 container: None,
                 interfaces: vec![InterfaceName { ifindex: 7, name: "veth0".into() }],
+                routes: vec![],
             }],
             attached: vec![],
             discovery: vec![],

@@ -161,6 +161,12 @@ const SELF_METRICS: &[SelfMetric] = &[
         Source::Stat(stat::NOT_LOCAL),
     ),
     counter(
+        "http_golden_exporter_requests_paths_cut_total",
+        "Requests whose path was longer than the 128 bytes the kernel reads (or went on in the next segment): \
+         its route is what its start decides, a template ending in *, or \"other\".",
+        Source::Stat(stat::ROUTE_PATH_CUT),
+    ),
+    counter(
         "http_golden_exporter_requests_unanswered_total",
         "Requests still waiting for a response when the connection ended, by how it ended.",
         Source::Of(|s| {

@@ -22,7 +22,7 @@ fn written(fams: &HttpFamilies, snap: &Snapshot, names: &Names, piece: usize) ->
 }
 
 fn key(target_id: u16, ifindex: u32, role: Role, port: u16, method: Method, status: u16) -> SeriesKey {
-    SeriesKey { target_id, ifindex, role, port, method, status }
+    SeriesKey { target_id, ifindex, role, port, method, status, route: 0 }
 }
 
 fn hist(buckets: Vec<u64>, sum_ns: u64) -> Histogram {
@@ -39,8 +39,15 @@ fn the_text_is_the_same_whatever_the_piece_size() {
                 name: "web \"front\\end\"\nline".into(),
                 container: None,
                 interfaces: vec![InterfaceName { ifindex: 7, name: "veth0".into() }],
+                routes: vec![],
             },
-            TargetNames { id: 3, name: "db".into(), container: Some("pod \"a\"\n".into()), interfaces: vec![] },
+            TargetNames {
+                id: 3,
+                name: "db".into(),
+                container: Some("pod \"a\"\n".into()),
+                interfaces: vec![],
+                routes: vec![],
+            },
         ],
         attached: vec![],
         discovery: vec![],

@@ -164,6 +164,9 @@ pub struct Target {
     pub netns: Option<PathBuf>,
     #[serde(default, deserialize_with = "validate::ports")]
     pub ports: Vec<u16>,
+    /// Path templates, first match wins: the `route` label (src/shared/routes.rs).
+    #[serde(default, deserialize_with = "validate::routes")]
+    pub routes: Vec<String>,
     /// Set only on the built-in target: `interfaces` are those up, minus loopback.
     #[serde(skip)]
     pub up_non_loopback: bool,
@@ -172,7 +175,14 @@ pub struct Target {
 impl Target {
     /// The built-in target: every interface of the host namespace that is up, but loopback.
     pub fn host_default() -> Target {
-        Target { name: "host".into(), interfaces: vec!["*".into()], netns: None, ports: vec![], up_non_loopback: true }
+        Target {
+            name: "host".into(),
+            interfaces: vec!["*".into()],
+            netns: None,
+            ports: vec![],
+            routes: vec![],
+            up_non_loopback: true,
+        }
     }
 }
 
@@ -194,6 +204,9 @@ pub struct Discover {
     pub interfaces: Vec<String>,
     #[serde(default, deserialize_with = "validate::ports")]
     pub ports: Vec<u16>,
+    /// Path templates for every namespace found, as a target's `routes`.
+    #[serde(default, deserialize_with = "validate::routes")]
+    pub routes: Vec<String>,
     /// Namespaces attached at most; more are counted and left alone.
     #[serde(default = "default_max_namespaces", deserialize_with = "validate::max_namespaces")]
     pub max_namespaces: u32,
@@ -221,6 +234,7 @@ impl Discover {
             processes: true,
             interfaces: vec![],
             ports: vec![],
+            routes: vec![],
             max_namespaces: default_max_namespaces(),
         }
     }

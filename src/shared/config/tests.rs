@@ -46,12 +46,14 @@ fn every_key_of_a_full_config_is_read() {
         interfaces = ["veth*", "eth0"]
         netns = "/run/netns/web"
         ports = [80, 8080]
+        routes = ["/users/{id}", "/static/*"]
         [[discover]]
         name = "pods"
         netns_dirs = ["/run/netns"]
         processes = false
         interfaces = ["eth*"]
         ports = [8080]
+        routes = ["/"]
         max_namespaces = 20
         "#,
     )
@@ -81,6 +83,7 @@ fn every_key_of_a_full_config_is_read() {
             interfaces: vec!["veth*".into(), "eth0".into()],
             netns: Some(PathBuf::from("/run/netns/web")),
             ports: vec![80, 8080],
+            routes: vec!["/users/{id}".into(), "/static/*".into()],
             up_non_loopback: false,
         }],
         discover: vec![Discover {
@@ -89,6 +92,7 @@ fn every_key_of_a_full_config_is_read() {
             processes: false,
             interfaces: vec!["eth*".into()],
             ports: vec![8080],
+            routes: vec!["/".into()],
             max_namespaces: 20,
         }],
     };
@@ -179,12 +183,25 @@ fn bad_values_name_their_line() {
         ("[[discover]]\nname = \"c\"\nports = [70000]\n", 3, "not in 1..65535"),
         ("[[discover]]\nname = \"c\"\nprocess = true\n", 3, "unknown field"),
         ("[[discover]]\nnetns_dirs = []\n", 1, "missing field `name`"),
+        ("[[target]]\nname = \"a\"\ninterfaces = [\"x\"]\nroutes = [\"/a/*/b\"]\n", 4, "only be the last segment"),
+        ("[[target]]\nname = \"a\"\ninterfaces = [\"x\"]\nroutes = [\"/a//b\"]\n", 4, "empty segment"),
+        ("[[discover]]\nname = \"c\"\nroutes = [\"users\"]\n", 3, "must start with /"),
     ];
     for (text, line, needle) in cases {
         let e = parse(text).unwrap_err();
         assert!(e.contains(needle), "{text:?} gave {e}");
         assert!(e.contains(&format!("line {line}, column")), "{text:?}: not at line {line}: {e}");
     }
+}
+
+#[test]
+fn a_bad_route_names_its_line_and_key() {
+    let text = "[[target]]\nname = \"a\"\ninterfaces = [\"x\"]\nroutes = [\"/ok\", \"/x/*/y\"]\n";
+    let e = parse(text).unwrap_err();
+    assert!(e.contains("line 4") && e.contains("routes"), "{e}");
+    let many: Vec<String> = (0..33).map(|i| format!("\"/r{i}\"")).collect();
+    let text = format!("[[target]]\nname = \"a\"\ninterfaces = [\"x\"]\nroutes = [{}]\n", many.join(", "));
+    assert!(parse(&text).unwrap_err().contains("at most 32 routes per target"));
 }
 
 #[test]

@@ -208,6 +208,12 @@ pub(super) fn ports<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::Erro
     Ok(out)
 }
 
+pub(super) fn routes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    crate::routes::check(&v).map_err(invalid)?;
+    Ok(v)
+}
+
 pub(super) fn netns_dirs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
     let v = Vec::<String>::deserialize(d)?;
     for s in &v {
