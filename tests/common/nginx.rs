@@ -10,7 +10,9 @@ use super::{Pair, Proc, TempDir, SERVER_V4, SERVER_V6};
 /// Port 80 serves /ok (200), /missing (404), /fail (500), /big (1 MiB),
 /// /trap (256 KiB of "HTTP/1.1 200 OK" lines), /page (static, with ETag),
 /// /nocontent (204), /chunked (1.1 MiB chunked), /upload (reads a body, 200);
-/// port 8080 serves /slow, answered after `SLOW_SECONDS`.
+/// port 8080 serves /slow, answered after `SLOW_SECONDS`; port 8081 serves
+/// routes: / and /users/* and /static/* (200), /users/ID/orders (503), and
+/// 404 for the rest.
 pub const SLOW_SECONDS: f64 = 0.3;
 
 pub struct Nginx {
@@ -76,6 +78,16 @@ http {{
         listen [{SERVER_V6}]:8080;
         location = /slow {{ echo_sleep {SLOW_SECONDS}; echo "slow"; }}
     }}
+    server {{
+        listen {SERVER_V4}:8081;
+        listen [{SERVER_V6}]:8081;
+        large_client_header_buffers 4 16k;
+        location = / {{ return 200 "root\n"; }}
+        location /users/ {{ return 200 "user\n"; }}
+        location ~ ^/users/[^/]+/orders$ {{ return 503; }}
+        location /static/ {{ return 200 "static\n"; }}
+        location / {{ return 404; }}
+    }}
 }}
 "#
         );
@@ -130,6 +142,22 @@ http {{
             }
             last = now;
         }
+    }
+
+    /// Every request in the access log, once it has settled: its
+    /// request-target and status.
+    pub fn requests(&self) -> Vec<(String, u16)> {
+        self.settle();
+        std::fs::read_to_string(self.access_log())
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut parts = l.split('"');
+                let request = parts.nth(1).unwrap_or("");
+                let status = parts.next().unwrap_or("").split_whitespace().next().unwrap_or("0");
+                (request.split(' ').nth(1).unwrap_or("").to_string(), status.parse().unwrap_or(0))
+            })
+            .collect()
     }
 
     /// Requests in the access log with a status of this class ('2' for 2xx)
