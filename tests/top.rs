@@ -86,7 +86,7 @@ fn measured(pane: &str) -> bool {
     WANT.iter().all(|(name, rate, ..)| {
         rows.iter().any(|r| {
             format!("{}:{}", r[1], r[3]) == *name
-                && r[5].parse::<f64>().is_ok_and(|got| (got - rate).abs() <= rate * 0.02)
+                && r[6].parse::<f64>().is_ok_and(|got| (got - rate).abs() <= rate * 0.02)
         })
     })
 }
@@ -103,14 +103,16 @@ fn each_row_shows_its_request_rate_5xx_share_and_quantiles() {
     let pane = t.wait_for("the four rows with their rates", SETTLE, measured);
     for (name, _, errors, p50, p99) in WANT {
         let r = rows(&pane).into_iter().find(|r| format!("{}:{}", r[1], r[3]) == name).unwrap();
-        assert_eq!([&r[6], &r[7], &r[8]], [errors, p50, p99], "{name}:\n{pane}");
+        assert_eq!([&r[7], &r[8], &r[9]], [errors, p50, p99], "{name}:\n{pane}");
     }
     let shop = rows(&pane).into_iter().find(|r| r[3] == "8080").unwrap();
-    assert_eq!(shop[..5], ["server", "web", "shop", "8080", "POST"], "{pane}");
+    assert_eq!(shop[..6], ["server", "web", "shop", "8080", "POST", "-"], "no route label: a dash\n{pane}");
     let host = rows(&pane).into_iter().find(|r| r[3] == "443").unwrap();
     assert_eq!(host[..5], ["client", "host", "-", "443", "GET"], "no container label: a dash\n{pane}");
     // Every column says which key sorts by it; rate, descending, is the default.
-    for head in ["1 SIDE", "2 TARGET", "3 CONTAINER", "4 PORT", "5 METHOD", "6 REQ/S▼", "7 5XX%", "8 P50", "9 P99"] {
+    for head in
+        ["1 SIDE", "2 TARGET", "3 CONTAINER", "4 PORT", "5 METHOD", "6 ROUTE", "7 REQ/S▼", "8 5XX%", "9 P50", "0 P99"]
+    {
         assert!(pane.contains(head), "header lacks {head:?}:\n{pane}");
     }
     assert!(pane.contains("exporter reads every"), "{pane}");
@@ -132,8 +134,8 @@ fn keys_sort_by_each_column_slash_filters_and_q_quits() {
     let steps: [(&str, &str, [&str; 4]); 6] = [
         ("4", "4 PORT▲", ["web:80", "host:443", "web:8080", "api:9000"]),
         ("4", "4 PORT▼", ["api:9000", "web:8080", "host:443", "web:80"]),
-        ("7", "7 5XX%▼", ["host:443", "web:80", "web:8080", "api:9000"]),
-        ("8", "8 P50▼", ["web:8080", "host:443", "web:80", "api:9000"]),
+        ("8", "8 5XX%▼", ["host:443", "web:80", "web:8080", "api:9000"]),
+        ("9", "9 P50▼", ["web:8080", "host:443", "web:80", "api:9000"]),
         ("2", "2 TARGET▲", ["api:9000", "host:443", "web:80", "web:8080"]),
         ("1", "1 SIDE▲", ["api:9000", "web:80", "web:8080", "host:443"]),
     ];
@@ -183,7 +185,7 @@ fn more_rows_than_fit_scroll_with_page_down_end_and_home() {
     let fake = Fake::start(many_rows(), Options { tls: None, authorization: None });
     let t = top(&fake.url("http"), "");
     let ports = |p: &str| rows(p).into_iter().map(|r| r[3].clone()).collect::<Vec<_>>();
-    let measured = |p: &str| rows(p).iter().all(|r| r[5] != "-") && ports(p).first().is_some_and(|f| f == "10120");
+    let measured = |p: &str| rows(p).iter().all(|r| r[6] != "-") && ports(p).first().is_some_and(|f| f == "10120");
     let pane = t.wait_for("the first rows, by rate", SETTLE, |p| measured(p) && p.contains("rows 1-46 of 120"));
     assert!(pane.contains("120 rows, 120 shown"), "{pane}");
     assert_eq!(ports(&pane), (10075..=10120).rev().map(|p| p.to_string()).collect::<Vec<_>>(), "{pane}");
@@ -447,7 +449,7 @@ fn the_real_exporter_with_nginx_traffic_shows_its_rates_errors_and_latency() {
     let some_errors = |cell: &str| cell.trim_end_matches('%').parse::<f64>().is_ok_and(|e| e > 0.0 && e < 100.0);
     let pane = t.wait_for("four rows, each with a rate, and 5xx among port 80's", SETTLE, |p| {
         let r = rows(p);
-        r.len() == 4 && r.iter().all(|r| measured(&r[5]) && (r[3] != "80" || some_errors(&r[6])))
+        r.len() == 4 && r.iter().all(|r| measured(&r[6]) && (r[3] != "80" || some_errors(&r[7])))
     });
     let ms = |cell: &str| -> f64 {
         let v = |s: &str, unit: f64| s.parse::<f64>().ok().map(|v| v * unit);
@@ -465,11 +467,11 @@ fn the_real_exporter_with_nginx_traffic_shows_its_rates_errors_and_latency() {
         seen.push(format!("{} {} {} {} {}", r[0], r[1], r[2], r[3], r[4]));
         if r[3] == "80" {
             // One request in five fails; over a window that cuts ticks, neither none nor all.
-            let errors: f64 = r[6].trim_end_matches('%').parse().unwrap();
+            let errors: f64 = r[7].trim_end_matches('%').parse().unwrap();
             assert!(errors > 0.0 && errors < 100.0, "both /ok and /fail seen:\n{pane}");
         } else {
-            assert_eq!(r[6], "0.0%", "/slow never fails:\n{pane}");
-            let (p50, p99) = (ms(&r[7]), ms(&r[8]));
+            assert_eq!(r[7], "0.0%", "/slow never fails:\n{pane}");
+            let (p50, p99) = (ms(&r[8]), ms(&r[9]));
             assert!(p50 > 250.0 && p99 >= p50, "every /slow response above 0.25 s:\n{pane}");
         }
     }

@@ -73,7 +73,7 @@ pub fn draw(f: &mut Frame, s: &mut Screen) {
         cell(format!("{} {}{mark}", c.key(), c.title()), c).style(style)
     }))
     .style(Style::new().add_modifier(Modifier::BOLD));
-    let texts: Vec<[String; 9]> = shown.iter().map(|r| texts(r)).collect();
+    let texts: Vec<[String; 10]> = shown.iter().map(texts).collect();
     let widths: Vec<Constraint> = Column::ALL
         .iter()
         .enumerate()
@@ -97,8 +97,8 @@ pub fn draw(f: &mut Frame, s: &mut Screen) {
 
     let help = match &s.view.editing {
         Some(_) => format!("filter: {}_   (Enter: keep, Esc: cancel)", s.view.filter),
-        None => "q quit  ↑↓/jk move  PgUp/PgDn page  Home/End first/last  1-9 sort by column (again: reverse)  \
-                 </> move sort  r reverse  / filter  Esc clear filter"
+        None => "q quit  ↑↓/jk move  PgUp/PgDn page  Home/End first/last  1-9,0 sort by column (again: reverse)  \
+                 </> move sort  r reverse  g group by route  / filter  Esc clear filter"
             .to_string(),
     };
     f.render_widget(Paragraph::new(help).style(Style::new().add_modifier(Modifier::DIM)), keys);
@@ -110,7 +110,7 @@ fn cell(text: String, c: Column) -> Cell<'static> {
 }
 
 /// A row's cells as text, in the order of [`Column::ALL`].
-pub fn texts(r: &Row) -> [String; 9] {
+pub fn texts(r: &Row) -> [String; 10] {
     let k = &r.key;
     let or_dash = |s: &str| if s.is_empty() { "-".to_string() } else { s.to_string() };
     [
@@ -119,6 +119,7 @@ pub fn texts(r: &Row) -> [String; 9] {
         or_dash(&k.container),
         or_dash(&k.port),
         or_dash(&k.method),
+        or_dash(&k.route),
         r.rate.map_or("-".into(), rate),
         r.errors.map_or("-".into(), |e| format!("{e:.1}%")),
         r.p50.map_or("-".into(), seconds),
@@ -168,11 +169,11 @@ mod tests {
         let key = RowKey {
             side: Side::Client,
             target: "t".into(),
-            container: String::new(),
             port: "80".into(),
             method: "GET".into(),
+            ..Default::default()
         };
-        let r = Row { key, rate: Some(2.0), errors: None, p50: Some(0.01), p99: None };
-        assert_eq!(texts(&r), ["client", "t", "-", "80", "GET", "2.0", "-", "10.0ms", "-"].map(String::from));
+        let r = Row { key, rate: Some(2.0), errors: None, p50: Some(0.01), p99: None, sums: Default::default() };
+        assert_eq!(texts(&r), ["client", "t", "-", "80", "GET", "-", "2.0", "-", "10.0ms", "-"].map(String::from));
     }
 }

@@ -41,7 +41,7 @@ use table::{Action, Key, View};
     bin_name = "http-golden-exporter top",
     version,
     about = "Live terminal view of a running exporter: request rate, 5xx share, p50 and p99 per target, container, \
-             port and method",
+             port, method and route",
     long_about = None
 )]
 pub struct Cli {

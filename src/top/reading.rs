@@ -1,6 +1,6 @@
 //! One fetch of `/metrics`, reduced to the series `top` shows: per series, the
 //! requests counter or the response histogram, grouped by row (side, target,
-//! container, port, method). Interfaces and status labels stay apart here, so
+//! container, port, method, route). Interfaces and status labels stay apart here, so
 //! that a counter reset or a vanished series is seen per series, not per sum.
 
 use std::collections::HashMap;
@@ -8,8 +8,9 @@ use std::time::Instant;
 
 use super::expo::{samples, Sample};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Side {
+    #[default]
     Server,
     Client,
 }
@@ -23,14 +24,24 @@ impl Side {
     }
 }
 
-/// What one row of the table stands for. `container` is "" on series that have none.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// What one row of the table stands for. `container` and `route` are "" on
+/// series that have none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RowKey {
     pub side: Side,
     pub target: String,
     pub container: String,
     pub port: String,
     pub method: String,
+    pub route: String,
+}
+
+impl RowKey {
+    /// The row this one is part of when rows are grouped by route: every port
+    /// and method of its target's route together ("*").
+    pub fn by_route(&self) -> RowKey {
+        RowKey { port: "*".into(), method: "*".into(), ..self.clone() }
+    }
 }
 
 /// One series' values in one fetch.
@@ -67,7 +78,7 @@ pub struct Reading {
 }
 
 /// The labels that make the row; the rest are summed over.
-const ROW_LABELS: [&str; 4] = ["target", "container", "port", "method"];
+const ROW_LABELS: [&str; 5] = ["target", "container", "port", "method", "route"];
 
 impl Reading {
     pub fn parse(text: &str, at: Instant) -> Result<Reading, String> {
@@ -90,6 +101,7 @@ impl Reading {
                 container: s.label("container").unwrap_or("").to_string(),
                 port: s.label("port").unwrap_or("").to_string(),
                 method: s.label("method").unwrap_or("").to_string(),
+                route: s.label("route").unwrap_or("").to_string(),
             };
             let next = index.len() as u32;
             let row = *index.entry(key).or_insert_with_key(|k| {

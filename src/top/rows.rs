@@ -17,12 +17,66 @@ pub struct Row {
     /// Seconds.
     pub p50: Option<f64>,
     pub p99: Option<f64>,
+    /// What the numbers come from, so that rows can be added up (grouped).
+    pub sums: Sums,
+}
+
+/// A row's increases between the two readings, and the time between them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sums {
+    pub seconds: f64,
+    pub requests: f64,
+    pub responses: f64,
+    pub errors: f64,
+    /// (le, increase of its cumulative count), by le.
+    pub buckets: Vec<(f64, f64)>,
 }
 
 impl Row {
     fn empty(key: RowKey) -> Row {
-        Row { key, rate: None, errors: None, p50: None, p99: None }
+        Row { key, rate: None, errors: None, p50: None, p99: None, sums: Sums::default() }
     }
+
+    /// The row of `key` whose increases are `sums`; `measured`: two readings were compared.
+    fn of(key: RowKey, sums: Sums, measured: bool) -> Row {
+        let s = &sums;
+        Row {
+            key,
+            rate: (measured && s.seconds > 0.0).then(|| s.requests / s.seconds),
+            errors: (s.responses > 0.0).then(|| 100.0 * s.errors / s.responses),
+            p50: quantile(0.5, &s.buckets),
+            p99: quantile(0.99, &s.buckets),
+            sums,
+        }
+    }
+}
+
+/// `rows` added up per route (their keys' [`RowKey::by_route`]): requests,
+/// responses and bucket increases summed, then rates, 5xx shares and
+/// quantiles taken again from the sums.
+pub fn by_route(rows: &[Row]) -> Vec<Row> {
+    let mut groups: BTreeMap<RowKey, (Sums, bool)> = BTreeMap::new();
+    for r in rows {
+        let (g, measured) = groups.entry(r.key.by_route()).or_default();
+        *measured |= r.rate.is_some();
+        g.seconds = g.seconds.max(r.sums.seconds);
+        g.requests += r.sums.requests;
+        g.responses += r.sums.responses;
+        g.errors += r.sums.errors;
+        for &(le, c) in &r.sums.buckets {
+            match g.buckets.iter_mut().find(|b| b.0 == le) {
+                Some(b) => b.1 += c,
+                None => g.buckets.push((le, c)),
+            }
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(key, (mut sums, measured))| {
+            sums.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+            Row::of(key, sums, measured)
+        })
+        .collect()
 }
 
 /// The rows of `snap` with nothing measured yet (no earlier read to compare with).
@@ -92,13 +146,8 @@ pub fn diff(prev: &Reading, cur: &Reading, seconds: f64) -> Vec<Row> {
         .zip(deltas)
         .map(|(key, d)| {
             let buckets: Vec<(f64, f64)> = d.buckets.iter().map(|(le, c)| (le.0, *c)).collect();
-            Row {
-                key: key.clone(),
-                rate: (seconds > 0.0).then(|| d.requests / seconds),
-                errors: (d.responses > 0.0).then(|| 100.0 * d.errors / d.responses),
-                p50: quantile(0.5, &buckets),
-                p99: quantile(0.99, &buckets),
-            }
+            let sums = Sums { seconds, requests: d.requests, responses: d.responses, errors: d.errors, buckets };
+            Row::of(key.clone(), sums, true)
         })
         .collect()
 }
@@ -193,5 +242,40 @@ mod tests {
         let rows = unmeasured(&snap(&text(1, 1, 1)));
         assert_eq!(rows.len(), 1);
         assert_eq!((rows[0].rate, rows[0].errors, rows[0].p50), (None, None, None));
+    }
+
+    /// A server row of target web on `port` and `method`, route `route`:
+    /// `requests` in 10 s, of which `errors` were 5xx, all within `le` seconds
+    /// (the buckets every series has: 0.01, 0.5, 2, +Inf).
+    fn routed(port: &str, method: &str, route: &str, requests: f64, errors: f64, le: f64) -> Row {
+        let key = RowKey {
+            side: crate::reading::Side::Server,
+            target: "web".into(),
+            port: port.into(),
+            method: method.into(),
+            route: route.into(),
+            ..Default::default()
+        };
+        let buckets = [0.01, 0.5, 2.0, f64::INFINITY].map(|b| (b, if b >= le { requests } else { 0.0 })).to_vec();
+        Row::of(key, Sums { seconds: 10.0, requests, responses: requests, errors, buckets }, true)
+    }
+
+    #[test]
+    fn rows_grouped_by_route_add_their_counts_and_buckets_over_ports_and_methods() {
+        let rows = [
+            routed("80", "GET", "/users/{id}", 100.0, 0.0, 0.01),
+            routed("8080", "POST", "/users/{id}", 100.0, 50.0, 0.5),
+            routed("80", "GET", "other", 30.0, 30.0, 2.0),
+        ];
+        let grouped = by_route(&rows);
+        let shown: Vec<String> = grouped
+            .iter()
+            .map(|r| format!("{} {} {} {:?} {:?}", r.key.route, r.key.port, r.key.method, r.rate, r.errors))
+            .collect();
+        assert_eq!(shown, ["/users/{id} * * Some(20.0) Some(25.0)", "other * * Some(3.0) Some(100.0)"]);
+        // Quantiles come from the summed buckets: half within 10 ms, half within 0.5 s.
+        assert_eq!(grouped[0].p50, Some(0.01));
+        assert!(grouped[0].p99.is_some_and(|p| p > 0.01 && p <= 0.5), "{:?}", grouped[0].p99);
+        assert_eq!(grouped[1].p50, Some(1.25), "within (0.5, 2], linearly");
     }
 }

@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 
 use super::reading::RowKey;
-use super::rows::Row;
+use super::rows::{by_route, Row};
 use super::scroll::{Move, Scroll};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +14,7 @@ pub enum Column {
     Container,
     Port,
     Method,
+    Route,
     Rate,
     Errors,
     P50,
@@ -21,12 +22,13 @@ pub enum Column {
 }
 
 impl Column {
-    pub const ALL: [Column; 9] = [
+    pub const ALL: [Column; 10] = [
         Column::Side,
         Column::Target,
         Column::Container,
         Column::Port,
         Column::Method,
+        Column::Route,
         Column::Rate,
         Column::Errors,
         Column::P50,
@@ -40,6 +42,7 @@ impl Column {
             Column::Container => "CONTAINER",
             Column::Port => "PORT",
             Column::Method => "METHOD",
+            Column::Route => "ROUTE",
             Column::Rate => "REQ/S",
             Column::Errors => "5XX%",
             Column::P50 => "P50",
@@ -47,10 +50,10 @@ impl Column {
         }
     }
 
-    /// The key that sorts by this column: '1' for the first.
+    /// The key that sorts by this column: '1' for the first, '0' for the tenth.
     pub fn key(self) -> char {
         let i = Column::ALL.iter().position(|c| *c == self).unwrap_or(0);
-        char::from(b'1' + i as u8)
+        char::from(b'0' + ((i + 1) % 10) as u8)
     }
 
     pub fn numeric(self) -> bool {
@@ -76,6 +79,7 @@ impl Column {
             Column::Container => ka.container.cmp(&kb.container),
             Column::Port => port(&ka.port).cmp(&port(&kb.port)),
             Column::Method => ka.method.cmp(&kb.method),
+            Column::Route => ka.route.cmp(&kb.route),
             _ => match (self.value(a), self.value(b)) {
                 (Some(x), Some(y)) => x.total_cmp(&y),
                 _ => Ordering::Equal,
@@ -125,11 +129,20 @@ pub struct View {
     /// The filter being typed after `/`, and the one before it (Esc restores it).
     pub editing: Option<String>,
     pub scroll: Scroll<RowKey>,
+    /// Rows added up per route: every port and method of a target's route in one.
+    pub by_route: bool,
 }
 
 impl Default for View {
     fn default() -> View {
-        View { sort: Column::Rate, descending: true, filter: String::new(), editing: None, scroll: Scroll::default() }
+        View {
+            sort: Column::Rate,
+            descending: true,
+            filter: String::new(),
+            editing: None,
+            scroll: Scroll::default(),
+            by_route: false,
+        }
     }
 }
 
@@ -163,7 +176,8 @@ impl View {
             Key::Char('/') => self.editing = Some(std::mem::take(&mut self.filter)),
             Key::Char('r') => self.descending = !self.descending,
             Key::Esc if !self.filter.is_empty() => self.filter.clear(),
-            Key::Char(c @ '1'..='9') => self.sort_by(Column::ALL[c as usize - '1' as usize]),
+            Key::Char(c @ '0'..='9') => self.sort_by(Column::ALL[(c as usize - '0' as usize + 9) % 10]),
+            Key::Char('g') => self.by_route = !self.by_route,
             Key::Left | Key::Char('<') => self.sort_by(self.step(-1)),
             Key::Right | Key::Char('>') => self.sort_by(self.step(1)),
             _ => return Action::Nothing,
@@ -192,9 +206,10 @@ impl View {
     /// The rows that pass the filter, in order: by the sort column (rows without
     /// a number in it last, either way), then by the row's key, so that equal
     /// values keep their order between refreshes.
-    pub fn apply<'a>(&self, rows: &'a [Row]) -> Vec<&'a Row> {
+    pub fn apply(&self, rows: &[Row]) -> Vec<Row> {
         let terms: Vec<String> = self.filter.split_whitespace().map(str::to_lowercase).collect();
-        let mut out: Vec<&Row> = rows.iter().filter(|r| matches(r, &terms)).collect();
+        let rows = if self.by_route { by_route(rows) } else { rows.to_vec() };
+        let mut out: Vec<Row> = rows.into_iter().filter(|r| matches(r, &terms)).collect();
         let missing = |r: &Row| self.sort.numeric() && self.sort.value(r).is_none();
         out.sort_by(|a, b| {
             let o = self.sort.cmp(a, b);
@@ -218,10 +233,10 @@ fn movement(k: Key) -> Option<Move> {
     })
 }
 
-/// Every term is part of one of the row's names (side, target, container, port, method), case aside.
+/// Every term is part of one of the row's names (side, target, container, port, method, route), case aside.
 fn matches(r: &Row, terms: &[String]) -> bool {
     let k = &r.key;
-    let fields = [k.side.as_str(), &k.target, &k.container, &k.port, &k.method];
+    let fields = [k.side.as_str(), &k.target, &k.container, &k.port, &k.method, &k.route];
     terms.iter().all(|t| fields.iter().any(|f| f.to_lowercase().contains(t.as_str())))
 }
 
@@ -231,9 +246,8 @@ mod tests {
     use crate::reading::{RowKey, Side};
 
     fn row(side: Side, target: &str, port: &str, rate: Option<f64>, errors: Option<f64>) -> Row {
-        let key =
-            RowKey { side, target: target.into(), container: String::new(), port: port.into(), method: "GET".into() };
-        Row { key, rate, errors, p50: rate.map(|r| 1.0 / r), p99: None }
+        let key = RowKey { side, target: target.into(), port: port.into(), method: "GET".into(), ..Default::default() };
+        Row { key, rate, errors, p50: rate.map(|r| 1.0 / r), p99: None, sums: Default::default() }
     }
 
     fn rows() -> Vec<Row> {
@@ -263,10 +277,10 @@ mod tests {
         assert_eq!(targets(&v, &rows), ["batch:9", "web:80", "web:443", "api:8080"], "ports as numbers");
         v.key(Key::Char('4'));
         assert_eq!(targets(&v, &rows), ["api:8080", "web:443", "web:80", "batch:9"]);
-        v.key(Key::Char('7'));
+        v.key(Key::Char('8'));
         assert_eq!((v.sort, v.descending), (Column::Errors, true));
         assert_eq!(targets(&v, &rows), ["web:80", "web:443", "api:8080", "batch:9"]);
-        v.key(Key::Char('7'));
+        v.key(Key::Char('8'));
         assert_eq!(targets(&v, &rows), ["web:443", "web:80", "api:8080", "batch:9"], "missing last ascending too");
         v.key(Key::Char('2'));
         assert_eq!(targets(&v, &rows), ["api:8080", "batch:9", "web:80", "web:443"]);
@@ -278,7 +292,7 @@ mod tests {
             v.key(Key::Char(c.key()));
             assert_eq!(v.sort, c);
         }
-        assert_eq!(Column::P99.key(), '9');
+        assert_eq!(Column::P99.key(), '0', "the tenth column");
     }
 
     #[test]
@@ -328,7 +342,8 @@ mod tests {
     #[test]
     fn arrows_j_k_pages_home_and_end_move_the_cursor_but_not_while_typing() {
         let (mut v, rows) = (View::default(), rows());
-        let keys: Vec<&RowKey> = v.apply(&rows).iter().map(|r| &r.key).collect();
+        let shown = v.apply(&rows);
+        let keys: Vec<&RowKey> = shown.iter().map(|r| &r.key).collect();
         v.scroll.place(&keys, 2);
         for (k, cursor) in [(Key::Down, 1), (Key::Char('j'), 2), (Key::Char('k'), 1), (Key::End, 3), (Key::Up, 2)] {
             assert_eq!(v.key(k), Action::Redraw);
@@ -343,6 +358,23 @@ mod tests {
         v.key(Key::Char('/'));
         assert_eq!((v.key(Key::Down), v.key(Key::Char('j'))), (Action::Nothing, Action::Redraw), "j is text");
         assert_eq!((v.scroll.cursor, v.filter.as_str()), (0, "j"));
+    }
+
+    #[test]
+    fn g_groups_the_rows_by_route_and_back_and_6_sorts_by_route() {
+        let mut rows = rows();
+        rows[1].key.route = "/users/{id}".into();
+        let mut v = View::default();
+        assert_eq!(v.key(Key::Char('g')), Action::Redraw);
+        let grouped = v.apply(&rows);
+        assert!(grouped.iter().all(|r| r.key.port == "*" && r.key.method == "*"), "{grouped:?}");
+        v.filter = "users".into();
+        assert_eq!(targets(&v, &rows), ["api:*"], "the filter matches routes");
+        v.filter.clear();
+        v.key(Key::Char('6'));
+        assert_eq!(v.sort, Column::Route);
+        v.key(Key::Char('g'));
+        assert_eq!(v.apply(&rows).len(), rows.len(), "g again: every row");
     }
 
     #[test]

@@ -93,7 +93,7 @@ impl Tmux {
 pub fn rows(pane: &str) -> Vec<Vec<String>> {
     pane.lines()
         .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
-        .filter(|cells| cells.len() == 9 && matches!(cells[0].as_str(), "server" | "client"))
+        .filter(|cells| cells.len() == 10 && matches!(cells[0].as_str(), "server" | "client"))
         .collect()
 }
 
