@@ -110,6 +110,9 @@ def main():
                     help="another exporter binary (e.g. built from main) measured in the same rounds as this one: "
                          "the \"before\" rows of a before/after comparison")
     ap.add_argument("--compare-label", default=None, help="what the report calls the --compare binary (e.g. a commit)")
+    ap.add_argument("--routes", type=int, default=0,
+                    help="give the exporter under test (not --compare) N route templates: N-1 that the benchmark's "
+                         "path \"/\" fails, then \"/*\", so that every request is matched against all N")
     args = ap.parse_args()
     bad = [p for p in args.phases.split(",") if p not in PHASES]
     if bad:

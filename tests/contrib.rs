@@ -97,8 +97,8 @@ fn exported() -> &'static BTreeMap<String, BTreeSet<String>> {
             }
             for family in ["http_server_requests_total", "http_client_request_duration_seconds_bucket"] {
                 assert!(
-                    out.get(family).is_some_and(|l| l.contains("container")),
-                    "the made-up read exports no {family} with container:\n{text}"
+                    out.get(family).is_some_and(|l| l.contains("container") && l.contains("route")),
+                    "the made-up read exports no {family} with container and route:\n{text}"
                 );
             }
             assert!(out.contains_key("http_golden_exporter_discovered_namespaces"), "{text}");
@@ -120,7 +120,8 @@ fn render(status_label: StatusLabel, status: u16) -> String {
     let topology: Topology = serde_json::from_value(json!({
         "targets": [
             {"id": 1, "name": "web", "interfaces": [{"ifindex": 7, "name": "eth0"}]},
-            {"id": 2, "name": "containers", "container": "shop", "interfaces": [{"ifindex": 7, "name": "eth0"}]},
+            {"id": 2, "name": "containers", "container": "shop", "interfaces": [{"ifindex": 7, "name": "eth0"}],
+             "routes": ["/users/{id}"]},
         ],
         "attached": [
             {"target": "web", "interface": "eth0", "direction": "ingress", "mode": "tcx"},
@@ -134,7 +135,9 @@ fn render(status_label: StatusLabel, status: u16) -> String {
     let mut snap = Snapshot::default();
     for target_id in [1, 2] {
         for role in [Role::Server, Role::Client] {
-            let key = |status| SeriesKey { target_id, ifindex: 7, role, port: 80, method: Method::Get, status };
+            // Target 2 has routes: its series carry the first.
+            let route = u8::from(target_id == 2);
+            let key = |status| SeriesKey { target_id, ifindex: 7, role, port: 80, method: Method::Get, status, route };
             snap.requests.push((key(0), 2));
             snap.latency.push((key(status), Histogram { buckets: vec![1, 1, 0], sum_ns: 200_000_000, count: 2 }));
         }
@@ -365,11 +368,12 @@ fn the_dashboard_has_the_datasource_variable_and_the_filters() {
     let var = |n: &str| vars.iter().find(|v| v["name"] == n).unwrap_or_else(|| panic!("no variable {n}"));
     assert_eq!(var("datasource")["type"], "datasource");
     assert_eq!(var("datasource")["query"], "prometheus");
-    for n in ["instance", "target", "container", "port"] {
+    for n in ["instance", "target", "container", "port", "route"] {
         let v = var(n);
         assert_eq!(v["type"], "query", "{n}");
         assert_eq!(v["datasource"]["uid"], "${datasource}", "variable {n}");
-        // "All" must also match series without the label (static targets have no container).
+        // "All" must also match series without the label (static targets have no
+        // container, targets without routes no route).
         assert_eq!(v["allValue"], ".*", "{n}");
     }
     let (mut rows, mut with_queries) = (Vec::new(), 0);

@@ -204,6 +204,9 @@ def markdown(args, summary, runs, extras, env):
           f"- exporter: commit {env['exporter']}, TCX links"
           + (f", scrape_interval {SCRAPE_INTERVAL_S:g}s" if runs or extras.get("idle") or extras.get("series") else ""),
           f"- machine busy before the run (3 s, all CPUs): {fmt(extras.get('background_cpu_pct'), '.1f')} %"]
+    if getattr(args, "routes", 0):
+        md.append(f"- routes: the exporter under test matches every request against {args.routes} path templates "
+                  f"(`--routes {args.routes}`: the path `/` fails {args.routes - 1}, then matches `/*`)")
     if getattr(args, "compare", None):
         md.append(f"- compared with (the \"before\" rows, run in the same rounds): {args.compare_label or args.compare}")
     if runs:

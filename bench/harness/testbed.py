@@ -168,10 +168,12 @@ http {{
 
     # ------------------------------------------------ variants
 
-    def exporter_config(self, side, ports=None):
+    def exporter_config(self, side, ports=None, routes=0):
         ns, ifname = (self.srv_ns, self.srv_if) if side == "server" else (self.cli_ns, self.cli_if)
         path = os.path.join(self.tmp, f"exporter-{side}.toml")
         ports_line = f"ports = {ports}" if ports else ""
+        templates = [f"/api/v1/items{i}/{{id}}" for i in range(routes - 1)] + ["/*"] if routes else []
+        routes_line = "routes = [" + ", ".join(f'"{t}"' for t in templates) + "]" if templates else ""
         with open(path, "w") as f:
             f.write(f"""
 [metrics]
@@ -183,17 +185,23 @@ name = "{side}"
 interfaces = ["{ifname}"]
 netns = "/run/netns/{ns}"
 {ports_line}
+{routes_line}
 """)
         return path
 
     def metrics_url(self):
         return f"http://127.0.0.1:{self.exporter_port}/metrics"
 
+    def routes_for(self, binary):
+        """--routes applies to the exporter under test, not to the --compare one (the "before")."""
+        compared = binary is not None and binary == getattr(self.a, "compare", None)
+        return 0 if compared else getattr(self.a, "routes", 0)
+
     def start_exporter(self, side, ports=None, binary=None):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.exporter_port = s.getsockname()[1]
-        p = self.spawn(f"exporter-{side}", [binary or self.a.exporter, "--config.file", self.exporter_config(side, ports),
+        p = self.spawn(f"exporter-{side}", [binary or self.a.exporter, "--config.file", self.exporter_config(side, ports, self.routes_for(binary)),
                                              "--web.listen-address", f"127.0.0.1:{self.exporter_port}",
                                              "--log.level", "warn"])
 
