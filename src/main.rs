@@ -77,6 +77,13 @@ fn run_top(args: Vec<std::ffi::OsString>) -> ExitCode {
         Err(e) => std::io::Error::new(e.kind(), e.to_string()),
     };
     let shown = program.map(|p| p.display().to_string()).unwrap_or_else(|_| TOP_PROGRAM.to_string());
-    eprintln!("http-golden-exporter top: running {shown}: {err}");
+    // `cargo build` makes both programs; `cargo run` and `cargo install --path .` only this one.
+    let hint = if err.kind() == std::io::ErrorKind::NotFound {
+        " (it is installed beside this binary; from a source tree, `cargo build --release --locked` builds it)"
+            .to_string()
+    } else {
+        String::new()
+    };
+    eprintln!("http-golden-exporter top: running {shown}: {err}{hint}");
     ExitCode::FAILURE
 }

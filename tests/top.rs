@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::pki::{issue, self_signed};
-use common::{exporter_bin, TempDir};
+use common::{exporter_bin, exporter_bin_with_top, TempDir};
 use fake::{Fake, Options, Series, PERIOD};
 use tmux::{order, rows, Tmux};
 
@@ -76,7 +76,7 @@ const WANT: [(&str, f64, &str, &str, &str); 4] = [
 ];
 
 fn top(url: &str, extra: &str) -> Tmux {
-    Tmux::start(&format!("{} top --url {url} {extra}", exporter_bin()))
+    Tmux::start(&format!("{} top --url {url} {extra}", exporter_bin_with_top()))
 }
 
 /// Every row is there with its rate. The fake states when each read was
@@ -354,7 +354,7 @@ fn https_with_a_ca_file_basic_auth_and_a_client_certificate() {
 #[test]
 fn bad_flags_and_unreadable_files_are_errors_before_the_terminal_is_taken() {
     let run = |args: &[&str]| {
-        let out = Command::new(exporter_bin()).args(args).output().unwrap();
+        let out = Command::new(exporter_bin_with_top()).args(args).output().unwrap();
         (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
     for (args, says) in [
@@ -374,11 +374,26 @@ fn bad_flags_and_unreadable_files_are_errors_before_the_terminal_is_taken() {
         assert!(!err.contains("\x1b[?1049h"), "{args:?}: the alternate screen was entered");
     }
     let (ok, out) = {
-        let o = Command::new(exporter_bin()).args(["top", "--help"]).output().unwrap();
+        let o = Command::new(exporter_bin_with_top()).args(["top", "--help"]).output().unwrap();
         (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned())
     };
     assert!(ok && out.contains("http://localhost:10114/metrics"), "{out}");
     let _ = PERIOD;
+}
+
+/// `cargo run` and `cargo install --path .` make the daemon alone: `top` says
+/// where the terminal program should be and what builds it.
+#[test]
+fn top_without_its_program_beside_the_daemon_says_what_builds_it() {
+    let dir = TempDir::new("hgtop-alone");
+    let alone = dir.path().join("http-golden-exporter");
+    std::fs::copy(exporter_bin(), &alone).unwrap();
+    let out = Command::new(&alone).args(["top", "--url", "http://127.0.0.1:1/metrics"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let missing = dir.path().join("http-golden-exporter-top");
+    assert!(err.contains(&format!("running {}: No such file or directory", missing.display())), "{err}");
+    assert!(err.contains("`cargo build --release --locked` builds it"), "{err}");
 }
 
 /// A steady load from the client namespace until dropped: every 100 ms four

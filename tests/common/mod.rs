@@ -359,6 +359,36 @@ pub fn exporter_bin() -> &'static str {
     env!("CARGO_BIN_EXE_http-golden-exporter")
 }
 
+/// The daemon binary, with `http-golden-exporter-top` beside it, where
+/// `http-golden-exporter top` looks for it. Cargo makes a package's own
+/// binaries for its integration tests, and top is hge-top's: `cargo test`
+/// alone builds only its unit tests. So it is built here, once per test
+/// binary, into the same target directory and profile.
+pub fn exporter_bin_with_top() -> &'static str {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let bin = Path::new(exporter_bin());
+        let profile_dir = bin.parent().expect("the binary's directory");
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => "dev",
+            Some(other) => other,
+            None => panic!("no profile directory in {}", bin.display()),
+        };
+        let target_dir = profile_dir.parent().expect("the target directory");
+        let out = Command::new(env!("CARGO"))
+            .args(["build", "--locked", "--quiet", "-p", "hge-top", "--bin", "http-golden-exporter-top"])
+            .args(["--profile", profile, "--target-dir"])
+            .arg(target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("running cargo");
+        assert!(out.status.success(), "cargo build -p hge-top: {}", String::from_utf8_lossy(&out.stderr));
+        let top = bin.with_file_name("http-golden-exporter-top");
+        assert!(top.is_file(), "cargo build -p hge-top made no {}", top.display());
+    });
+    exporter_bin()
+}
+
 impl Exporter {
     /// `config` is the TOML without a [web] section; one is added for a free port.
     pub fn start(config: &str) -> Exporter {
