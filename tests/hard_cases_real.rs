@@ -442,7 +442,7 @@ fn reset_and_server_close_count_requests_as_unanswered() {
     let mut rest = Vec::new();
     let _ = s.reader.read_to_end(&mut rest);
     w.expect(&[("GET", "requests", 2)]);
-    let m = w.exporter.scrape_until(Duration::from_secs(5), |m| {
+    let m = w.exporter.scrape_until(Duration::from_secs(30), |m| {
         stat_with(m, "requests_unanswered_total", &[("reason", "reset")]) == 2
             && stat_with(m, "requests_unanswered_total", &[("reason", "closed")]) == 2
     });

@@ -236,8 +236,8 @@ fn kill_attacher_leaves_nothing(mode: &str, expect_left: &str) {
     let child = exporter_pid(&exp);
     assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if).matches(&common::ours(mode)).count(), 2);
     exp.proc.signal(Signal::SIGKILL);
-    exp.proc.wait_timeout(Duration::from_secs(5)).expect("the attacher dies");
-    assert!(wait_until(Duration::from_secs(5), || gone_or_zombie(child)), "the exporter exits with its attacher");
+    exp.proc.wait_timeout(Duration::from_secs(30)).expect("the attacher dies");
+    assert!(wait_until(Duration::from_secs(30), || gone_or_zombie(child)), "the exporter exits with its attacher");
     let left = bpf_attached(&pair.server_ns, &pair.server_if);
     assert_eq!(left, expect_left, "{mode}: after SIGKILL");
     if mode == "tc" {
@@ -249,7 +249,7 @@ fn kill_attacher_leaves_nothing(mode: &str, expect_left: &str) {
         // Killed again: ExecStopPost's --cleanup removes exactly our filters.
         let config = again.dir.path().join("config.toml");
         again.proc.signal(Signal::SIGKILL);
-        again.proc.wait_timeout(Duration::from_secs(5)).expect("the attacher dies");
+        again.proc.wait_timeout(Duration::from_secs(30)).expect("the attacher dies");
         assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if), expect_left);
         let out = std::process::Command::new(common::exporter_bin())
             .arg("--cleanup")

@@ -119,7 +119,7 @@ fn cleanup_removes_our_filters_from_namespaces_the_config_does_not_name() {
     let pair = Pair::new();
     let mut exp = Exporter::start(&format!("{HEAD}{}", target("a", &pair, "80")));
     exp.proc.signal(Signal::SIGKILL);
-    exp.proc.wait_timeout(Duration::from_secs(5)).expect("the attacher dies");
+    exp.proc.wait_timeout(Duration::from_secs(30)).expect("the attacher dies");
     assert_eq!(bpf_attached(&pair.server_ns, &pair.server_if), "tc:http_egress tc:http_ingress");
 
     // The run that left them had another configuration than the one --cleanup reads now.
@@ -152,7 +152,7 @@ fn cleanup_also_reaches_namespaces_held_only_by_a_process() {
     let config = format!("{HEAD}[[target]]\nname = \"p\"\ninterfaces = [\"a0\"]\nnetns = \"/proc/{pid}/ns/net\"\n");
     let mut exp = Exporter::start(&config);
     exp.proc.signal(Signal::SIGKILL);
-    exp.proc.wait_timeout(Duration::from_secs(5)).expect("the attacher dies");
+    exp.proc.wait_timeout(Duration::from_secs(30)).expect("the attacher dies");
     assert_eq!(filters_in(&pid, "a0"), "http_egress http_ingress", "the killed run left its filters");
 
     // No file names this namespace and the config --cleanup reads does not either: only a process holds it.
