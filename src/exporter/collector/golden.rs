@@ -12,7 +12,7 @@ use hge_shared::config::StatusLabel;
 use hge_shared::snapshot::{Flows, Histogram, Method, Role, SeriesKey, Snapshot, Stats};
 use hge_shared::topology::{Attached, Direction, Discovered, InterfaceName, Mode, Program, TargetNames, Topology};
 
-fn topology() -> Topology {
+pub(super) fn topology() -> Topology {
     let names = |ifindex, name: &str| vec![InterfaceName { ifindex, name: name.into() }];
     let attached = |target: &str, container: Option<&str>, interface: &str, direction, mode| Attached {
         target: target.into(),
@@ -55,7 +55,7 @@ fn topology() -> Topology {
     }
 }
 
-fn snapshot() -> Snapshot {
+pub(super) fn snapshot() -> Snapshot {
     let key = |target_id, ifindex, role, port, method, status| SeriesKey {
         target_id,
         ifindex,

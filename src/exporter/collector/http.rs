@@ -6,6 +6,7 @@
 use bytes::{BufMut, BytesMut};
 
 use super::labels::Names;
+use super::pb;
 use super::text::{count, header, value, Kind};
 use hge_shared::config::StatusLabel;
 use hge_shared::snapshot::{Histogram, Role, SeriesKey, Snapshot};
@@ -57,6 +58,8 @@ pub struct HttpFamilies {
     pub status_label: StatusLabel,
     /// `,le="0.005"} ` for each bound, as the encoder formats it (f64 `Display`).
     le: Vec<String>,
+    /// The bounds themselves (protobuf).
+    bounds: Vec<f64>,
 }
 
 /// Where the text of one snapshot stopped: family, next entry, and whether the
@@ -82,7 +85,7 @@ impl Cursor {
 impl HttpFamilies {
     pub fn new(buckets_s: &[f64], status_label: StatusLabel) -> HttpFamilies {
         let le = buckets_s.iter().map(|b| format!(",le=\"{b}\"}} ")).collect();
-        HttpFamilies { status_label, le }
+        HttpFamilies { status_label, le, bounds: buckets_s.to_vec() }
     }
 
     /// Append the text after `cur` to `buf`, whole series at a time, until `buf`
@@ -126,6 +129,54 @@ impl HttpFamilies {
             }
             *cur = Cursor { family: cur.family + 1, ..Cursor::default() };
         }
+    }
+
+    /// The same families as [`HttpFamilies::fill`] writes, in the same order,
+    /// as protobuf messages; each series with its `created` time (Unix
+    /// seconds, `created.0[i]` for `snap.requests[i]`, `created.1[i]` for
+    /// `snap.latency[i]`). A family with no series is left out, as in the text.
+    pub fn families(&self, snap: &Snapshot, names: &Names, created: (&[f64], &[f64])) -> Vec<pb::MetricFamily> {
+        let at = |v: &[f64], i: usize| v.get(i).map(|t| pb::Timestamp::from_unix(*t));
+        let mut out = Vec::new();
+        for f in FAMILIES.as_flattened() {
+            let mut metric = Vec::new();
+            if f.histogram {
+                for (i, (key, h)) in snap.latency.iter().enumerate().filter(|(_, (k, _))| k.role == f.role) {
+                    let mut cumulative = 0;
+                    let bucket = self.bounds.iter().zip(&h.buckets).map(|(le, n)| {
+                        cumulative += n;
+                        pb::Bucket { cumulative_count: Some(cumulative), upper_bound: Some(*le), ..Default::default() }
+                    });
+                    let histogram = pb::Histogram {
+                        sample_count: Some(h.count),
+                        sample_sum: Some(h.sum_ns as f64 / 1e9),
+                        bucket: bucket.collect(),
+                        created_timestamp: at(created.1, i),
+                        ..Default::default()
+                    };
+                    let label = names.pairs(key, Some(self.status_label));
+                    metric.push(pb::Metric { label, histogram: Some(histogram), ..Default::default() });
+                }
+            } else {
+                for (i, (key, n)) in snap.requests.iter().enumerate().filter(|(_, (k, _))| k.role == f.role) {
+                    let counter =
+                        pb::Counter { value: Some(*n as f64), created_timestamp: at(created.0, i), exemplar: None };
+                    let label = names.pairs(key, None);
+                    metric.push(pb::Metric { label, counter: Some(counter), ..Default::default() });
+                }
+            }
+            if !metric.is_empty() {
+                let kind = if f.histogram { pb::MetricType::Histogram } else { pb::MetricType::Counter };
+                out.push(pb::MetricFamily {
+                    name: Some(f.name.to_string()),
+                    help: Some(f.help.to_string()),
+                    r#type: Some(kind as i32),
+                    metric,
+                    unit: None,
+                });
+            }
+        }
+        out
     }
 
     fn histogram(&self, buf: &mut BytesMut, name: &str, labels: &[u8], h: &Histogram) {

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use bytes::BytesMut;
 
+use super::pb::LabelPair;
 use super::text::pair;
 use hge_shared::config::StatusLabel;
 use hge_shared::snapshot::SeriesKey;
@@ -70,6 +71,38 @@ impl Names {
             Some(StatusLabel::Code) => pair(buf, false, "status_code", decimal(k.status, &mut d)),
             None => {}
         }
+    }
+}
+
+impl Names {
+    /// The same labels as [`Names::write_series`] writes, as label pairs (protobuf, OpenMetrics).
+    pub fn pairs(&self, k: &SeriesKey, status: Option<StatusLabel>) -> Vec<LabelPair> {
+        let mut out = Vec::with_capacity(7);
+        match self.targets.get(&k.target_id) {
+            Some((name, container)) => {
+                out.push(LabelPair::new("target", name.as_str()));
+                if let Some(c) = container {
+                    out.push(LabelPair::new("container", c.as_str()));
+                }
+            }
+            None => out.push(LabelPair::new("target", format!("target{}", k.target_id))),
+        }
+        match self.interfaces.get(&(k.target_id, k.ifindex)) {
+            Some(name) => out.push(LabelPair::new("interface", name.as_str())),
+            None => out.push(LabelPair::new("interface", format!("if{}", k.ifindex))),
+        }
+        out.push(LabelPair::new("port", k.port.to_string()));
+        out.push(LabelPair::new("method", k.method.as_str()));
+        if k.route != 0 {
+            let templates = self.routes.get(&k.target_id).map_or(&[][..], Vec::as_slice);
+            out.push(LabelPair::new("route", hge_shared::routes::label(templates, k.route)));
+        }
+        match status {
+            Some(StatusLabel::Class) => out.push(LabelPair::new("status_class", format!("{}xx", k.status))),
+            Some(StatusLabel::Code) => out.push(LabelPair::new("status_code", k.status.to_string())),
+            None => {}
+        }
+        out
     }
 }
 

@@ -6,13 +6,20 @@
 //! time while the response is sent (http.rs, labelled by labels.rs; gzip.rs
 //! deflates them once per read), then the exporter's own metrics as of now
 //! (own.rs, one table of them), all with one text writer (text.rs).
+//!
+//! Protobuf and OpenMetrics are written from one list of families (pb.rs, the
+//! messages of metrics.proto) built from the same read (`families`), each HTTP
+//! series with the time it was first seen (created.rs), by formats.rs.
 
+mod created;
+mod formats;
 #[cfg(test)]
 mod golden;
 mod gzip;
 mod http;
 mod labels;
 mod own;
+pub mod pb;
 mod text;
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -37,6 +44,8 @@ struct Read {
     snapshot: Snapshot,
     names: Arc<Names>,
     gzip: std::sync::OnceLock<gzip::Prefix>,
+    /// When each series was first seen (Unix seconds).
+    created: created::Created,
 }
 
 #[derive(Default)]
@@ -46,6 +55,7 @@ struct State {
     attached: Vec<Attached>,
     discovery: Vec<Discovered>,
     programs: Vec<Program>,
+    first_seen: created::FirstSeen,
     reads: u64,
     read_errors: u64,
     last_read: Duration,
@@ -73,6 +83,8 @@ pub struct Exposition {
     state: RwLock<State>,
     /// The process metrics (process_*), the one thing the prometheus crate writes here.
     process: Registry,
+    /// Unix time the exporter started: when its own counters were created.
+    started: f64,
 }
 
 impl Exposition {
@@ -85,6 +97,7 @@ impl Exposition {
             http: Arc::new(HttpFamilies::new(&buckets_s, status_label)),
             state: RwLock::new(State { max_series, ..Default::default() }),
             process,
+            started: unix_now(),
         })
     }
 
@@ -118,13 +131,14 @@ impl Exposition {
                     s.evicted_unanswered = s.evicted_unanswered.max(f.evicted_unanswered);
                     s.never_confirmed = s.never_confirmed.max(f.never_confirmed);
                 }
+                let now = unix_now();
+                let created = s.first_seen.update(&snap, now);
                 // Labelled with the names known at the time of the read.
-                let read = Arc::new(Read { snapshot: snap, names: s.names.clone(), gzip: Default::default() });
+                let read = Arc::new(Read { snapshot: snap, names: s.names.clone(), gzip: Default::default(), created });
                 // The previous read goes when the last scrape still sending it ends.
                 s.read = read;
                 s.last_good_read = Some(Instant::now());
-                s.last_good_read_unix =
-                    std::time::SystemTime::UNIX_EPOCH.elapsed().map(|d| d.as_secs_f64()).unwrap_or_default();
+                s.last_good_read_unix = now;
                 Ok(())
             }
             Err(e) => {
@@ -156,6 +170,31 @@ impl Exposition {
         };
         text::encode(&self.process.gather(), &mut own);
         Scrape { http: self.http.clone(), read, own: Bytes::from(own) }
+    }
+
+    /// Every family the text exposition has, in its order, as protobuf
+    /// messages: the last read's HTTP families, the exporter's own metrics as
+    /// of now, the process metrics. Families without samples are left out.
+    pub fn families(&self) -> Vec<pb::MetricFamily> {
+        let (read, mut all) = {
+            let s = self.state();
+            (s.read.clone(), own::families(&s, self.started))
+        };
+        let c = &read.created;
+        let mut families = self.http.families(&read.snapshot, &read.names, (&c.requests[..], &c.latency[..]));
+        families.append(&mut all);
+        families.extend(formats::process(&self.process.gather(), self.started));
+        families
+    }
+
+    /// The delimited protobuf body (`encoding=delimited`).
+    pub fn protobuf(&self) -> Vec<u8> {
+        pb::encode_delimited(&self.families())
+    }
+
+    /// The OpenMetrics text 1.0 body.
+    pub fn openmetrics(&self) -> Vec<u8> {
+        formats::openmetrics(&self.families())
     }
 
     /// The whole text exposition at once (tests, small maps).
@@ -222,6 +261,10 @@ impl Iterator for Plain {
         http.fill(&read.snapshot, &read.names, &mut self.cursor, &mut self.buf, &mut self.labels, PIECE);
         Some(self.buf.split().freeze())
     }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::UNIX_EPOCH.elapsed().map(|d| d.as_secs_f64()).unwrap_or_default()
 }
 
 /// Time one map read.

@@ -6,6 +6,7 @@
 
 use bytes::BytesMut;
 
+use super::pb;
 use super::text::{self, Kind};
 use super::State;
 use hge_shared::abi::stat;
@@ -233,10 +234,7 @@ impl Source {
 /// which the exposition had before this writer).
 pub(super) fn write(s: &State, buf: &mut BytesMut) {
     for m in SELF_METRICS {
-        let mut samples = m.source.samples(s);
-        samples.sort_by(|(a, _), (b, _)| {
-            a.len().cmp(&b.len()).then_with(|| a.iter().map(|l| &l.1).cmp(b.iter().map(|l| &l.1)))
-        });
+        let samples = m.sorted(s);
         text::header(buf, m.name, m.help, m.kind);
         for (labels, v) in samples {
             buf.extend_from_slice(m.name.as_bytes());
@@ -251,6 +249,44 @@ pub(super) fn write(s: &State, buf: &mut BytesMut) {
             buf.extend_from_slice(b"\n");
         }
     }
+}
+
+impl SelfMetric {
+    fn sorted(&self, s: &State) -> Vec<Sample> {
+        let mut samples = self.source.samples(s);
+        samples.sort_by(|(a, _), (b, _)| {
+            a.len().cmp(&b.len()).then_with(|| a.iter().map(|l| &l.1).cmp(b.iter().map(|l| &l.1)))
+        });
+        samples
+    }
+}
+
+/// The same families as [`write`] writes, in the same order, as protobuf
+/// messages (a family without samples left out); counters created at `started`
+/// (Unix seconds), when the exporter started counting.
+pub(super) fn families(s: &State, started: f64) -> Vec<pb::MetricFamily> {
+    let created = Some(pb::Timestamp::from_unix(started));
+    let families = SELF_METRICS.iter().map(|m| {
+        let metric = m.sorted(s).into_iter().map(|(labels, v)| {
+            let label = labels.iter().map(|(n, v)| pb::LabelPair::new(n, v.as_str())).collect();
+            match m.kind {
+                Kind::Counter => {
+                    let counter = pb::Counter { value: Some(v), created_timestamp: created, exemplar: None };
+                    pb::Metric { label, counter: Some(counter), ..Default::default() }
+                }
+                _ => pb::Metric { label, gauge: Some(pb::Gauge { value: Some(v) }), ..Default::default() },
+            }
+        });
+        let kind = if m.kind == Kind::Counter { pb::MetricType::Counter } else { pb::MetricType::Gauge };
+        pb::MetricFamily {
+            name: Some(m.name.to_string()),
+            help: Some(m.help.to_string()),
+            r#type: Some(kind as i32),
+            metric: metric.collect(),
+            unit: None,
+        }
+    });
+    families.filter(|f| !f.metric.is_empty()).collect()
 }
 
 #[cfg(test)]
