@@ -1,11 +1,13 @@
 //! The HTTP endpoint: landing page and metrics, behind the optional web config
-//! (TLS, basic auth, headers; config.rs, tls.rs, auth.rs, reload.rs), gzip,
-//! and limits that hold (conn.rs, body.rs).
+//! (TLS, basic auth, headers; config.rs, tls.rs, auth.rs, reload.rs), in the
+//! format the scraper asks for (negotiate.rs), gzip, and limits that hold
+//! (conn.rs, body.rs) whatever the format.
 
 mod auth;
 mod body;
 mod config;
 mod conn;
+mod negotiate;
 mod reload;
 mod tls;
 
@@ -18,7 +20,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, VARY, WWW_AUTHENTICATE,
+    HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, VARY, WWW_AUTHENTICATE,
 };
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -28,6 +30,7 @@ use tokio::sync::Semaphore;
 
 pub use body::Chunks;
 pub use conn::Limits;
+pub use negotiate::{negotiate, Format};
 pub use reload::Watched as WebConfig;
 
 use crate::collector::Exposition;
@@ -201,29 +204,73 @@ async fn route(shared: &Shared, tracker: &Tracker, req: &Request<Incoming>) -> R
         return text(StatusCode::SERVICE_UNAVAILABLE, "too many concurrent scrapes (web.max_requests); try again\n");
     };
     tracker.hold(permit);
-    let scrape = web.exposition.scrape();
+    let format = negotiate(req.headers().get(ACCEPT));
     let gzip = accepts_gzip(req.headers().get(ACCEPT_ENCODING));
-    let body = if gzip {
-        // The first gzip scrape after a map read deflates the shared part: off the runtime thread.
-        match tokio::task::spawn_blocking(move || scrape.gzip()).await {
-            Ok(parts) => Chunks::new(parts),
-            Err(e) => {
-                log::error!("compressing the metrics: {e}");
-                return text(StatusCode::INTERNAL_SERVER_ERROR, "compressing the metrics failed\n");
-            }
-        }
-    } else {
-        // Written piece by piece from the last map read as the client takes it.
-        Chunks::streamed(scrape.plain())
+    let Some(body) = metrics(&web.exposition, format, gzip).await else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "writing the metrics failed\n");
     };
+    log::debug!("scrape: {} ({})", format.content_type(), if gzip { "gzip" } else { "identity" });
     let mut r = Response::new(body);
     let h = r.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
-    h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    h.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
     if gzip {
         h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     r
+}
+
+/// The metrics in `format`, gzipped when `gzip`; None (logged) if writing them failed.
+async fn metrics(exposition: &Arc<Exposition>, format: Format, gzip: bool) -> Option<Chunks> {
+    match format {
+        Format::Text => {
+            let scrape = exposition.scrape();
+            if gzip {
+                // The first gzip scrape after a map read deflates the shared part: off the runtime thread.
+                blocking(move || scrape.gzip()).await
+            } else {
+                // Written piece by piece from the last map read as the client takes it.
+                Some(Chunks::streamed(scrape.plain()))
+            }
+        }
+        // Protobuf and OpenMetrics are built whole, then gzipped whole when asked: the
+        // classic text's per-read deflated prefix (collector/gzip.rs) serves the many
+        // scrapers of the text, while these formats are what one Prometheus asks for,
+        // and a body built per scrape is the simplest that is right. Off the runtime:
+        // building and deflating tens of thousands of series takes milliseconds.
+        _ => {
+            let exposition = exposition.clone();
+            blocking(move || {
+                let body = if format == Format::Protobuf { exposition.protobuf() } else { exposition.openmetrics() };
+                if gzip {
+                    vec![Bytes::from(gzipped(&body))]
+                } else {
+                    vec![Bytes::from(body)]
+                }
+            })
+            .await
+        }
+    }
+}
+
+/// A body made off the runtime thread; None (logged) if making it panicked.
+async fn blocking(make: impl FnOnce() -> Vec<Bytes> + Send + 'static) -> Option<Chunks> {
+    match tokio::task::spawn_blocking(make).await {
+        Ok(parts) => Some(Chunks::new(parts)),
+        Err(e) => {
+            log::error!("writing the metrics: {e}");
+            None
+        }
+    }
+}
+
+/// `body` as one gzip member.
+fn gzipped(body: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4 + 64), flate2::Compression::fast());
+    // Writing into memory cannot fail.
+    enc.write_all(body).expect("gzip into memory");
+    enc.finish().expect("gzip into memory")
 }
 
 /// Whether Accept-Encoding allows gzip (`gzip`, `x-gzip` or `*` with q > 0);
