@@ -412,13 +412,24 @@ impl Exporter {
         env: &[(&str, &str)],
         ready: impl Fn(u16) -> bool,
     ) -> Result<Exporter, String> {
+        Self::launch_args(web_extra, config, &[], env, ready)
+    }
+
+    /// As launch, with extra command-line arguments (`--log.level debug`).
+    pub fn launch_args(
+        web_extra: &str,
+        config: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        ready: impl Fn(u16) -> bool,
+    ) -> Result<Exporter, String> {
         let dir = TempDir::new("hgexp");
         let port = free_port();
         let path = dir.path().join("config.toml");
         std::fs::write(&path, format!("[web]\nlisten_address = \"127.0.0.1:{port}\"\n{web_extra}\n{config}")).unwrap();
         let log = std::fs::File::create(dir.path().join("exporter.log")).unwrap();
         let mut cmd = Command::new(exporter_bin());
-        cmd.arg("--config.file").arg(&path).stdout(log.try_clone().unwrap()).stderr(log);
+        cmd.arg("--config.file").arg(&path).args(args).stdout(log.try_clone().unwrap()).stderr(log);
         cmd.envs(env.iter().copied());
         let mut proc = Proc::spawn(cmd, "exporter");
         let deadline = Instant::now() + Duration::from_secs(20);

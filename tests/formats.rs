@@ -1,0 +1,410 @@
+//! The three formats of /metrics, negotiated from Accept as client_golang does
+//! (src/exporter/web/negotiate.rs): the classic text, OpenMetrics text 1.0 and
+//! delimited protobuf. Against the real exporter with nginx traffic in a test
+//! namespace: protobuf and OpenMetrics carry every family, series and value of
+//! the text of the same map read; auth and gzip hold for each; and a real
+//! Prometheus 2.42 (Debian's) gets exact counts in protobuf (native histograms
+//! on, which makes it ask for protobuf first) and in OpenMetrics (without).
+//! Everything listens on 127.0.0.1 or inside the namespaces the test makes.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::nginx::{curl, Nginx};
+use common::{free_port, Exporter, Metrics, Pair, Proc, TempDir, SERVER_V4};
+use hge_exporter::collector::pb;
+
+const TOOLS: &[&str] = &["ip", "nginx", "curl", "gzip", "prometheus"];
+
+const PROTO: &str = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited";
+const OM: &str = "application/openmetrics-text;version=1.0.0";
+const PROTO_TYPE: &str = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+const OM_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const TEXT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+fn config(pair: &Pair, interval: &str) -> String {
+    format!(
+        "[metrics]\nscrape_interval = \"{interval}\"\n[[target]]\nname = \"web\"\ninterfaces = [\"{}\"]\nnetns = \"{}\"\n",
+        pair.server_if,
+        Pair::netns_path(&pair.server_ns)
+    )
+}
+
+struct Response {
+    status: u16,
+    /// Lower-cased.
+    headers: String,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")))
+    }
+}
+
+/// GET /metrics over HTTP/1.0 with these request headers; the body as bytes.
+fn get(port: u16, headers: &[(&str, &str)]) -> Response {
+    try_get(port, headers).expect("scraping the exporter")
+}
+
+fn try_get(port: u16, headers: &[(&str, &str)]) -> std::io::Result<Response> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut req = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n".to_string();
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    let mut all = Vec::new();
+    s.read_to_end(&mut all)?;
+    let split = all.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
+    let head = String::from_utf8_lossy(&all[..split]).to_ascii_lowercase();
+    let status = head.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Ok(Response { status, headers: head, body: all[split + 4..].to_vec() })
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut p = Command::new("gzip")
+        .arg("-dc")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = p.stdin.take().unwrap();
+    let input = bytes.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = p.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success(), "gzip -dc: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+type Series = (String, BTreeMap<String, String>);
+
+/// The samples the text format would write for these families: counters and
+/// gauges as they are, histograms as `_bucket` (with `le`, +Inf from the
+/// count), `_sum` and `_count`.
+fn samples_of(families: &[pb::MetricFamily]) -> Vec<(Series, f64)> {
+    let mut out = Vec::new();
+    for f in families {
+        for m in &f.metric {
+            let labels: BTreeMap<String, String> =
+                m.label.iter().map(|l| (l.name().to_string(), l.value().to_string())).collect();
+            let with = |suffix: &str, extra: Option<String>| {
+                let mut l = labels.clone();
+                if let Some(le) = extra {
+                    l.insert("le".into(), le);
+                }
+                (format!("{}{suffix}", f.name()), l)
+            };
+            match f.r#type() {
+                pb::MetricType::Counter => out.push((with("", None), m.counter.clone().unwrap().value())),
+                pb::MetricType::Gauge => out.push((with("", None), m.gauge.clone().unwrap().value())),
+                pb::MetricType::Histogram => {
+                    let h = m.histogram.clone().unwrap();
+                    for b in &h.bucket {
+                        out.push((with("_bucket", Some(b.upper_bound().to_string())), b.cumulative_count() as f64));
+                    }
+                    out.push((with("_bucket", Some("+Inf".into())), h.sample_count() as f64));
+                    out.push((with("_sum", None), h.sample_sum()));
+                    out.push((with("_count", None), h.sample_count() as f64));
+                }
+                other => panic!("{}: the exporter has no {other:?}", f.name()),
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn samples_of_text(m: &Metrics) -> Vec<(Series, f64)> {
+    let mut out: Vec<(Series, f64)> = m.samples.iter().map(|(n, l, v)| ((n.clone(), l.clone()), *v)).collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Process metrics describe the exporter as it runs (CPU, memory): the same
+/// series, not the same values, from one scrape to the next.
+fn fixed(samples: Vec<(Series, f64)>) -> (Vec<Series>, Vec<(Series, u64)>) {
+    let series = samples.iter().map(|(s, _)| s.clone()).collect();
+    let values = samples.into_iter().filter(|((n, _), _)| !n.starts_with("process_")).map(|(s, v)| (s, v.to_bits()));
+    (series, values.collect())
+}
+
+fn reads(m: &Metrics) -> f64 {
+    m.sum("http_golden_exporter_map_reads_total", &[])
+}
+
+fn traffic(pair: &Pair) -> u64 {
+    let mut urls = Vec::new();
+    for (path, n) in [("/ok", 30), ("/missing", 7), ("/fail", 3)] {
+        urls.extend((0..n).map(|_| format!("http://{SERVER_V4}{path}")));
+    }
+    curl(pair, &urls);
+    urls.len() as u64
+}
+
+#[test]
+fn protobuf_and_openmetrics_carry_every_series_and_value_of_the_text_of_one_read() {
+    if !common::privileged(TOOLS) {
+        return;
+    }
+    let pair = Pair::new();
+    let nginx = Nginx::start(&pair);
+    let before_start = std::time::SystemTime::UNIX_EPOCH.elapsed().unwrap().as_secs_f64();
+    let exp = Exporter::start(&config(&pair, "2s"));
+    let sent = traffic(&pair);
+    assert_eq!(nginx.requests().len() as u64, sent);
+    let m = exp.scrape_until(Duration::from_secs(20), |m| {
+        m.sum("http_server_requests_total", &[]) == sent as f64
+            && m.sum("http_server_request_duration_seconds_count", &[]) == sent as f64
+    });
+    assert_eq!(m.sum("http_server_requests_total", &[]), sent as f64, "{}", m.text);
+
+    // Text, protobuf, OpenMetrics, text again: when both texts show the same
+    // number of map reads, the four answers are of one read.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (text, proto, om) = loop {
+        let t1 = get(exp.port, &[]);
+        let p = get(exp.port, &[("Accept", PROTO)]);
+        let o = get(exp.port, &[("Accept", OM)]);
+        let t2 = get(exp.port, &[]);
+        let (m1, m2) = (
+            Metrics::parse(&String::from_utf8(t1.body.clone()).unwrap()),
+            Metrics::parse(&String::from_utf8(t2.body).unwrap()),
+        );
+        if reads(&m1) == reads(&m2) {
+            break (t1, p, o);
+        }
+        assert!(Instant::now() < deadline, "never four scrapes within one map read");
+    };
+    for (r, want) in [(&text, TEXT_TYPE), (&proto, PROTO_TYPE), (&om, OM_TYPE)] {
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-type"), Some(&want.to_ascii_lowercase()[..]), "{}", r.headers);
+        assert_eq!(r.header("vary"), Some("accept, accept-encoding"), "{}", r.headers);
+    }
+    let text = Metrics::parse(&String::from_utf8(text.body).unwrap());
+
+    // Protobuf, decoded with the exporter's own messages: every family, series and value of the text.
+    let families = pb::decode_delimited(&proto.body).expect("a delimited protobuf body");
+    let names: Vec<&str> = families.iter().map(|f| f.name()).collect();
+    for family in ["http_server_requests_total", "http_server_request_duration_seconds", "process_cpu_seconds_total"] {
+        assert!(names.contains(&family), "{family} missing from {names:?}");
+    }
+    assert!(names.iter().any(|n| n.starts_with("http_golden_exporter_")), "{names:?}");
+    let (text_series, text_values) = fixed(samples_of_text(&text));
+    let (pb_series, pb_values) = fixed(samples_of(&families));
+    assert_eq!(pb_series, text_series, "protobuf and text differ in their series");
+    assert_eq!(pb_values, text_values, "protobuf and text differ in their values");
+    let in_text = |name: &str| text.samples.iter().filter(|(n, _, _)| n == name).count();
+    let requests = families.iter().find(|f| f.name() == "http_server_requests_total").unwrap();
+    assert_eq!(requests.metric.len(), in_text("http_server_requests_total"));
+    let total: f64 = requests.metric.iter().map(|m| m.counter.clone().unwrap().value()).sum();
+    assert_eq!(total, sent as f64);
+
+    // OpenMetrics: the text's samples, each counter and histogram with its _created, and # EOF.
+    let om = String::from_utf8(om.body).unwrap();
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    assert!(om.contains("# TYPE http_server_requests counter\n"), "{om}");
+    let om_metrics = Metrics::parse(&om);
+    let now = std::time::SystemTime::UNIX_EPOCH.elapsed().unwrap().as_secs_f64();
+    let (created, rest): (Vec<_>, Vec<_>) =
+        om_metrics.samples.iter().cloned().partition(|(n, _, _)| n.ends_with("_created"));
+    let (om_series, om_values) = fixed(samples_of_text(&Metrics { text: String::new(), samples: rest }));
+    assert_eq!(om_series, text_series, "OpenMetrics and text differ in their series");
+    assert_eq!(om_values, text_values, "OpenMetrics and text differ in their values");
+    for (name, labels, _) in text
+        .samples
+        .iter()
+        .filter(|(n, _, _)| n == "http_server_requests_total" || n == "http_server_request_duration_seconds_count")
+    {
+        let base = name.strip_suffix("_total").or_else(|| name.strip_suffix("_count")).unwrap();
+        let c = created.iter().find(|(n, l, _)| *n == format!("{base}_created") && l == labels);
+        let (_, _, t) = c.unwrap_or_else(|| panic!("no {base}_created for {labels:?} in\n{om}"));
+        assert!(
+            (before_start..=now).contains(t),
+            "{base}_created {t} is not between the start {before_start} and now {now}"
+        );
+    }
+    // Kept from read to read.
+    let again = exp.scrape_until(Duration::from_secs(10), |m| reads(m) > reads(&text));
+    assert!(reads(&again) > reads(&text));
+    let om2 = Metrics::parse(&String::from_utf8(get(exp.port, &[("Accept", OM)]).body).unwrap());
+    let created2: Vec<_> =
+        om2.samples.into_iter().filter(|(n, _, _)| n.starts_with("http_server_") && n.ends_with("_created")).collect();
+    let created1: Vec<_> = created.into_iter().filter(|(n, _, _)| n.starts_with("http_server_")).collect();
+    assert_eq!(created2, created1, "a series' _created changed between reads");
+
+    // The sizes and times at this series count (a few dozen series), for the record.
+    for (what, accept) in [("text", None), ("protobuf", Some(PROTO)), ("openmetrics", Some(OM))] {
+        let headers: Vec<(&str, &str)> = accept.map(|a| ("Accept", a)).into_iter().collect();
+        let t = Instant::now();
+        let n = (0..20).map(|_| get(exp.port, &headers).body.len()).max().unwrap();
+        eprintln!("{what}: {n} bytes, {:?} a scrape", t.elapsed() / 20);
+    }
+}
+
+#[test]
+fn basic_auth_and_gzip_hold_for_every_format() {
+    if !common::privileged(TOOLS) {
+        return;
+    }
+    let pair = Pair::new();
+    let dir = TempDir::new("hgfmt");
+    let yml = dir.path().join("web.yml");
+    let hash = bcrypt::hash("wonderland", 4).unwrap();
+    std::fs::write(&yml, format!("basic_auth_users:\n  alice: {hash}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for p in [dir.path(), &yml] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // base64("alice:wonderland")
+    let auth = ("Authorization", "Basic YWxpY2U6d29uZGVybGFuZA==");
+    let exp = Exporter::launch(&format!("config_file = \"{}\"", yml.display()), &config(&pair, "1s"), &[], |port| {
+        try_get(port, &[auth]).is_ok_and(|r| r.status == 200)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    for (accept, want) in [(None, TEXT_TYPE), (Some(PROTO), PROTO_TYPE), (Some(OM), OM_TYPE)] {
+        let mut h: Vec<(&str, &str)> = accept.map(|a| ("Accept", a)).into_iter().collect();
+        let refused = get(exp.port, &h);
+        assert_eq!(refused.status, 401, "{accept:?} without credentials");
+        assert!(refused.header("content-type").unwrap().starts_with("text/plain; charset"), "{}", refused.headers);
+        h.push(auth);
+        let plain = get(exp.port, &h);
+        assert_eq!((plain.status, plain.header("content-type")), (200, Some(&want.to_ascii_lowercase()[..])));
+        assert!(plain.header("content-encoding").is_none(), "{}", plain.headers);
+        h.push(("Accept-Encoding", "gzip"));
+        let zipped = get(exp.port, &h);
+        assert_eq!((zipped.status, zipped.header("content-type")), (200, Some(&want.to_ascii_lowercase()[..])));
+        assert_eq!(zipped.header("content-encoding"), Some("gzip"), "{}", zipped.headers);
+        let body = gunzip(&zipped.body);
+        assert!(zipped.body.len() < body.len(), "{accept:?}: gzip made {} bytes of {}", zipped.body.len(), body.len());
+        // The same families, plain or gzipped (values move: the process metrics).
+        let family_names = |b: &[u8]| -> Vec<String> {
+            if accept == Some(PROTO) {
+                pb::decode_delimited(b).unwrap().iter().map(|f| f.name().to_string()).collect()
+            } else {
+                hge_top::expo::types(std::str::from_utf8(b).unwrap()).map(|(n, _)| n.to_string()).collect()
+            }
+        };
+        let names = family_names(&body);
+        assert_eq!(names, family_names(&plain.body), "{accept:?}");
+        assert!(names.iter().any(|n| n.starts_with("process_")), "{accept:?}: {names:?}");
+        if accept == Some(OM) {
+            assert!(body.ends_with(b"# EOF\n"));
+        }
+    }
+}
+
+/// A Prometheus on loopback scraping the exporter every second; dropped, it stops.
+struct Prometheus {
+    _proc: Proc,
+    port: u16,
+    dir: TempDir,
+}
+
+impl Prometheus {
+    fn start(exporter_port: u16, flags: &[&str]) -> Prometheus {
+        let dir = TempDir::new("hgprom");
+        let port = free_port();
+        std::fs::write(
+            dir.path().join("prometheus.yml"),
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: hge\n\
+                 \x20   static_configs:\n      - targets: ['127.0.0.1:{exporter_port}']\n"
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+        let mut cmd = Command::new("prometheus");
+        cmd.arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(flags)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        Prometheus { _proc: Proc::spawn(cmd, "prometheus"), port, dir }
+    }
+
+    /// The values of an instant query's result vector.
+    fn query(&self, q: &str) -> Vec<f64> {
+        let out = Command::new("curl")
+            .args(["-s", "-m", "5", "--get", "--data-urlencode", &format!("query={q}")])
+            .arg(format!("http://127.0.0.1:{}/api/v1/query", self.port))
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let result = v["data"]["result"].as_array().cloned().unwrap_or_default();
+        result.iter().filter_map(|r| r["value"][1].as_str()?.parse().ok()).collect()
+    }
+
+    /// Wait until `q` gives exactly `want`, or fail saying what Prometheus saw.
+    fn wait_for(&self, q: &str, want: Vec<f64>) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let got = self.query(q);
+            if got == want {
+                return;
+            }
+            if Instant::now() > deadline {
+                let targets = Command::new("curl")
+                    .arg("-s")
+                    .arg(format!("http://127.0.0.1:{}/api/v1/targets", self.port))
+                    .output()
+                    .unwrap();
+                panic!(
+                    "{q}: {got:?}, not {want:?}\ntargets: {}\nlog: {}",
+                    String::from_utf8_lossy(&targets.stdout),
+                    std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+#[test]
+fn prometheus_gets_exact_counts_in_protobuf_with_native_histograms_and_in_openmetrics_without() {
+    if !common::privileged(TOOLS) {
+        return;
+    }
+    let pair = Pair::new();
+    let nginx = Nginx::start(&pair);
+    let exp = Exporter::launch_args("", &config(&pair, "1s"), &["--log.level", "debug"], &[], |port| {
+        common::http_get(port, "/metrics").is_ok_and(|r| r.0 == 200)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let sent = traffic(&pair) as f64;
+    assert_eq!(nginx.requests().len() as f64, sent);
+    let scrapes = |format: &str| exp.log().matches(&format!("scrape: {format}")).count();
+
+    // Without the flag, 2.42 asks for OpenMetrics first: _created comes as series of its own.
+    let om = Prometheus::start(exp.port, &[]);
+    om.wait_for("sum(http_server_requests_total{job=\"hge\"})", vec![sent]);
+    om.wait_for("sum(http_server_request_duration_seconds_count{job=\"hge\"})", vec![sent]);
+    om.wait_for("sum(http_server_request_duration_seconds_bucket{job=\"hge\",le=\"+Inf\"})", vec![sent]);
+    assert_eq!(om.query("count(http_server_requests_created{job=\"hge\"}) > 0").len(), 1);
+    assert_eq!(om.query("up{job=\"hge\"}"), vec![1.0]);
+    assert!(scrapes(OM_TYPE) > 0 && scrapes(PROTO_TYPE) == 0, "{}", exp.log());
+    drop(om);
+
+    // With native histograms, it asks for protobuf: the same counts, the classic buckets.
+    let before = scrapes(OM_TYPE);
+    let proto = Prometheus::start(exp.port, &["--enable-feature=native-histograms"]);
+    proto.wait_for("sum(http_server_requests_total{job=\"hge\"})", vec![sent]);
+    proto.wait_for("sum(http_server_request_duration_seconds_count{job=\"hge\"})", vec![sent]);
+    proto.wait_for("sum(http_server_request_duration_seconds_bucket{job=\"hge\",le=\"+Inf\"})", vec![sent]);
+    assert_eq!(proto.query("up{job=\"hge\"}"), vec![1.0]);
+    assert!(proto.query("http_golden_exporter_build_info{job=\"hge\"}") == vec![1.0]);
+    assert!(proto.query("process_cpu_seconds_total{job=\"hge\"}").len() == 1, "the process metrics came too");
+    assert!(scrapes(PROTO_TYPE) > 0, "Prometheus never asked for protobuf:\n{}", exp.log());
+    assert_eq!(scrapes(OM_TYPE), before, "with native histograms, OpenMetrics was asked for again");
+}
