@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::super::golden::{snapshot, topology};
 use super::super::{pb, Exposition};
-use super::{classic_text, openmetrics};
+use super::classic_text;
 use hge_shared::config::StatusLabel;
 
 fn exposition() -> Arc<Exposition> {
@@ -75,10 +75,10 @@ fn the_delimited_body_decodes_to_the_same_families() {
 #[test]
 fn openmetrics_names_counters_without_total_and_adds_created_and_eof() {
     let exp = exposition();
-    let om = String::from_utf8(openmetrics(&exp.families())).unwrap();
-    // As a Timestamp holds them: seconds and nanoseconds.
+    let om = String::from_utf8(exp.scrape_openmetrics().plain().collect::<Vec<_>>().concat()).unwrap();
+    // The own counters' as a Timestamp holds it (seconds and nanoseconds); the HTTP series' as read.
     let started = pb::Timestamp::from_unix(exp.started).unix();
-    let read = pb::Timestamp::from_unix(exp.state().read.created.requests[0]).unix();
+    let read = exp.state().read.created.requests[0];
     let labels = r#"{target="host",interface="eth0",port="80",method="GET"}"#;
     for want in [
         "# TYPE http_server_requests counter\n".to_string(),
@@ -105,4 +105,23 @@ fn openmetrics_names_counters_without_total_and_adds_created_and_eof() {
     for line in not_process(&text).lines().filter(|l| !l.starts_with('#')) {
         assert!(om.contains(&format!("\n{line}\n")), "{line:?} is not in the OpenMetrics text");
     }
+}
+
+#[test]
+fn gzipped_openmetrics_and_gzipped_text_are_each_their_own_text() {
+    use std::io::Read;
+    let exp = exposition();
+    let gunzip = |parts: Vec<bytes::Bytes>| {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&parts.concat()[..]).read_to_string(&mut text).unwrap();
+        text
+    };
+    let plain = |s: super::super::Scrape| String::from_utf8(s.plain().collect::<Vec<_>>().concat()).unwrap();
+    // Each deflates its HTTP part once per read, apart; whichever comes first.
+    // (The process metrics' values move from one scrape to the next.)
+    let classic = gunzip(exp.scrape().gzip());
+    let om = gunzip(exp.scrape_openmetrics().gzip());
+    assert_eq!(not_process(&classic), not_process(&plain(exp.scrape())));
+    assert_eq!(not_process(&om), not_process(&plain(exp.scrape_openmetrics())));
+    assert!(om.contains("\nhttp_server_requests_created{") && om.ends_with("# EOF\n"), "{om}");
 }

@@ -4,10 +4,12 @@
 //! of the whole exposition is ever held.
 
 use bytes::{BufMut, BytesMut};
+use prost::Message;
 
+use super::created::Created;
 use super::labels::Names;
 use super::pb;
-use super::text::{count, header, value, Kind};
+use super::text::{count, header_as, value, Kind};
 use hge_shared::config::StatusLabel;
 use hge_shared::snapshot::{Histogram, Role, SeriesKey, Snapshot};
 
@@ -90,11 +92,15 @@ impl HttpFamilies {
 
     /// Append the text after `cur` to `buf`, whole series at a time, until `buf`
     /// holds at least `min` bytes or the families end (`cur.done()`); `labels`
-    /// is scratch space.
+    /// is scratch space. With `om`, the times each series was created: the
+    /// OpenMetrics text (a counter's family named without `_total`, HELP with
+    /// quotes escaped, a `_created` sample after each series), else the classic.
+    #[allow(clippy::too_many_arguments)]
     pub fn fill(
         &self,
         snap: &Snapshot,
         names: &Names,
+        om: Option<&Created>,
         cur: &mut Cursor,
         buf: &mut BytesMut,
         labels: &mut BytesMut,
@@ -109,8 +115,11 @@ impl HttpFamilies {
                 if key.role != f.role {
                     continue;
                 }
+                let kind = if f.histogram { Kind::Histogram } else { Kind::Counter };
+                // The family of `x_total` samples is `x` in OpenMetrics, and so are their `x_created`.
+                let base = if om.is_some() && !f.histogram { f.name.trim_end_matches("_total") } else { f.name };
                 if !cur.headed {
-                    header(buf, f.name, f.help, if f.histogram { Kind::Histogram } else { Kind::Counter });
+                    header_as(buf, base, f.help, kind, om.is_some());
                     cur.headed = true;
                 }
                 labels.clear();
@@ -123,6 +132,12 @@ impl HttpFamilies {
                     count(buf, snap.requests[i].1);
                     buf.put_u8(b'\n');
                 }
+                if let Some(c) = om {
+                    let times = if f.histogram { &c.latency } else { &c.requests };
+                    sample(buf, base, "_created", labels, b"} ");
+                    value(buf, times.get(i).copied().unwrap_or_default());
+                    buf.put_u8(b'\n');
+                }
                 if buf.len() >= min {
                     return;
                 }
@@ -132,51 +147,73 @@ impl HttpFamilies {
     }
 
     /// The same families as [`HttpFamilies::fill`] writes, in the same order,
-    /// as protobuf messages; each series with its `created` time (Unix
-    /// seconds, `created.0[i]` for `snap.requests[i]`, `created.1[i]` for
-    /// `snap.latency[i]`). A family with no series is left out, as in the text.
-    pub fn families(&self, snap: &Snapshot, names: &Names, created: (&[f64], &[f64])) -> Vec<pb::MetricFamily> {
-        let at = |v: &[f64], i: usize| v.get(i).map(|t| pb::Timestamp::from_unix(*t));
+    /// as protobuf messages, each series with the time it was `created`. A
+    /// family with no series is left out, as in the text.
+    pub fn families(&self, snap: &Snapshot, names: &Names, created: &Created) -> Vec<pb::MetricFamily> {
         let mut out = Vec::new();
         for f in FAMILIES.as_flattened() {
-            let mut metric = Vec::new();
-            if f.histogram {
-                for (i, (key, h)) in snap.latency.iter().enumerate().filter(|(_, (k, _))| k.role == f.role) {
-                    let mut cumulative = 0;
-                    let bucket = self.bounds.iter().zip(&h.buckets).map(|(le, n)| {
-                        cumulative += n;
-                        pb::Bucket { cumulative_count: Some(cumulative), upper_bound: Some(*le), ..Default::default() }
-                    });
-                    let histogram = pb::Histogram {
-                        sample_count: Some(h.count),
-                        sample_sum: Some(h.sum_ns as f64 / 1e9),
-                        bucket: bucket.collect(),
-                        created_timestamp: at(created.1, i),
-                        ..Default::default()
-                    };
-                    let label = names.pairs(key, Some(self.status_label));
-                    metric.push(pb::Metric { label, histogram: Some(histogram), ..Default::default() });
-                }
-            } else {
-                for (i, (key, n)) in snap.requests.iter().enumerate().filter(|(_, (k, _))| k.role == f.role) {
-                    let counter =
-                        pb::Counter { value: Some(*n as f64), created_timestamp: at(created.0, i), exemplar: None };
-                    let label = names.pairs(key, None);
-                    metric.push(pb::Metric { label, counter: Some(counter), ..Default::default() });
-                }
-            }
+            let metric: Vec<pb::Metric> =
+                self.series(f, snap).map(|i| self.metric(f, snap, names, created, i)).collect();
             if !metric.is_empty() {
-                let kind = if f.histogram { pb::MetricType::Histogram } else { pb::MetricType::Counter };
-                out.push(pb::MetricFamily {
-                    name: Some(f.name.to_string()),
-                    help: Some(f.help.to_string()),
-                    r#type: Some(kind as i32),
-                    metric,
-                    unit: None,
-                });
+                out.push(pb::MetricFamily { metric, ..head(f) });
             }
         }
         out
+    }
+
+    /// The same, encoded (length-delimited) onto `out` a series at a time:
+    /// each series' message is made, encoded and dropped in turn, so that only
+    /// the bytes of the family being written are held besides `out`.
+    pub fn encode_delimited(&self, snap: &Snapshot, names: &Names, created: &Created, out: &mut Vec<u8>) {
+        let mut metrics = Vec::new();
+        for f in FAMILIES.as_flattened() {
+            metrics.clear();
+            for i in self.series(f, snap) {
+                // Field 4 of MetricFamily, `repeated Metric metric`.
+                prost::encoding::message::encode(4, &self.metric(f, snap, names, created, i), &mut metrics);
+            }
+            if !metrics.is_empty() {
+                let head = head(f);
+                // Writing into a Vec cannot run out of room.
+                prost::encode_length_delimiter(head.encoded_len() + metrics.len(), out).expect("encoding into a Vec");
+                head.encode(out).expect("encoding into a Vec");
+                out.extend_from_slice(&metrics);
+            }
+        }
+    }
+
+    /// The indexes of the entries of `snap` in family `f`.
+    fn series<'a>(&self, f: &'a Family, snap: &'a Snapshot) -> impl Iterator<Item = usize> + 'a {
+        let n = if f.histogram { snap.latency.len() } else { snap.requests.len() };
+        let role = move |i: usize| if f.histogram { snap.latency[i].0.role } else { snap.requests[i].0.role };
+        (0..n).filter(move |i| role(*i) == f.role)
+    }
+
+    /// Series `i` of family `f` as a protobuf Metric.
+    fn metric(&self, f: &Family, snap: &Snapshot, names: &Names, created: &Created, i: usize) -> pb::Metric {
+        let at = |v: &[f64]| v.get(i).map(|t| pb::Timestamp::from_unix(*t));
+        if f.histogram {
+            let (key, h) = &snap.latency[i];
+            let mut cumulative = 0;
+            let bucket = self.bounds.iter().zip(&h.buckets).map(|(le, n)| {
+                cumulative += n;
+                pb::Bucket { cumulative_count: Some(cumulative), upper_bound: Some(*le), ..Default::default() }
+            });
+            let histogram = pb::Histogram {
+                sample_count: Some(h.count),
+                sample_sum: Some(h.sum_ns as f64 / 1e9),
+                bucket: bucket.collect(),
+                created_timestamp: at(&created.latency),
+                ..Default::default()
+            };
+            let label = names.pairs(key, Some(self.status_label));
+            pb::Metric { label, histogram: Some(histogram), ..Default::default() }
+        } else {
+            let (key, n) = &snap.requests[i];
+            let counter =
+                pb::Counter { value: Some(*n as f64), created_timestamp: at(&created.requests), exemplar: None };
+            pb::Metric { label: names.pairs(key, None), counter: Some(counter), ..Default::default() }
+        }
     }
 
     fn histogram(&self, buf: &mut BytesMut, name: &str, labels: &[u8], h: &Histogram) {
@@ -198,6 +235,18 @@ impl HttpFamilies {
         sample(buf, name, "_count", labels, b"} ");
         count(buf, h.count);
         buf.put_u8(b'\n');
+    }
+}
+
+/// A family's name, help and type, without its series.
+fn head(f: &Family) -> pb::MetricFamily {
+    let kind = if f.histogram { pb::MetricType::Histogram } else { pb::MetricType::Counter };
+    pb::MetricFamily {
+        name: Some(f.name.to_string()),
+        help: Some(f.help.to_string()),
+        r#type: Some(kind as i32),
+        metric: Vec::new(),
+        unit: None,
     }
 }
 

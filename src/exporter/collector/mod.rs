@@ -7,9 +7,10 @@
 //! deflates them once per read), then the exporter's own metrics as of now
 //! (own.rs, one table of them), all with one text writer (text.rs).
 //!
-//! Protobuf and OpenMetrics are written from one list of families (pb.rs, the
-//! messages of metrics.proto) built from the same read (`families`), each HTTP
-//! series with the time it was first seen (created.rs), by formats.rs.
+//! OpenMetrics is written the same way, with each HTTP series' creation time
+//! (created.rs), its gzip deflated once per read too; protobuf is encoded a
+//! series at a time (http.rs, pb.rs: metrics.proto's messages); the small
+//! own and process families of both go through formats.rs.
 
 mod created;
 mod formats;
@@ -44,6 +45,8 @@ struct Read {
     snapshot: Snapshot,
     names: Arc<Names>,
     gzip: std::sync::OnceLock<gzip::Prefix>,
+    /// The same, of the OpenMetrics text.
+    gzip_om: std::sync::OnceLock<gzip::Prefix>,
     /// When each series was first seen (Unix seconds).
     created: created::Created,
 }
@@ -134,7 +137,7 @@ impl Exposition {
                 let now = unix_now();
                 let created = s.first_seen.update(&snap, now);
                 // Labelled with the names known at the time of the read.
-                let read = Arc::new(Read { snapshot: snap, names: s.names.clone(), gzip: Default::default(), created });
+                let read = Arc::new(Read { snapshot: snap, names: s.names.clone(), created, ..Default::default() });
                 // The previous read goes when the last scrape still sending it ends.
                 s.read = read;
                 s.last_good_read = Some(Instant::now());
@@ -169,32 +172,43 @@ impl Exposition {
             (s.read.clone(), Vec::from(own))
         };
         text::encode(&self.process.gather(), &mut own);
-        Scrape { http: self.http.clone(), read, own: Bytes::from(own) }
+        Scrape { http: self.http.clone(), read, own: Bytes::from(own), om: false }
+    }
+
+    /// The same in OpenMetrics text 1.0, ending with `# EOF`.
+    pub fn scrape_openmetrics(&self) -> Scrape {
+        let (read, own) = self.own_families();
+        Scrape { http: self.http.clone(), read, own: Bytes::from(formats::openmetrics(&own)), om: true }
+    }
+
+    /// The last read, and the exporter's own and the process families as of now.
+    fn own_families(&self) -> (Arc<Read>, Vec<pb::MetricFamily>) {
+        let (read, mut own) = {
+            let s = self.state();
+            (s.read.clone(), own::families(&s, self.started))
+        };
+        own.extend(formats::process(&self.process.gather(), self.started));
+        (read, own)
     }
 
     /// Every family the text exposition has, in its order, as protobuf
     /// messages: the last read's HTTP families, the exporter's own metrics as
     /// of now, the process metrics. Families without samples are left out.
     pub fn families(&self) -> Vec<pb::MetricFamily> {
-        let (read, mut all) = {
-            let s = self.state();
-            (s.read.clone(), own::families(&s, self.started))
-        };
-        let c = &read.created;
-        let mut families = self.http.families(&read.snapshot, &read.names, (&c.requests[..], &c.latency[..]));
-        families.append(&mut all);
-        families.extend(formats::process(&self.process.gather(), self.started));
+        let (read, mut own) = self.own_families();
+        let mut families = self.http.families(&read.snapshot, &read.names, &read.created);
+        families.append(&mut own);
         families
     }
 
-    /// The delimited protobuf body (`encoding=delimited`).
+    /// The delimited protobuf body (`encoding=delimited`) of [`Exposition::families`],
+    /// the HTTP families encoded a series at a time.
     pub fn protobuf(&self) -> Vec<u8> {
-        pb::encode_delimited(&self.families())
-    }
-
-    /// The OpenMetrics text 1.0 body.
-    pub fn openmetrics(&self) -> Vec<u8> {
-        formats::openmetrics(&self.families())
+        let (read, own) = self.own_families();
+        let mut out = Vec::new();
+        self.http.encode_delimited(&read.snapshot, &read.names, &read.created, &mut out);
+        out.extend_from_slice(&pb::encode_delimited(&own));
+        out
     }
 
     /// The whole text exposition at once (tests, small maps).
@@ -208,6 +222,8 @@ pub struct Scrape {
     http: Arc<HttpFamilies>,
     read: Arc<Read>,
     own: Bytes,
+    /// OpenMetrics, not the classic text.
+    om: bool,
 }
 
 impl Scrape {
@@ -227,9 +243,12 @@ impl Scrape {
     /// most once per map read (concurrent callers wait for the one doing it)
     /// and shared. Blocks for a while on the first call: run it off the runtime.
     pub fn gzip(self) -> Vec<Bytes> {
-        let Scrape { http, read, own } = self;
-        let prefix = read.gzip.get_or_init(|| {
-            gzip::Prefix::deflate(|cur, buf, labels| http.fill(&read.snapshot, &read.names, cur, buf, labels, PIECE))
+        let Scrape { http, read, own, om } = self;
+        let created = om.then_some(&read.created);
+        let prefix = if om { &read.gzip_om } else { &read.gzip }.get_or_init(|| {
+            gzip::Prefix::deflate(|cur, buf, labels| {
+                http.fill(&read.snapshot, &read.names, created, cur, buf, labels, PIECE)
+            })
         });
         prefix.with(&own)
     }
@@ -257,8 +276,9 @@ impl Iterator for Plain {
         }
         // Reclaims the buffer when the piece handed out before has been dropped.
         self.buf.reserve(PIECE + PIECE / 4);
-        let Scrape { http, read, .. } = &self.scrape;
-        http.fill(&read.snapshot, &read.names, &mut self.cursor, &mut self.buf, &mut self.labels, PIECE);
+        let Scrape { http, read, om, .. } = &self.scrape;
+        let created = om.then_some(&read.created);
+        http.fill(&read.snapshot, &read.names, created, &mut self.cursor, &mut self.buf, &mut self.labels, PIECE);
         Some(self.buf.split().freeze())
     }
 }
@@ -275,120 +295,5 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use hge_shared::snapshot::{Flows, Histogram, Method, Role, SeriesKey, Snapshot, Stats};
-    use hge_shared::topology::{InterfaceName, TargetNames, Topology};
-
-    fn key(role: Role, status: u16) -> SeriesKey {
-        SeriesKey { target_id: 0, ifindex: 7, role, port: 80, method: Method::Get, status, route: 0 }
-    }
-
-    fn exposition(label: StatusLabel) -> Arc<Exposition> {
-        let exp = Exposition::new(vec![0.001, 0.01, 0.1], label, 100);
-        exp.set_topology(&Topology {
-            targets: vec![TargetNames {
-                id: 0,
-                name: "web".into(),
-                container: None,
-                interfaces: vec![InterfaceName { ifindex: 7, name: "veth0".into() }],
-                routes: vec![],
-            }],
-            attached: vec![],
-            discovery: vec![],
-            programs: vec![Program { name: "hg_parse_ingress".into(), verified_instructions: 123_456 }],
-        });
-        exp
-    }
-
-    fn text(exp: &Exposition) -> String {
-        String::from_utf8(exp.render().concat()).unwrap()
-    }
-
-    #[test]
-    fn histogram_buckets_become_cumulative_with_inf_from_count() {
-        let exp = exposition(StatusLabel::Class);
-        let snap = Snapshot {
-            requests: vec![(key(Role::Server, 0), 6)],
-            latency: vec![(
-                key(Role::Server, 2),
-                Histogram { buckets: vec![1, 2, 0, 3], sum_ns: 1_500_000_000, count: 6 },
-            )],
-            stats: Stats::default(),
-            flows: None,
-        };
-        exp.record_read(Ok(snap), Duration::ZERO).unwrap();
-        let t = text(&exp);
-        let base = r#"target="web",interface="veth0",port="80",method="GET",status_class="2xx""#;
-        for (le, n) in [("0.001", 1), ("0.01", 3), ("0.1", 3), ("+Inf", 6)] {
-            let line = format!("http_server_request_duration_seconds_bucket{{{base},le=\"{le}\"}} {n}");
-            assert!(t.contains(&line), "missing {line} in\n{t}");
-        }
-        assert!(t.contains(&format!("http_server_request_duration_seconds_sum{{{base}}} 1.5")), "{t}");
-        assert!(
-            t.contains(r#"http_server_requests_total{target="web",interface="veth0",port="80",method="GET"} 6"#),
-            "{t}"
-        );
-        assert!(!t.contains("http_client_requests_total{"), "no client series expected:\n{t}");
-    }
-
-    #[test]
-    fn status_code_mode_labels_by_code() {
-        let exp = exposition(StatusLabel::Code);
-        let snap = Snapshot {
-            latency: vec![(key(Role::Client, 404), Histogram { buckets: vec![0, 0, 0, 1], sum_ns: 1, count: 1 })],
-            ..Default::default()
-        };
-        exp.record_read(Ok(snap), Duration::ZERO).unwrap();
-        let t = text(&exp);
-        assert!(t.contains(r#"status_code="404""#), "{t}");
-        assert!(t.contains("http_client_request_duration_seconds_count"), "{t}");
-    }
-
-    #[test]
-    fn a_failed_read_keeps_the_last_values_and_is_counted() {
-        let exp = exposition(StatusLabel::Class);
-        exp.record_read(
-            Ok(Snapshot { requests: vec![(key(Role::Server, 0), 3)], ..Default::default() }),
-            Duration::ZERO,
-        )
-        .unwrap();
-        let good = exp.since_good_read().expect("one good read");
-        assert!(exp.record_read(Err(anyhow::anyhow!("boom")), Duration::ZERO).is_err());
-        assert!(exp.since_good_read().unwrap() >= good, "a failed read is not a good one");
-        let t = text(&exp);
-        assert!(t.contains("http_golden_exporter_map_read_errors_total 1"), "{t}");
-        assert!(t.contains(r#"method="GET"} 3"#), "{t}");
-    }
-
-    #[test]
-    fn evictions_are_counters_that_never_go_back() {
-        let exp = exposition(StatusLabel::Class);
-        let flows = |evicted, evicted_unanswered| {
-            Some(Flows { live: 10, pending: 1, evicted, evicted_unanswered, never_confirmed: 0 })
-        };
-        for (ev, un) in [(5, 2), (3, 1), (7, 2)] {
-            exp.record_read(Ok(Snapshot { flows: flows(ev, un), ..Default::default() }), Duration::ZERO).unwrap();
-        }
-        // An incomplete scan (None) changes nothing.
-        exp.record_read(Ok(Snapshot::default()), Duration::ZERO).unwrap();
-        let t = text(&exp);
-        assert!(t.contains("http_golden_exporter_flows_evicted_total 7"), "{t}");
-        assert!(t.contains(r#"http_golden_exporter_requests_unanswered_total{reason="evicted"} 2"#), "{t}");
-        assert!(t.contains("http_golden_exporter_flows 10"), "{t}");
-    }
-
-    #[test]
-    fn self_metrics_are_present_from_the_start() {
-        let t = text(&exposition(StatusLabel::Class));
-        for name in [
-            "http_golden_exporter_build_info{version=",
-            "http_golden_exporter_series_dropped_total 0",
-            "http_golden_exporter_requests_unanswered_total{reason=\"reset\"} 0",
-            "process_resident_memory_bytes",
-            "http_golden_exporter_bpf_verified_instructions{program=\"hg_parse_ingress\"} 123456",
-        ] {
-            assert!(t.contains(name), "missing {name}:\n{t}");
-        }
-    }
-}
+#[path = "mod_test.rs"]
+mod tests;

@@ -5,15 +5,16 @@
 use bytes::BytesMut;
 
 use super::*;
+use crate::collector::created::Created;
 use hge_shared::snapshot::Method;
 use hge_shared::topology::{InterfaceName, TargetNames, Topology};
 
-fn written(fams: &HttpFamilies, snap: &Snapshot, names: &Names, piece: usize) -> String {
+fn written(fams: &HttpFamilies, snap: &Snapshot, names: &Names, om: Option<&Created>, piece: usize) -> String {
     let (mut cur, mut all, mut labels) = (Cursor::default(), Vec::new(), BytesMut::new());
     let mut pieces = 0;
     while !cur.done() {
         let mut buf = BytesMut::new();
-        fams.fill(snap, names, &mut cur, &mut buf, &mut labels, piece);
+        fams.fill(snap, names, om, &mut cur, &mut buf, &mut labels, piece);
         all.extend_from_slice(&buf);
         pieces += 1;
         assert!(pieces < 1_000_000, "the cursor does not advance");
@@ -71,9 +72,16 @@ fn the_text_is_the_same_whatever_the_piece_size() {
         let bounds = [0.0005, 0.01, 2.5];
         let fams = HttpFamilies::new(&bounds, status_label);
         for snap in [&snap, &only_server, &Snapshot::default()] {
-            let whole = written(&fams, snap, &names, usize::MAX);
-            for piece in [0, 1, 100, 4096] {
-                assert_eq!(written(&fams, snap, &names, piece), whole, "pieces of at least {piece} bytes");
+            // The classic text, and OpenMetrics with each series' creation time.
+            let created = Created {
+                requests: (0..snap.requests.len()).map(|i| 1e9 + i as f64).collect(),
+                latency: (0..snap.latency.len()).map(|i| 2e9 + i as f64 / 4.0).collect(),
+            };
+            for om in [None, Some(&created)] {
+                let whole = written(&fams, snap, &names, om, usize::MAX);
+                for piece in [0, 1, 100, 4096] {
+                    assert_eq!(written(&fams, snap, &names, om, piece), whole, "pieces of at least {piece} bytes");
+                }
             }
         }
     }

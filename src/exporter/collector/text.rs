@@ -38,10 +38,15 @@ pub fn encode(families: &[MetricFamily], buf: &mut Vec<u8>) {
 
 /// `# HELP` (help escaped) and `# TYPE` lines of a family.
 pub fn header(buf: &mut BytesMut, name: &str, help: &str, kind: Kind) {
+    header_as(buf, name, help, kind, false);
+}
+
+/// The same, in OpenMetrics (`om`: quotes in the help escaped too) or in the classic text.
+pub fn header_as(buf: &mut BytesMut, name: &str, help: &str, kind: Kind, om: bool) {
     buf.extend_from_slice(b"# HELP ");
     buf.extend_from_slice(name.as_bytes());
     buf.put_u8(b' ');
-    escape(buf, help, false);
+    escape(buf, help, om);
     buf.extend_from_slice(b"\n# TYPE ");
     buf.extend_from_slice(name.as_bytes());
     buf.put_u8(b' ');
