@@ -19,7 +19,7 @@ use common::nginx::{curl, Nginx};
 use common::{free_port, Exporter, Metrics, Pair, Proc, TempDir, SERVER_V4};
 use hge_exporter::collector::pb;
 
-const TOOLS: &[&str] = &["ip", "nginx", "curl", "gzip", "prometheus"];
+const TOOLS: &[&str] = &["ip", "nginx", "curl", "gzip", "prometheus", "promtool"];
 
 const PROTO: &str = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited";
 const OM: &str = "application/openmetrics-text;version=1.0.0";
@@ -85,6 +85,24 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
     writer.join().unwrap().unwrap();
     assert!(out.status.success(), "gzip -dc: {}", String::from_utf8_lossy(&out.stderr));
     out.stdout
+}
+
+/// `promtool check metrics` on `text`: Ok, or every problem it reported.
+fn promtool(text: &str) -> Result<(), Vec<String>> {
+    let mut p = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = p.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(said.lines().map(str::to_string).filter(|l| !l.trim().is_empty()).collect())
 }
 
 type Series = (String, BTreeMap<String, String>);
@@ -212,6 +230,24 @@ fn protobuf_and_openmetrics_carry_every_series_and_value_of_the_text_of_one_read
 
     // OpenMetrics: the text's samples, each counter and histogram with its _created, and # EOF.
     let om = String::from_utf8(om.body).unwrap();
+    // promtool reads the classic text: it passes that, and of OpenMetrics it
+    // fails only what the classic text lacks: `\"` escaped in a HELP (a parse
+    // error to it), and _total and _created samples of a family named without
+    // them (families of their own to it, with no HELP). Prometheus's
+    // OpenMetrics parser reads it in the test below.
+    promtool(&text.text).unwrap_or_else(|said| panic!("promtool check metrics on the text: {said:?}"));
+    let said = promtool(&om).expect_err("promtool has learnt OpenMetrics: check it here");
+    for line in &said {
+        let only_om = match line.strip_suffix(" no help text") {
+            Some(name) => name.ends_with("_total") || name.ends_with("_created"),
+            None => line
+                .strip_prefix("error while linting: text format parsing error in line ")
+                .and_then(|l| l.strip_suffix(": invalid escape sequence '\\\"'"))
+                .and_then(|n| om.lines().nth(n.parse::<usize>().ok()? - 1))
+                .is_some_and(|l| l.starts_with("# HELP ") && l.contains("\\\"")),
+        };
+        assert!(only_om, "promtool on OpenMetrics: {line}\n{om}");
+    }
     assert!(om.ends_with("# EOF\n"), "{om}");
     assert!(om.contains("# TYPE http_server_requests counter\n"), "{om}");
     let om_metrics = Metrics::parse(&om);
