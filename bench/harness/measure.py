@@ -229,6 +229,7 @@ class Bench(StartupPhase, Testbed):
         cpu_per_scrape_net_ms = (scrape_cpu_s - q["cpu_pct"] / 100 * scrape_wall_s) / self.a.scrapes * 1e3
         mem = proc_mem_kib(p.exporter_pid)
         att = proc_mem_kib(p.pid)
+        formats = self.scrape_formats()
         r = {
             "ports": ports, "ports_answered": answered,
             "series_requests": series.get("requests"), "series_latency": series.get("latency"),
@@ -249,6 +250,8 @@ class Bench(StartupPhase, Testbed):
             "quiet_s": self.a.quiet, "quiet_reads": reads1 - reads0,
             "quiet_cpu_ms_per_s": q["cpu_pct"] * 10, "quiet_rss_mib": q["rss_mib"],
             "scrapes": self.a.scrapes,
+            # Measured after the figures above (VmHWM only grows): protobuf and OpenMetrics are built whole.
+            "formats": formats, "hwm_after_formats_mib": proc_mem_kib(p.exporter_pid)["VmHWM"] / 1024,
         }
         log(f"{ports} ports: series {series}, dropped {dropped:.0f}, {r['samples']} samples, {size} bytes, "
             f"scrape median {r['scrape_ms_median']:.1f} ms (p99 {r['scrape_ms_p99']:.1f}), gzip median "
@@ -257,7 +260,33 @@ class Bench(StartupPhase, Testbed):
             f"(peak {r['attacher_hwm_mib']:.1f}); anon + file: exporter {r['anon_mib']:.1f} + {r['file_mib']:.1f} "
             f"({r['threads']} threads), attacher {r['attacher_anon_mib']:.1f} + {r['attacher_file_mib']:.1f}; "
             f"unscraped CPU {r['quiet_cpu_ms_per_s']:.1f} ms/s")
+        for name, f in formats.items():
+            log(f"{ports} ports, {name}: {f['bytes']} bytes, scrape median {f['scrape_ms_median']:.1f} ms "
+                f"(p99 {f['scrape_ms_p99']:.1f}), gzip median {f['gzip_scrape_ms_median']:.1f} ms "
+                f"(p99 {f['gzip_scrape_ms_p99']:.1f}); exporter peak RSS after them {r['hwm_after_formats_mib']:.1f} MiB")
         return r
+
+    def scrape_formats(self):
+        """/metrics in the two negotiated formats other than the classic text
+        (README, "Formats"), each as many times as the text, plain and gzipped."""
+        out = {}
+        for name, accept in (("protobuf", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
+                                          "encoding=delimited"),
+                             ("openmetrics", "application/openmetrics-text;version=1.0.0")):
+            f = {}
+            for key, extra in (("", []), ("gzip_", ["--compressed"])):
+                times = []
+                for _ in range(self.a.scrapes):
+                    o = run("curl", "-s", *extra, "-H", f"Accept: {accept}", "-o", "/dev/null", "-w",
+                            "%{time_total} %{size_download} %{http_code} %{content_type}", self.metrics_url()).split()
+                    if o[2] != "200" or not o[3].startswith(accept.split(";")[0]):
+                        raise RuntimeError(f"/metrics as {name} answered {o[2]} {o[3:]}")
+                    times.append(float(o[0]) * 1e3)
+                    f[f"{key}bytes"] = int(o[1])
+                f[f"{key}scrape_ms_median"] = statistics.median(times)
+                f[f"{key}scrape_ms_p99"] = p99(times)
+            out[name] = f
+        return out
 
     def go(self):
         phases = self.a.phases.split(",")
