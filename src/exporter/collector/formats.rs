@@ -1,9 +1,10 @@
-//! The formats other than the classic text, both written from one list of
-//! protobuf families (pb.rs): the delimited protobuf body, and OpenMetrics text
-//! 1.0 (written here as prometheus/common's expfmt writes it: a counter's
-//! family named without `_total`, its samples with it, `_created` for counters
-//! and histograms, `# EOF` at the end). The process metrics, which the
-//! prometheus crate gathers in its own protobuf types, are converted here.
+//! OpenMetrics text 1.0 of protobuf families (pb.rs), as prometheus/common's
+//! expfmt writes it: a counter's family named without `_total`, its samples
+//! with it, `_created` for counters and histograms, `# EOF` at the end. Used
+//! for the exporter's own and the process families, which are few; the HTTP
+//! families' OpenMetrics is written straight from the map read by http.rs,
+//! to the same rules. The process metrics, which the prometheus crate gathers
+//! in its own protobuf types, are converted to ours here.
 
 use bytes::{BufMut, BytesMut};
 use prometheus::proto as crate_pb;
