@@ -20,7 +20,7 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use hge_attacher::bpf::{maps, test_run_timed, LinkConfig, Loader, MapSizes, ProgramConfig};
+use hge_attacher::bpf::{maps, test_run_timed, LinkConfig, Loader, MapSizes, NativeConfig, ProgramConfig};
 use hge_shared::config::{StatusLabel, DEFAULT_BUCKETS};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use packet::{Tcp, ACK, SYN};
@@ -49,7 +49,11 @@ fn run(prog: std::os::fd::BorrowedFd<'_>, packet: &Tcp, repeat: u32) -> Result<D
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let runs = match args.iter().position(|a| a == "--runs") {
-        Some(i) => args.get(i + 1).context("usage: bpf-micro [--runs N]")?.parse().context("--runs takes a number")?,
+        Some(i) => args
+            .get(i + 1)
+            .context("usage: bpf-micro [--runs N] [--native-off]")?
+            .parse()
+            .context("--runs takes a number")?,
         None => 20_000u32,
     };
 
@@ -59,7 +63,14 @@ fn main() -> Result<()> {
     let noop_prog = &noop.progs.noop_ingress;
 
     let sizes = MapSizes { flows: 65_536, max_series: 10_000 };
-    let cfg = ProgramConfig { status_label: StatusLabel::Class, buckets_s: DEFAULT_BUCKETS.to_vec(), series_budget: 0 };
+    // --native-off: classic buckets only (the cost before native buckets).
+    let native = (!args.iter().any(|a| a == "--native-off")).then_some(NativeConfig { schema: 3, zero_ns: 1000 });
+    let cfg = ProgramConfig {
+        status_label: StatusLabel::Class,
+        buckets_s: DEFAULT_BUCKETS.to_vec(),
+        series_budget: 0,
+        native,
+    };
     let loading = std::time::Instant::now();
     let loader = Loader::new(sizes, cfg)?;
     let load_time = loading.elapsed();

@@ -35,6 +35,12 @@ enum hg_limit {
 	HG_PATH_MAX = 128,
 	/* hg_series_key.route of a request whose path matched none of its target's templates. */
 	HG_ROUTE_OTHER = 255,
+	/*
+	 * Boundaries of the native (exponential) buckets userspace computes for the
+	 * configured schema (struct hg_native_bounds): a power of two, searched in
+	 * log2(HG_NATIVE_TABLE) steps.
+	 */
+	HG_NATIVE_TABLE = 16384,
 };
 
 enum hg_role {
@@ -167,6 +173,27 @@ struct hg_hist {
 	__u64 slots[HG_HIST_SLOTS]; /* NOT cumulative: slot i counts bounds[i-1] < v <= bounds[i] */
 	__u64 sum_ns;
 	__u64 count;
+};
+
+/*
+ * One native bucket of one latency series: the value is its count. Sparse:
+ * only buckets that were hit have an entry. `zero` set: the zero bucket
+ * (latencies at or under the zero threshold), and index is 0.
+ */
+struct hg_native_key {
+	struct hg_series_key series;
+	__s32 index; /* bucket (2^((index-1)/2^schema), 2^(index/2^schema)] seconds */
+	__u32 zero;
+};
+
+/*
+ * The native buckets' upper boundaries in ns, the value of the one-entry
+ * `native_bounds` array: ns[i] = floor(1e9 * 2^((cfg_native_kstart + i) / 2^schema)),
+ * and u64 max past the last boundary below 2^64 ns. For an integer v, v <= ns[i]
+ * exactly when v <= the real boundary, so the first i with v <= ns[i] is v's bucket.
+ */
+struct hg_native_bounds {
+	__u64 ns[HG_NATIVE_TABLE];
 };
 
 /* The parser's programs in the per-interface programs' tail-call array (bpf/link.bpf.c). */

@@ -12,6 +12,8 @@ mod classify;
 mod flow;
 #[path = "bpf_lib/lines.rs"]
 mod lines;
+#[path = "bpf_lib/native.rs"]
+mod native;
 #[path = "bpf_lib/routes.rs"]
 mod routes;
 

@@ -11,6 +11,7 @@ use common::packet::{self, Tcp, ACK, FIN, RST};
 use common::parser::{assert_clean, requests, responses, Parser, Setup};
 use hge_attacher::bpf::{maps, MapSizes};
 use hge_shared::config::{seconds_to_ns, StatusLabel, DEFAULT_BUCKETS};
+use hge_shared::native::boundary_ns_exact;
 use hge_shared::snapshot::{Method, Role};
 
 fn client_v4() -> Tcp {
@@ -142,6 +143,16 @@ fn latency_lands_in_the_right_bucket() {
     let mut want = vec![0; DEFAULT_BUCKETS.len() + 1];
     want[at] = 1;
     assert_eq!(h.buckets, want, "sum {} ns", h.sum_ns);
+    // The native bucket (schema 3) holds the same sample: the k with
+    // floor(b(k-1)) < sum <= floor(b(k)), b(k) = 1e9 * 2^(k/8) ns.
+    let k = h.native[0].0 as i64;
+    assert_eq!(h.native, [(k as i32, 1)], "sum {} ns", h.sum_ns);
+    assert!(
+        boundary_ns_exact(3, k - 1) < h.sum_ns && h.sum_ns <= boundary_ns_exact(3, k),
+        "sum {} ns in {k}",
+        h.sum_ns
+    );
+    assert_eq!(h.native_zero, 0);
 }
 
 #[test]

@@ -139,7 +139,10 @@ fn render(status_label: StatusLabel, status: u16) -> String {
             let route = u8::from(target_id == 2);
             let key = |status| SeriesKey { target_id, ifindex: 7, role, port: 80, method: Method::Get, status, route };
             snap.requests.push((key(0), 2));
-            snap.latency.push((key(status), Histogram { buckets: vec![1, 1, 0], sum_ns: 200_000_000, count: 2 }));
+            snap.latency.push((
+                key(status),
+                Histogram { buckets: vec![1, 1, 0], sum_ns: 200_000_000, count: 2, ..Default::default() },
+            ));
         }
     }
     exp.record_read(Ok(snap), Duration::ZERO).expect("a good read");

@@ -89,6 +89,9 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     check(old.metrics.status_label != new.metrics.status_label, "metrics.status_label");
     check(old.metrics.max_series != new.metrics.max_series, "metrics.max_series");
     check(old.metrics.max_series_per_target != new.metrics.max_series_per_target, "metrics.max_series_per_target");
+    check(old.metrics.native_histograms != new.metrics.native_histograms, "metrics.native_histograms");
+    check(old.metrics.native_schema != new.metrics.native_schema, "metrics.native_schema");
+    check(old.metrics.native_zero_threshold != new.metrics.native_zero_threshold, "metrics.native_zero_threshold");
     check(old.bpf.attach_mode != new.bpf.attach_mode, "bpf.attach_mode");
     check(old.bpf.flow_table_size != new.bpf.flow_table_size, "bpf.flow_table_size");
     v

@@ -21,7 +21,7 @@ use anyhow::{bail, Context, Result};
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::{fork, ForkResult};
 
-use crate::bpf::{Loader, MapSizes, ProgramConfig};
+use crate::bpf::{Loader, MapSizes, NativeConfig, ProgramConfig};
 use crate::event_loop;
 use crate::state::Attacher;
 use crate::targets::Prepared;
@@ -143,6 +143,7 @@ fn load(cfg: &Config) -> Result<(targets::Targets, Vec<Prepared>)> {
             status_label: cfg.metrics.status_label,
             buckets_s: cfg.metrics.buckets.clone(),
             series_budget: cfg.series_budget(),
+            native: NativeConfig::of(&cfg.metrics),
         },
     )?;
     let verified: Vec<String> =

@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use anyhow::{Context, Result};
 
-use hge_shared::abi::{self, stat, Flow, Hist, SeriesKeyRaw, FLOW_CLOSED, FLOW_UNVERIFIED};
+use hge_shared::abi::{self, stat, Flow, Hist, NativeKeyRaw, SeriesKeyRaw, FLOW_CLOSED, FLOW_UNVERIFIED};
 use hge_shared::snapshot::{Flows, Histogram, SeriesKey, Snapshot, Stats};
 
 /// One map as a reader holds it: an fd and the sizes that shape its bytes.
@@ -42,6 +42,8 @@ pub struct ReadMaps {
     pub flows: MapFd,
     pub requests: MapFd,
     pub latency: MapFd,
+    /// The native buckets of the latency series (one entry, never used, when they are off).
+    pub native: MapFd,
     pub stats: MapFd,
 }
 
@@ -74,6 +76,25 @@ pub fn read(maps: &ReadMaps, nbuckets: usize) -> Result<Snapshot> {
         }
     })
     .context("reading requests")?;
+    // The native buckets first, then the classic histograms: the kernel counts
+    // an observation in both, so under traffic `_count` may hold a few more
+    // than the buckets read just before it (never fewer: Prometheus refuses a
+    // native histogram whose buckets hold more than its count).
+    let mut native: std::collections::HashMap<SeriesKey, (u64, Vec<(i32, u64)>)> = Default::default();
+    for_each_batched(&maps.native, true, |key, per_cpu| {
+        let n = sum_u64(per_cpu.chunks_exact(8), "native value");
+        let (Ok(raw), Ok(n)) = (abi::read::<NativeKeyRaw>(key, "native key"), n) else {
+            err = Some(anyhow::anyhow!("malformed native entry"));
+            return;
+        };
+        let Some(k) = SeriesKey::from_raw(&raw.series) else { return };
+        let e = native.entry(k).or_default();
+        match raw.zero {
+            0 => e.1.push((raw.index, n)),
+            _ => e.0 += n,
+        }
+    })
+    .context("reading native buckets")?;
     let hist_size = maps.latency.value_size as usize;
     for_each_batched(&maps.latency, true, |key, per_cpu| {
         let Ok(raw) = abi::read::<SeriesKeyRaw>(key, "latency key") else {
@@ -98,6 +119,13 @@ pub fn read(maps: &ReadMaps, nbuckets: usize) -> Result<Snapshot> {
     .context("reading latency")?;
     if let Some(e) = err {
         return Err(e);
+    }
+    for (k, h) in &mut snap.latency {
+        if let Some((zero, mut buckets)) = native.remove(k) {
+            buckets.sort_unstable();
+            h.native_zero = zero;
+            h.native = buckets;
+        }
     }
 
     // Evictions are not reported by the kernel; they are what is missing once

@@ -34,6 +34,8 @@ pub const ROUTE_BYTES: usize = 128;
 pub const PATH_MAX: usize = 128;
 /// The route of a request whose path matched none of its target's templates (HG_ROUTE_OTHER).
 pub const ROUTE_OTHER: u8 = 255;
+/// Native bucket boundaries in the `native_bounds` table (HG_NATIVE_TABLE).
+pub const NATIVE_TABLE: usize = 16384;
 /// enum hg_segment.
 pub const SEG_LITERAL: u8 = 0;
 pub const SEG_PARAM: u8 = 1;
@@ -160,6 +162,23 @@ pub struct Hist {
     pub count: u64,
 }
 
+/// struct hg_native_key: one native bucket of one latency series.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NativeKeyRaw {
+    pub series: SeriesKeyRaw,
+    pub index: i32,
+    /// 1: the zero bucket (index 0).
+    pub zero: u32,
+}
+
+/// struct hg_native_bounds: the buckets' upper boundaries in ns (hge_shared::native).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NativeBounds {
+    pub ns: [u64; NATIVE_TABLE],
+}
+
 /// struct hg_link.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +249,7 @@ const _: () = assert!(std::mem::size_of::<Route>() == 32 + ROUTE_BYTES + 8);
 const _: () =
     assert!(std::mem::size_of::<Routes>() == 8 + 2 * 4 * (ROUTE_SEGS + 2) + MAX_ROUTES * std::mem::size_of::<Route>());
 const _: () = assert!(std::mem::size_of::<Hist>() == (HIST_SLOTS + 2) * 8);
+const _: () = assert!(std::mem::size_of::<NativeKeyRaw>() == 24);
 // The framing-loss slots are the last ones.
 const _: () = assert!(stat::LOST_TOO_COMPLEX == stat::SLOTS - 1);
 
@@ -248,6 +268,10 @@ unsafe impl KernelLayout for SeriesKeyRaw {}
 unsafe impl KernelLayout for Hist {}
 // SAFETY: as above.
 unsafe impl KernelLayout for Link {}
+// SAFETY: as above.
+unsafe impl KernelLayout for NativeKeyRaw {}
+// SAFETY: as above.
+unsafe impl KernelLayout for NativeBounds {}
 // SAFETY: as above.
 unsafe impl KernelLayout for Routes {}
 // SAFETY: an integer.

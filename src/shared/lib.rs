@@ -8,6 +8,7 @@
 pub mod abi;
 pub mod config;
 pub mod ipc;
+pub mod native;
 pub mod privsep;
 pub mod routes;
 pub mod snapshot;

@@ -58,6 +58,10 @@ pub struct Histogram {
     pub buckets: Vec<u64>,
     pub sum_ns: u64,
     pub count: u64,
+    /// Native buckets: the zero bucket's count, and each bucket hit (index,
+    /// count), by index. Empty when native buckets are off.
+    pub native_zero: u64,
+    pub native: Vec<(i32, u64)>,
 }
 
 /// Counters of the `stats` map, by slot (hge_shared::abi::stat): what each

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::packet::{Tcp, ACK, SYN};
 use hge_attacher::bpf::maps;
-use hge_attacher::bpf::{self, LinkConfig, Loader, MapSizes, ProgramConfig, Programs, SharedMaps};
+use hge_attacher::bpf::{self, LinkConfig, Loader, MapSizes, NativeConfig, ProgramConfig, Programs, SharedMaps};
 use hge_shared::config::{StatusLabel, DEFAULT_BUCKETS};
 use hge_shared::snapshot::{Method, Role, Snapshot};
 
@@ -30,6 +30,8 @@ impl Setup {
             status_label: self.status_label,
             buckets_s: self.buckets_s.clone(),
             series_budget: self.series_budget,
+            // The default config's native buckets: every parser test counts them too.
+            native: Some(NativeConfig { schema: 3, zero_ns: 1000 }),
         }
     }
 
@@ -157,6 +159,11 @@ pub fn assert_clean(s: &Snapshot) {
     ];
     for (name, v) in anomalies {
         assert_eq!(v, 0, "{name} on clean traffic: {st:?}");
+    }
+    // Native buckets are on in every parser test: each series' add up to its count.
+    for (k, h) in &s.latency {
+        let native: u64 = h.native.iter().map(|(_, n)| n).sum::<u64>() + h.native_zero;
+        assert_eq!(native, h.count, "native buckets of {k:?}: {h:?}");
     }
 }
 

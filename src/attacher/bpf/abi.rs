@@ -5,9 +5,11 @@
 
 use std::mem::{offset_of, size_of};
 
-use hge_shared::abi::{self, method, stat, Flow, FlowKey, Hist, Link, Route, Routes, SeriesKeyRaw, Stream};
+use hge_shared::abi::{self, method, stat, Flow, FlowKey, Hist, Link, NativeBounds, NativeKeyRaw, Route, Routes};
+use hge_shared::abi::{SeriesKeyRaw, Stream};
 
 use super::skel::types::{hg_flow, hg_flow_flag, hg_flow_key, hg_hist, hg_limit, hg_link, hg_method, hg_parser};
+use super::skel::types::{hg_native_bounds, hg_native_key};
 use super::skel::types::{hg_role, hg_route, hg_routes, hg_segment, hg_series_key, hg_stat, hg_stream};
 
 /// The two types have the same size, and each named field the same offset.
@@ -37,6 +39,8 @@ same_layout!(
 );
 same_layout!(hg_series_key, SeriesKeyRaw, ifindex, target_id, port, role, method, status, route, pad, pad2);
 same_layout!(hg_hist, Hist, slots, sum_ns, count);
+same_layout!(hg_native_key, NativeKeyRaw, series, index, zero);
+same_layout!(hg_native_bounds, NativeBounds, ns);
 same_layout!(hg_link, Link, target_id, nports, active, routes, ports);
 same_layout!(hg_route, Route, nseg, star, kind, len, off, pad, lit);
 same_layout!(hg_routes, Routes, n, pad, whole, cut, r);
@@ -52,6 +56,7 @@ const _: () = assert!(abi::MAX_ROUTES == hg_limit::HG_MAX_ROUTES.0 as usize);
 const _: () = assert!(abi::ROUTE_SEGS == hg_limit::HG_ROUTE_SEGS.0 as usize);
 const _: () = assert!(abi::ROUTE_BYTES == hg_limit::HG_ROUTE_BYTES.0 as usize);
 const _: () = assert!(abi::PATH_MAX == hg_limit::HG_PATH_MAX.0 as usize);
+const _: () = assert!(abi::NATIVE_TABLE == hg_limit::HG_NATIVE_TABLE.0 as usize);
 const _: () = assert!(abi::ROUTE_OTHER as u32 == hg_limit::HG_ROUTE_OTHER.0);
 const _: () = assert!(abi::SEG_LITERAL as u32 == hg_segment::HG_SEG_LITERAL.0);
 const _: () = assert!(abi::SEG_PARAM as u32 == hg_segment::HG_SEG_PARAM.0);

@@ -19,8 +19,10 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, OpenObject, PrintLevel};
 use super::kernel::{self, Verified};
 use super::{link_skel, skel};
 use hge_exporter::maps::{MapFd, ReadMaps};
+use hge_shared::abi::{bytes_of, NativeBounds, NATIVE_TABLE};
 use hge_shared::abi::{PARSERS, PARSE_EGRESS, PARSE_INGRESS};
 use hge_shared::config::{self, StatusLabel};
+use hge_shared::native;
 
 /// What every target shares, fixed when the parser loads.
 #[derive(Debug, Clone)]
@@ -29,7 +31,30 @@ pub struct ProgramConfig {
     pub buckets_s: Vec<f64>,
     /// Series each target may hold in each aggregate map; 0: no budget.
     pub series_budget: u32,
+    /// Native (exponential) buckets counted too; None: classic buckets only.
+    pub native: Option<NativeConfig>,
 }
+
+/// The native buckets: their schema and zero threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NativeConfig {
+    pub schema: u8,
+    pub zero_ns: u64,
+}
+
+impl NativeConfig {
+    /// What the config asks for (None: `native_histograms = false`).
+    pub fn of(m: &config::Metrics) -> Option<NativeConfig> {
+        m.native_histograms.then(|| NativeConfig {
+            schema: m.native_schema,
+            zero_ns: u64::try_from(m.native_zero_threshold.as_nanos()).unwrap_or(u64::MAX),
+        })
+    }
+}
+
+/// Native buckets the `native` map holds per latency series, on average
+/// (entries are allocated as buckets are first hit: no memory is reserved).
+pub const NATIVE_BUCKETS_PER_SERIES: u32 = 32;
 
 /// One interface's entry in `links`: its target and the server ports watched there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +78,8 @@ pub struct SharedMaps {
     pub flows: MapHandle,
     pub requests: MapHandle,
     pub latency: MapHandle,
+    /// The native buckets of the latency series (one entry when they are off).
+    pub native: MapHandle,
     pub stats: MapHandle,
     /// Series each target holds (attacher only: reset when a target's series are deleted).
     pub series_count: MapHandle,
@@ -91,6 +118,7 @@ impl SharedMaps {
             flows: ro(&self.flows)?,
             requests: ro(&self.requests)?,
             latency: ro(&self.latency)?,
+            native: ro(&self.native)?,
             stats: ro(&self.stats)?,
         })
     }
@@ -103,6 +131,7 @@ impl SharedMaps {
             flows: dup(&self.flows)?,
             requests: dup(&self.requests)?,
             latency: dup(&self.latency)?,
+            native: dup(&self.native)?,
             stats: dup(&self.stats)?,
         })
     }
@@ -253,15 +282,39 @@ fn load_parser(cfg: &ProgramConfig, sizes: MapSizes) -> Result<(Programs, Shared
         *slot = config::seconds_to_ns(*b);
     }
     ro.cfg_series_budget = cfg.series_budget;
+    let table = match cfg.native {
+        Some(n) => {
+            let (kstart, ns) = native::table(n.schema, n.zero_ns)?;
+            ro.cfg_native = 1;
+            ro.cfg_native_zero_ns = n.zero_ns;
+            ro.cfg_native_kstart = kstart;
+            Some(ns)
+        }
+        None => None,
+    };
     open.maps.flows.set_max_entries(sizes.flows)?;
     open.maps.requests.set_max_entries(sizes.max_series)?;
     open.maps.latency.set_max_entries(sizes.max_series)?;
+    let native_entries = match table {
+        Some(_) => sizes.max_series.saturating_mul(NATIVE_BUCKETS_PER_SERIES),
+        None => 1,
+    };
+    open.maps.native.set_max_entries(native_entries)?;
 
     let skel = open.load().context("loading the BPF programs")?;
+    if let Some(ns) = table {
+        let mut bounds = NativeBounds { ns: [0; NATIVE_TABLE] };
+        bounds.ns.copy_from_slice(&ns);
+        skel.maps
+            .native_bounds
+            .update(&0u32.to_ne_bytes(), bytes_of(&bounds), MapFlags::ANY)
+            .context("writing the native bucket boundaries")?;
+    }
     let maps = SharedMaps {
         flows: MapHandle::try_from(&skel.maps.flows)?,
         requests: MapHandle::try_from(&skel.maps.requests)?,
         latency: MapHandle::try_from(&skel.maps.latency)?,
+        native: MapHandle::try_from(&skel.maps.native)?,
         stats: MapHandle::try_from(&skel.maps.stats)?,
         series_count: MapHandle::try_from(&skel.maps.series_count)?,
         links: MapHandle::try_from(&skel.maps.links)?,

@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, MapFlags};
 
-use hge_shared::abi::{self, bytes_of, Link, SeriesKeyRaw, MAX_LINKS};
+use hge_shared::abi::{self, bytes_of, Link, NativeKeyRaw, SeriesKeyRaw, MAX_LINKS};
 
 use super::{LinkConfig, SharedMaps};
 
@@ -23,6 +23,18 @@ pub fn forget_series(maps: &SharedMaps, target_id: u16) -> Result<usize> {
                 Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+    let doomed: Vec<Vec<u8>> = maps
+        .native
+        .keys()
+        .filter(|k| abi::read::<NativeKeyRaw>(k, "native key").is_ok_and(|k| k.series.target_id == target_id))
+        .collect();
+    for k in doomed {
+        match maps.native.delete(&k) {
+            Ok(()) => {}
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
         }
     }
     for which in 0..2u32 {

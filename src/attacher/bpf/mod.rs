@@ -18,4 +18,7 @@ mod link_skel {
     include!(concat!(env!("OUT_DIR"), "/link.skel.rs"));
 }
 
-pub use loader::{test_run, test_run_timed, LinkConfig, Loader, MapSizes, ProgramConfig, Programs, SharedMaps};
+pub use loader::{
+    test_run, test_run_timed, LinkConfig, Loader, MapSizes, NativeConfig, ProgramConfig, Programs, SharedMaps,
+    NATIVE_BUCKETS_PER_SERIES,
+};

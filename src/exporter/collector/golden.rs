@@ -100,7 +100,7 @@ pub(super) fn snapshot() -> Snapshot {
 
 /// Counts per bucket of 0.001, 0.1 and +Inf.
 fn hist(buckets: [u64; 3], sum_ns: u64) -> Histogram {
-    Histogram { buckets: buckets.to_vec(), sum_ns, count: buckets.iter().sum() }
+    Histogram { buckets: buckets.to_vec(), sum_ns, count: buckets.iter().sum(), ..Default::default() }
 }
 
 fn render() -> String {

@@ -34,7 +34,10 @@ fn histogram_buckets_become_cumulative_with_inf_from_count() {
     let exp = exposition(StatusLabel::Class);
     let snap = Snapshot {
         requests: vec![(key(Role::Server, 0), 6)],
-        latency: vec![(key(Role::Server, 2), Histogram { buckets: vec![1, 2, 0, 3], sum_ns: 1_500_000_000, count: 6 })],
+        latency: vec![(
+            key(Role::Server, 2),
+            Histogram { buckets: vec![1, 2, 0, 3], sum_ns: 1_500_000_000, count: 6, ..Default::default() },
+        )],
         stats: Stats::default(),
         flows: None,
     };
@@ -57,7 +60,10 @@ fn histogram_buckets_become_cumulative_with_inf_from_count() {
 fn status_code_mode_labels_by_code() {
     let exp = exposition(StatusLabel::Code);
     let snap = Snapshot {
-        latency: vec![(key(Role::Client, 404), Histogram { buckets: vec![0, 0, 0, 1], sum_ns: 1, count: 1 })],
+        latency: vec![(
+            key(Role::Client, 404),
+            Histogram { buckets: vec![0, 0, 0, 1], sum_ns: 1, count: 1, ..Default::default() },
+        )],
         ..Default::default()
     };
     exp.record_read(Ok(snap), Duration::ZERO).unwrap();

@@ -28,7 +28,7 @@ fn key(target_id: u16, ifindex: u32, role: Role, port: u16, method: Method, stat
 
 fn hist(buckets: Vec<u64>, sum_ns: u64) -> Histogram {
     let count = buckets.iter().sum();
-    Histogram { buckets, sum_ns, count }
+    Histogram { buckets, sum_ns, count, ..Default::default() }
 }
 
 #[test]

@@ -103,6 +103,14 @@ pub struct Metrics {
     /// among the targets configured at start (see `Config::series_budget`).
     #[serde(deserialize_with = "validate::max_series_per_target")]
     pub max_series_per_target: Option<u32>,
+    /// Native (exponential) buckets counted in the kernel besides the classic ones.
+    pub native_histograms: bool,
+    /// 2^native_schema native buckets per doubling of latency.
+    #[serde(deserialize_with = "validate::native_schema")]
+    pub native_schema: u8,
+    /// Latencies at or under it go to the native zero bucket.
+    #[serde(deserialize_with = "validate::native_zero_threshold")]
+    pub native_zero_threshold: Duration,
 }
 
 impl Default for Metrics {
@@ -113,6 +121,9 @@ impl Default for Metrics {
             status_label: StatusLabel::Class,
             max_series: 10_000,
             max_series_per_target: None,
+            native_histograms: true,
+            native_schema: 3,
+            native_zero_threshold: Duration::from_micros(1),
         }
     }
 }

@@ -76,6 +76,7 @@ fn every_key_of_a_full_config_is_read() {
             status_label: StatusLabel::Code,
             max_series: 50,
             max_series_per_target: Some(20),
+            ..Metrics::default()
         },
         bpf: Bpf { attach_mode: AttachMode::Tc, flow_table_size: 1024 },
         targets: vec![Target {
@@ -165,6 +166,11 @@ fn bad_values_name_their_line() {
         ("[metrics]\nscrape_interval = \"1ms\"\n", 2, "between 100ms"),
         ("[metrics]\nstatus_label = \"both\"\n", 2, "class"),
         ("[metrics]\nmax_series = 0\n", 2, "max_series"),
+        ("[metrics]\nnative_schema = 9\n", 2, "native_schema must be between 0 and 8"),
+        ("[metrics]\nnative_schema = -1\n", 2, "native_schema"),
+        ("[metrics]\nnative_zero_threshold = \"0s\"\n", 2, "between 1ns and 1s"),
+        ("[metrics]\nnative_zero_threshold = \"tiny\"\n", 2, "not a duration"),
+        ("[metrics]\nnative_histograms = \"yes\"\n", 2, "native_histograms"),
         ("[web]\nlisten_address = \"nowhere\"\n", 2, "listen"),
         ("[web]\ntelemetry_path = \"metrics\"\n", 2, "absolute"),
         ("[web]\nconfig_file = \"\"\n", 2, "config_file"),

@@ -137,6 +137,22 @@ pub(super) fn interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::E
     Ok(v)
 }
 
+pub(super) fn native_schema<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    bounded(d, "native_schema", 0..=i64::from(crate::native::MAX_SCHEMA)).map(|n| n as u8)
+}
+
+pub(super) fn native_zero_threshold<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    let v = humantime::parse_duration(&s).map_err(|e| {
+        invalid(format!("native_zero_threshold {s:?} is not a duration like \"1us\" or \"500ns\": {e}"))
+    })?;
+    // Below 1 ns every latency is above it; the kernel's table holds the buckets from 1 ns up.
+    if v < Duration::from_nanos(1) || v > Duration::from_secs(1) {
+        return Err(invalid(format!("native_zero_threshold must be between 1ns and 1s, got {s:?}")));
+    }
+    Ok(v)
+}
+
 pub(super) fn buckets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
     let v = Vec::<f64>::deserialize(d)?;
     if v.is_empty() || v.len() > MAX_BUCKETS {
