@@ -15,9 +15,10 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::nginx::{curl, Nginx};
+use common::nginx::{curl, Nginx, SLEEPS_MS};
 use common::{free_port, Exporter, Metrics, Pair, Proc, TempDir, SERVER_V4};
 use hge_exporter::collector::pb;
+use hge_shared::native::boundary_ns_exact;
 
 const TOOLS: &[&str] = &["ip", "nginx", "curl", "gzip", "prometheus", "promtool"];
 
@@ -434,15 +435,89 @@ fn prometheus_gets_exact_counts_in_protobuf_with_native_histograms_and_in_openme
     // A scrape it had begun may still be logged.
     std::thread::sleep(Duration::from_millis(500));
 
-    // With native histograms, it asks for protobuf: the same counts, the classic buckets.
+    // With native histograms, it asks for protobuf: the same counts, the
+    // latency histograms as native ones (2.42 keeps only those of a histogram
+    // that has both).
     let before = scrapes(OM_TYPE);
     let proto = Prometheus::start(exp.port, &["--enable-feature=native-histograms"]);
     proto.wait_for("sum(http_server_requests_total{job=\"hge\"})", vec![sent]);
-    proto.wait_for("sum(http_server_request_duration_seconds_count{job=\"hge\"})", vec![sent]);
-    proto.wait_for("sum(http_server_request_duration_seconds_bucket{job=\"hge\",le=\"+Inf\"})", vec![sent]);
+    proto.wait_for("histogram_count(sum(http_server_request_duration_seconds{job=\"hge\"}))", vec![sent]);
     assert_eq!(proto.query("up{job=\"hge\"}"), vec![1.0]);
     assert!(proto.query("http_golden_exporter_build_info{job=\"hge\"}") == vec![1.0]);
     assert!(proto.query("process_cpu_seconds_total{job=\"hge\"}").len() == 1, "the process metrics came too");
     assert!(scrapes(PROTO_TYPE) > 0, "Prometheus never asked for protobuf:\n{}", exp.log());
     assert_eq!(scrapes(OM_TYPE), before, "with native histograms, OpenMetrics was asked for again");
+}
+
+/// The true `q` quantile of `times` (seconds), as Prometheus ranks: the
+/// smallest value with at least q * n values at or under it.
+fn true_quantile(times: &[f64], q: f64) -> f64 {
+    let mut t = times.to_vec();
+    t.sort_by(f64::total_cmp);
+    let rank = ((q * t.len() as f64).ceil() as usize).clamp(1, t.len());
+    t[rank - 1]
+}
+
+/// The width in seconds of the schema's native bucket that holds `v` seconds.
+fn bucket_width(schema: u8, v: f64) -> f64 {
+    let per = f64::from(1u32 << schema);
+    let k = (v.log2() * per).ceil() as i64;
+    (boundary_ns_exact(schema, k) - boundary_ns_exact(schema, k - 1)) as f64 / 1e9
+}
+
+#[test]
+fn prometheus_native_histograms_count_exactly_and_their_quantiles_fall_within_a_bucket() {
+    if !common::privileged(TOOLS) {
+        return;
+    }
+    let pair = Pair::new();
+    let nginx = Nginx::start(&pair);
+    // The default schema (3) and zero threshold (1 µs).
+    let exp = Exporter::start(&config(&pair, "1s"));
+    // 40 at 5 ms, 30 at 20 ms, 25 at 45 ms, 5 at 300 ms: the median (the 50th)
+    // among the 20 ms ones, the 99th percentile among the 300 ms ones.
+    let mut urls = Vec::new();
+    for (ms, n) in SLEEPS_MS.iter().zip([40, 30, 25, 5]) {
+        urls.extend((0..n).map(|_| format!("http://{SERVER_V4}:8080/sleep/{ms}")));
+    }
+    curl(&pair, &urls);
+    let times = nginx.request_times();
+    assert_eq!(times.len(), urls.len(), "nginx logged every request");
+    let sent = urls.len() as f64;
+
+    let prom = Prometheus::start(exp.port, &["--enable-feature=native-histograms"]);
+    let latency = "sum(http_server_request_duration_seconds{job=\"hge\"})";
+    prom.wait_for(&format!("histogram_count({latency})"), vec![sent]);
+    for q in [0.5, 0.99] {
+        let got = prom.query(&format!("histogram_quantile({q}, {latency})"));
+        let want = true_quantile(&times, q);
+        // nginx logs milliseconds: its truth is up to 1 ms off the exporter's.
+        let tolerance = bucket_width(3, want) + 0.001;
+        assert_eq!(got.len(), 1, "histogram_quantile({q}): {got:?}");
+        assert!(
+            (got[0] - want).abs() <= tolerance,
+            "p{q}: Prometheus says {} s, nginx's log {want} s (one bucket: {tolerance} s)",
+            got[0]
+        );
+        eprintln!("p{q}: Prometheus {} s, nginx {want} s, bucket width {} s", got[0], bucket_width(3, want));
+    }
+    // The native buckets, straight from the exporter: they add up to the count.
+    let families = pb::decode_delimited(&get(exp.port, &[("Accept", PROTO)]).body).unwrap();
+    let f = families.iter().find(|f| f.name() == "http_server_request_duration_seconds").unwrap();
+    for m in &f.metric {
+        let h = m.histogram.clone().unwrap();
+        assert_eq!((h.schema(), h.zero_threshold()), (3, 1e-6));
+        let mut n = 0i64;
+        let total: i64 = h
+            .positive_delta
+            .iter()
+            .map(|d| {
+                n += d;
+                n
+            })
+            .sum();
+        assert_eq!(total as u64 + h.zero_count(), h.sample_count(), "{h:?}");
+        let spans: u32 = h.positive_span.iter().map(|s| s.length()).sum();
+        assert_eq!(spans as usize, h.positive_delta.len());
+    }
 }

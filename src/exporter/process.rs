@@ -84,7 +84,9 @@ fn serve(listener: std::net::TcpListener, maps: Arc<ReadMaps>, cfg: &Config, mut
         None => None,
     };
     raise_nofile(cfg.web.max_connections);
-    let exposition = Exposition::new(cfg.metrics.buckets.clone(), cfg.metrics.status_label, cfg.metrics.max_series);
+    let m = &cfg.metrics;
+    let native = m.native_histograms.then(|| (i32::from(m.native_schema), m.native_zero_threshold.as_secs_f64()));
+    let exposition = Exposition::with_native(m.buckets.clone(), m.status_label, m.max_series, native);
     exposition.set_topology(&topo);
     let nbuckets = cfg.metrics.buckets.len();
     let (snap, took) = collector::timed(|| maps::read(&maps, nbuckets));

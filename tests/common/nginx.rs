@@ -10,10 +10,12 @@ use super::{Pair, Proc, TempDir, SERVER_V4, SERVER_V6};
 /// Port 80 serves /ok (200), /missing (404), /fail (500), /big (1 MiB),
 /// /trap (256 KiB of "HTTP/1.1 200 OK" lines), /page (static, with ETag),
 /// /nocontent (204), /chunked (1.1 MiB chunked), /upload (reads a body, 200);
-/// port 8080 serves /slow, answered after `SLOW_SECONDS`; port 8081 serves
+/// port 8080 serves /slow, answered after `SLOW_SECONDS`, and /sleep/MS for
+/// each of `SLEEPS_MS`, answered after MS milliseconds; port 8081 serves
 /// routes: / and /users/* and /static/* (200), /users/ID/orders (503), and
 /// 404 for the rest.
 pub const SLOW_SECONDS: f64 = 0.3;
+pub const SLEEPS_MS: [u32; 4] = [5, 20, 45, 300];
 
 pub struct Nginx {
     pub proc: Proc,
@@ -43,6 +45,10 @@ impl Nginx {
         std::fs::write(dir.path().join("trap"), b"HTTP/1.1 200 OK\r\n".repeat(16 * 1024)).unwrap();
         std::fs::write(dir.path().join("page"), b"<html>cached</html>\n").unwrap();
         let echo = echo_module().display().to_string();
+        let sleeps: String = SLEEPS_MS
+            .iter()
+            .map(|ms| format!("location = /sleep/{ms} {{ echo_sleep {}; echo \"slept\"; }}\n", f64::from(*ms) / 1000.0))
+            .collect();
         let conf = format!(
             r#"
 load_module {echo};
@@ -54,6 +60,8 @@ error_log {d}/error.log warn;
 events {{ worker_connections 19500; }}
 http {{
     access_log {d}/access.log;
+    log_format timing '$request_uri $request_time';
+    access_log {d}/timing.log timing;
     client_body_temp_path {d}/body;
     proxy_temp_path {d}/proxy;
     fastcgi_temp_path {d}/fastcgi;
@@ -77,6 +85,7 @@ http {{
         listen {SERVER_V4}:8080;
         listen [{SERVER_V6}]:8080;
         location = /slow {{ echo_sleep {SLOW_SECONDS}; echo "slow"; }}
+        {sleeps}
     }}
     server {{
         listen {SERVER_V4}:8081;
@@ -112,6 +121,7 @@ http {{
             if ok {
                 // The readiness probe is not part of any test's traffic.
                 std::fs::write(self.access_log(), "").unwrap();
+                std::fs::write(self.dir.path().join("timing.log"), "").unwrap();
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -157,6 +167,16 @@ http {{
                 let status = parts.next().unwrap_or("").split_whitespace().next().unwrap_or("0");
                 (request.split(' ').nth(1).unwrap_or("").to_string(), status.parse().unwrap_or(0))
             })
+            .collect()
+    }
+
+    /// Each request's `$request_time` in seconds (millisecond resolution), once the log has settled.
+    pub fn request_times(&self) -> Vec<f64> {
+        self.settle();
+        std::fs::read_to_string(self.dir.path().join("timing.log"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
             .collect()
     }
 

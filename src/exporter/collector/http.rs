@@ -62,6 +62,8 @@ pub struct HttpFamilies {
     le: Vec<String>,
     /// The bounds themselves (protobuf).
     bounds: Vec<f64>,
+    /// Native buckets (protobuf only): their schema and zero threshold in seconds.
+    pub native: Option<(i32, f64)>,
 }
 
 /// Where the text of one snapshot stopped: family, next entry, and whether the
@@ -87,7 +89,7 @@ impl Cursor {
 impl HttpFamilies {
     pub fn new(buckets_s: &[f64], status_label: StatusLabel) -> HttpFamilies {
         let le = buckets_s.iter().map(|b| format!(",le=\"{b}\"}} ")).collect();
-        HttpFamilies { status_label, le, bounds: buckets_s.to_vec() }
+        HttpFamilies { status_label, le, bounds: buckets_s.to_vec(), native: None }
     }
 
     /// Append the text after `cur` to `buf`, whole series at a time, until `buf`
@@ -199,13 +201,16 @@ impl HttpFamilies {
                 cumulative += n;
                 pb::Bucket { cumulative_count: Some(cumulative), upper_bound: Some(*le), ..Default::default() }
             });
-            let histogram = pb::Histogram {
+            let mut histogram = pb::Histogram {
                 sample_count: Some(h.count),
                 sample_sum: Some(h.sum_ns as f64 / 1e9),
                 bucket: bucket.collect(),
                 created_timestamp: at(&created.latency),
                 ..Default::default()
             };
+            if let Some((schema, zero_threshold)) = self.native {
+                native_buckets(&mut histogram, schema, zero_threshold, h);
+            }
             let label = names.pairs(key, Some(self.status_label));
             pb::Metric { label, histogram: Some(histogram), ..Default::default() }
         } else {
@@ -261,3 +266,57 @@ fn sample(buf: &mut BytesMut, name: &str, suffix: &str, labels: &[u8], close: &[
 #[cfg(test)]
 #[path = "pieces.rs"]
 mod pieces;
+
+/// The native buckets of `h` into `out`, as Prometheus reads them: spans of
+/// consecutive buckets (each offset from the end of the one before; the first
+/// from bucket 0), and the counts, each as the difference from the one before.
+pub fn native_buckets(out: &mut pb::Histogram, schema: i32, zero_threshold: f64, h: &Histogram) {
+    out.schema = Some(schema);
+    out.zero_threshold = Some(zero_threshold);
+    out.zero_count = Some(h.native_zero);
+    let mut next: Option<i32> = None;
+    let mut last = 0i64;
+    for &(index, n) in h.native.iter().filter(|(_, n)| *n > 0) {
+        match next {
+            Some(i) if i == index => {
+                if let Some(span) = out.positive_span.last_mut() {
+                    span.length = Some(span.length.unwrap_or(0) + 1);
+                }
+            }
+            _ => out.positive_span.push(pb::BucketSpan { offset: Some(index - next.unwrap_or(0)), length: Some(1) }),
+        }
+        out.positive_delta.push(n as i64 - last);
+        last = n as i64;
+        next = Some(index + 1);
+    }
+}
+
+#[cfg(test)]
+mod native_tests {
+    use super::*;
+
+    #[test]
+    fn native_buckets_are_spans_of_consecutive_buckets_and_delta_counts() {
+        let h = Histogram {
+            count: 12,
+            native_zero: 2,
+            native: vec![(-3, 1), (-2, 4), (0, 0), (1, 2), (2, 2), (7, 1)],
+            ..Default::default()
+        };
+        let mut out = pb::Histogram::default();
+        native_buckets(&mut out, 3, 1e-6, &h);
+        assert_eq!((out.schema, out.zero_threshold, out.zero_count), (Some(3), Some(1e-6), Some(2)));
+        let spans: Vec<(i32, u32)> = out.positive_span.iter().map(|s| (s.offset(), s.length())).collect();
+        // -3 and -2; then 1 and 2 (a gap of 2 after -2: bucket 0 counted nothing); then 7 (a gap of 4).
+        assert_eq!(spans, [(-3, 2), (2, 2), (4, 1)]);
+        assert_eq!(out.positive_delta, [1, 3, -2, 0, -1]);
+    }
+
+    #[test]
+    fn no_native_buckets_is_an_empty_native_histogram() {
+        let mut out = pb::Histogram::default();
+        native_buckets(&mut out, 0, 0.5, &Histogram::default());
+        assert_eq!((out.schema, out.zero_count), (Some(0), Some(0)));
+        assert!(out.positive_span.is_empty() && out.positive_delta.is_empty());
+    }
+}

@@ -92,12 +92,24 @@ pub struct Exposition {
 
 impl Exposition {
     pub fn new(buckets_s: Vec<f64>, status_label: StatusLabel, max_series: u32) -> Arc<Exposition> {
+        Self::with_native(buckets_s, status_label, max_series, None)
+    }
+
+    /// With native buckets (schema, zero threshold in seconds) in the protobuf exposition.
+    pub fn with_native(
+        buckets_s: Vec<f64>,
+        status_label: StatusLabel,
+        max_series: u32,
+        native: Option<(i32, f64)>,
+    ) -> Arc<Exposition> {
+        let mut http = HttpFamilies::new(&buckets_s, status_label);
+        http.native = native;
         let process = Registry::new();
         process
             .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
             .expect("process collector registers on a fresh registry");
         Arc::new(Exposition {
-            http: Arc::new(HttpFamilies::new(&buckets_s, status_label)),
+            http: Arc::new(http),
             state: RwLock::new(State { max_series, ..Default::default() }),
             process,
             started: unix_now(),
