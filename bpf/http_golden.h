@@ -37,10 +37,12 @@ enum hg_limit {
 	HG_ROUTE_OTHER = 255,
 	/*
 	 * Boundaries of the native (exponential) buckets userspace computes for the
-	 * configured schema (struct hg_native_bounds): a power of two, searched in
-	 * log2(HG_NATIVE_TABLE) steps.
+	 * configured schema (struct hg_native_bounds), and the cells of each power
+	 * of two of ns a latency's top bits pick its place in that table by.
 	 */
 	HG_NATIVE_TABLE = 16384,
+	HG_NATIVE_CELL_BITS = 10,
+	HG_NATIVE_CELLS = 64 << HG_NATIVE_CELL_BITS,
 };
 
 enum hg_role {
@@ -194,6 +196,12 @@ struct hg_native_key {
  */
 struct hg_native_bounds {
 	__u64 ns[HG_NATIVE_TABLE];
+	/*
+	 * cell[o << HG_NATIVE_CELL_BITS | c]: for the latencies v with 2^o <= v < 2^(o+1)
+	 * whose HG_NATIVE_CELL_BITS bits after the top one are c, the first i with
+	 * v <= ns[i] is cell[..] or the one after it (userspace checks it).
+	 */
+	__u16 cell[HG_NATIVE_CELLS];
 };
 
 /* The parser's programs in the per-interface programs' tail-call array (bpf/link.bpf.c). */

@@ -36,6 +36,9 @@ pub const PATH_MAX: usize = 128;
 pub const ROUTE_OTHER: u8 = 255;
 /// Native bucket boundaries in the `native_bounds` table (HG_NATIVE_TABLE).
 pub const NATIVE_TABLE: usize = 16384;
+/// Bits after a latency's top one that pick its cell (HG_NATIVE_CELL_BITS), and the cells (HG_NATIVE_CELLS).
+pub const NATIVE_CELL_BITS: u32 = 10;
+pub const NATIVE_CELLS: usize = 64 << NATIVE_CELL_BITS;
 /// enum hg_segment.
 pub const SEG_LITERAL: u8 = 0;
 pub const SEG_PARAM: u8 = 1;
@@ -177,6 +180,8 @@ pub struct NativeKeyRaw {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NativeBounds {
     pub ns: [u64; NATIVE_TABLE],
+    /// For the latencies of a power of two and the next NATIVE_CELL_BITS bits: where in `ns` to look.
+    pub cell: [u16; NATIVE_CELLS],
 }
 
 /// struct hg_link.

@@ -8,7 +8,7 @@
 use anyhow::{ensure, Result};
 use num_bigint::BigUint;
 
-use crate::abi::NATIVE_TABLE;
+use crate::abi::{NativeBounds, NATIVE_CELLS, NATIVE_CELL_BITS, NATIVE_TABLE};
 
 /// Schemas the config accepts: 2^schema buckets per doubling.
 pub const MAX_SCHEMA: u8 = 8;
@@ -84,6 +84,45 @@ pub fn table(schema: u8, zero_ns: u64) -> Result<(i32, Vec<u64>)> {
     Ok((i32::try_from(kstart)?, ns))
 }
 
+/// The whole value of the kernel's `native_bounds` array: `table`'s
+/// boundaries, and the cells that say where in them each latency's search
+/// starts (bpf/lib/native.h). Fails if a cell would hold latencies of more
+/// than two buckets, which the kernel's one comparison could not tell apart.
+pub fn bounds(schema: u8, zero_ns: u64) -> Result<(i32, Box<NativeBounds>)> {
+    let (kstart, ns) = table(schema, zero_ns)?;
+    let mut b = Box::new(NativeBounds { ns: [0; NATIVE_TABLE], cell: [0; NATIVE_CELLS] });
+    b.ns.copy_from_slice(&ns);
+    // The first i with v <= ns[i].
+    let pos = |v: u64| ns.partition_point(|&x| x < v);
+    for o in 0..64u32 {
+        for c in 0..(1u64 << NATIVE_CELL_BITS) {
+            // The latencies v with top bit o and c in the next NATIVE_CELL_BITS bits.
+            let (lo, hi) = if o >= NATIVE_CELL_BITS {
+                let width = 1u128 << (o - NATIVE_CELL_BITS);
+                let lo = (1u128 << o) + u128::from(c) * width;
+                (lo, lo + width - 1)
+            } else {
+                // Fewer bits than that after the top one: c holds them, then zeros.
+                let shift = NATIVE_CELL_BITS - o;
+                if c & ((1 << shift) - 1) != 0 {
+                    continue; // no latency has this cell
+                }
+                let v = (1u128 << o) + u128::from(c >> shift);
+                (v, v)
+            };
+            let (lo, hi) = (lo.max(u128::from(zero_ns) + 1), hi);
+            if lo > hi {
+                continue; // all in the zero bucket
+            }
+            let (lo, hi) = (lo as u64, hi as u64);
+            let first = pos(lo);
+            ensure!(pos(hi) <= first + 1, "native cell {o}/{c} spans more than two buckets at schema {schema}");
+            b.cell[(o << NATIVE_CELL_BITS) as usize | c as usize] = u16::try_from(first)?;
+        }
+    }
+    Ok((kstart, b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +149,15 @@ mod tests {
         let (kstart, ns) = table(3, 1000).unwrap();
         // Schema 3: bucket 1 ends at 2^(1/8) s = 1.0905077326652577 s.
         assert_eq!(ns[(1 - kstart) as usize], 1_090_507_732);
+    }
+
+    #[test]
+    fn every_cell_holds_at_most_two_buckets_for_every_schema() {
+        for schema in 0..=MAX_SCHEMA {
+            for zero_ns in [1, 1000, 999_999_999] {
+                bounds(schema, zero_ns).unwrap();
+            }
+        }
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! own reference: an estimate in f64, settled by the boundaries computed
 //! exactly with big integers (`boundary_ns_exact`: nested integer square
 //! roots of 10^(9*2^s) * 2^k), not from the table the kernel searches (which
-//! the attacher computes from fixed-point mantissas).
+//! the attacher computes from fixed-point mantissas, with the cells that
+//! start the kernel's search).
 
 use super::{run, storage};
 
@@ -13,8 +14,8 @@ mod skel {
     include!(concat!(env!("OUT_DIR"), "/native_test.skel.rs"));
 }
 
-use hge_shared::abi::{bytes_of, NativeBounds, NATIVE_TABLE};
-use hge_shared::native::{boundary_ns_exact, table};
+use hge_shared::abi::bytes_of;
+use hge_shared::native::{boundary_ns_exact, bounds};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::MapCore;
 
@@ -28,16 +29,14 @@ impl Native {
         if !crate::common::privileged(&[]) {
             return None;
         }
-        let (kstart, ns) = table(schema, zero_ns).expect("a table for the schema");
+        let (kstart, b) = bounds(schema, zero_ns).expect("a table for the schema");
         let mut open = skel::NativeTestSkelBuilder::default().open(storage()).expect("opening native_test");
         let ro = open.maps.rodata_data.as_deref_mut().expect("native_test has .rodata");
         ro.cfg_native = 1;
         ro.cfg_native_zero_ns = zero_ns;
         ro.cfg_native_kstart = kstart;
         let t = Native(open.load().expect("loading native_test"));
-        let mut bounds = NativeBounds { ns: [0; NATIVE_TABLE] };
-        bounds.ns.copy_from_slice(&ns);
-        t.0.maps.native_bounds.update(&0u32.to_ne_bytes(), bytes_of(&bounds), libbpf_rs::MapFlags::ANY).unwrap();
+        t.0.maps.native_bounds.update(&0u32.to_ne_bytes(), bytes_of(&*b), libbpf_rs::MapFlags::ANY).unwrap();
         Some(t)
     }
 
@@ -90,6 +89,16 @@ fn cases(schema: u8) -> Vec<u64> {
         v.extend([b.saturating_sub(1), b, b.saturating_add(1)]);
     }
     v.extend([5_000_000, 20_000_000, 45_000_000, 300_000_000, 1_000_000_000]);
+    // Every power of two and its neighbours, and latencies spread over each (a fixed pseudo-random walk).
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for o in 0..64 {
+        let p = 1u64 << o;
+        v.extend([p - 1, p, p + 1]);
+        for _ in 0..8 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            v.push(p | (x >> (64 - o.max(1))) & (p - 1).max(1));
+        }
+    }
     v
 }
 

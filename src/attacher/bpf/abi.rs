@@ -40,7 +40,7 @@ same_layout!(
 same_layout!(hg_series_key, SeriesKeyRaw, ifindex, target_id, port, role, method, status, route, pad, pad2);
 same_layout!(hg_hist, Hist, slots, sum_ns, count);
 same_layout!(hg_native_key, NativeKeyRaw, series, index, zero);
-same_layout!(hg_native_bounds, NativeBounds, ns);
+same_layout!(hg_native_bounds, NativeBounds, ns, cell);
 same_layout!(hg_link, Link, target_id, nports, active, routes, ports);
 same_layout!(hg_route, Route, nseg, star, kind, len, off, pad, lit);
 same_layout!(hg_routes, Routes, n, pad, whole, cut, r);
@@ -57,6 +57,8 @@ const _: () = assert!(abi::ROUTE_SEGS == hg_limit::HG_ROUTE_SEGS.0 as usize);
 const _: () = assert!(abi::ROUTE_BYTES == hg_limit::HG_ROUTE_BYTES.0 as usize);
 const _: () = assert!(abi::PATH_MAX == hg_limit::HG_PATH_MAX.0 as usize);
 const _: () = assert!(abi::NATIVE_TABLE == hg_limit::HG_NATIVE_TABLE.0 as usize);
+const _: () = assert!(abi::NATIVE_CELL_BITS == hg_limit::HG_NATIVE_CELL_BITS.0);
+const _: () = assert!(abi::NATIVE_CELLS == hg_limit::HG_NATIVE_CELLS.0 as usize);
 const _: () = assert!(abi::ROUTE_OTHER as u32 == hg_limit::HG_ROUTE_OTHER.0);
 const _: () = assert!(abi::SEG_LITERAL as u32 == hg_segment::HG_SEG_LITERAL.0);
 const _: () = assert!(abi::SEG_PARAM as u32 == hg_segment::HG_SEG_PARAM.0);

@@ -19,7 +19,7 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, OpenObject, PrintLevel};
 use super::kernel::{self, Verified};
 use super::{link_skel, skel};
 use hge_exporter::maps::{MapFd, ReadMaps};
-use hge_shared::abi::{bytes_of, NativeBounds, NATIVE_TABLE};
+use hge_shared::abi::bytes_of;
 use hge_shared::abi::{PARSERS, PARSE_EGRESS, PARSE_INGRESS};
 use hge_shared::config::{self, StatusLabel};
 use hge_shared::native;
@@ -284,11 +284,11 @@ fn load_parser(cfg: &ProgramConfig, sizes: MapSizes) -> Result<(Programs, Shared
     ro.cfg_series_budget = cfg.series_budget;
     let table = match cfg.native {
         Some(n) => {
-            let (kstart, ns) = native::table(n.schema, n.zero_ns)?;
+            let (kstart, bounds) = native::bounds(n.schema, n.zero_ns)?;
             ro.cfg_native = 1;
             ro.cfg_native_zero_ns = n.zero_ns;
             ro.cfg_native_kstart = kstart;
-            Some(ns)
+            Some(bounds)
         }
         None => None,
     };
@@ -302,12 +302,10 @@ fn load_parser(cfg: &ProgramConfig, sizes: MapSizes) -> Result<(Programs, Shared
     open.maps.native.set_max_entries(native_entries)?;
 
     let skel = open.load().context("loading the BPF programs")?;
-    if let Some(ns) = table {
-        let mut bounds = NativeBounds { ns: [0; NATIVE_TABLE] };
-        bounds.ns.copy_from_slice(&ns);
+    if let Some(bounds) = table {
         skel.maps
             .native_bounds
-            .update(&0u32.to_ne_bytes(), bytes_of(&bounds), MapFlags::ANY)
+            .update(&0u32.to_ne_bytes(), bytes_of(&*bounds), MapFlags::ANY)
             .context("writing the native bucket boundaries")?;
     }
     let maps = SharedMaps {
