@@ -521,3 +521,73 @@ fn prometheus_native_histograms_count_exactly_and_their_quantiles_fall_within_a_
         assert_eq!(spans as usize, h.positive_delta.len());
     }
 }
+
+/// Prometheus refuses a native histogram whose count is not the sum of its
+/// buckets, and the kernel's classic and native counts live in two maps read
+/// one after the other. Scraped while requests keep coming, every histogram
+/// still adds up, over protobuf, and its classic buckets never pass its count.
+#[test]
+fn under_traffic_every_native_histogram_adds_up_to_its_count_and_the_classic_stays_monotonic() {
+    if !common::privileged(TOOLS) {
+        return;
+    }
+    let pair = Pair::new();
+    let _nginx = Nginx::start(&pair);
+    let exp = Exporter::start(&config(&pair, "100ms"));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, client_ns) = (stop.clone(), pair.client_ns.clone());
+        std::thread::spawn(move || {
+            let urls: Vec<String> = (0..200).map(|_| format!("http://{SERVER_V4}/ok")).collect();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut cmd: Command = Pair::cmd(&client_ns, "curl");
+                cmd.args(["-s", "--max-time", "20"]);
+                for u in &urls {
+                    cmd.arg(u).args(["-o", "/dev/null"]);
+                }
+                let _ = cmd.status();
+            }
+        })
+    };
+    let mut checked = 0;
+    let mut last_read = -1.0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while checked < 40 && Instant::now() < deadline {
+        let families = pb::decode_delimited(&get(exp.port, &[("Accept", PROTO)]).body).unwrap();
+        let read = families
+            .iter()
+            .find(|f| f.name() == "http_golden_exporter_map_reads_total")
+            .and_then(|f| f.metric.first())
+            .and_then(|m| m.counter.as_ref())
+            .and_then(|c| c.value)
+            .unwrap_or(-1.0);
+        let Some(f) = families.iter().find(|f| f.name() == "http_server_request_duration_seconds") else {
+            continue;
+        };
+        if read == last_read {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        last_read = read;
+        for m in &f.metric {
+            let h = m.histogram.clone().unwrap();
+            let mut n = 0i64;
+            let in_buckets: i64 = h
+                .positive_delta
+                .iter()
+                .map(|d| {
+                    n += d;
+                    n
+                })
+                .sum();
+            assert_eq!(in_buckets as u64 + h.zero_count(), h.sample_count(), "read {read}: {h:?}");
+            for b in &h.bucket {
+                assert!(b.cumulative_count() <= h.sample_count(), "read {read}: classic bucket over the count: {h:?}");
+            }
+        }
+        checked += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.join().unwrap();
+    assert_eq!(checked, 40, "40 map reads with latency series seen within 20 s");
+}

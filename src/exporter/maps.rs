@@ -76,25 +76,6 @@ pub fn read(maps: &ReadMaps, nbuckets: usize) -> Result<Snapshot> {
         }
     })
     .context("reading requests")?;
-    // The native buckets first, then the classic histograms: the kernel counts
-    // an observation in both, so under traffic `_count` may hold a few more
-    // than the buckets read just before it (never fewer: Prometheus refuses a
-    // native histogram whose buckets hold more than its count).
-    let mut native: std::collections::HashMap<SeriesKey, (u64, Vec<(i32, u64)>)> = Default::default();
-    for_each_batched(&maps.native, true, |key, per_cpu| {
-        let n = sum_u64(per_cpu.chunks_exact(8), "native value");
-        let (Ok(raw), Ok(n)) = (abi::read::<NativeKeyRaw>(key, "native key"), n) else {
-            err = Some(anyhow::anyhow!("malformed native entry"));
-            return;
-        };
-        let Some(k) = SeriesKey::from_raw(&raw.series) else { return };
-        let e = native.entry(k).or_default();
-        match raw.zero {
-            0 => e.1.push((raw.index, n)),
-            _ => e.0 += n,
-        }
-    })
-    .context("reading native buckets")?;
     let hist_size = maps.latency.value_size as usize;
     for_each_batched(&maps.latency, true, |key, per_cpu| {
         let Ok(raw) = abi::read::<SeriesKeyRaw>(key, "latency key") else {
@@ -117,12 +98,35 @@ pub fn read(maps: &ReadMaps, nbuckets: usize) -> Result<Snapshot> {
         snap.latency.push((k, h));
     })
     .context("reading latency")?;
+    // The classic histograms first, then the native buckets. Prometheus
+    // refuses a native histogram whose count is not the sum of its buckets,
+    // and the two maps cannot be read at one instant: so a series with native
+    // buckets takes their sum as its count (classic `_count` and +Inf too).
+    // The kernel counts an observation in both within one program run, and the
+    // native map is read after, so that sum is at least the classic buckets
+    // read before it: the classic histogram stays monotonic.
+    let mut native: std::collections::HashMap<SeriesKey, (u64, Vec<(i32, u64)>)> = Default::default();
+    for_each_batched(&maps.native, true, |key, per_cpu| {
+        let n = sum_u64(per_cpu.chunks_exact(8), "native value");
+        let (Ok(raw), Ok(n)) = (abi::read::<NativeKeyRaw>(key, "native key"), n) else {
+            err = Some(anyhow::anyhow!("malformed native entry"));
+            return;
+        };
+        let Some(k) = SeriesKey::from_raw(&raw.series) else { return };
+        let e = native.entry(k).or_default();
+        match raw.zero {
+            0 => e.1.push((raw.index, n)),
+            _ => e.0 += n,
+        }
+    })
+    .context("reading native buckets")?;
     if let Some(e) = err {
         return Err(e);
     }
     for (k, h) in &mut snap.latency {
         if let Some((zero, mut buckets)) = native.remove(k) {
             buckets.sort_unstable();
+            h.count = zero + buckets.iter().map(|(_, n)| n).sum::<u64>();
             h.native_zero = zero;
             h.native = buckets;
         }
