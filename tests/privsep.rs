@@ -469,7 +469,7 @@ fn the_exporter_holds_only_the_maps_it_reads_each_read_only() {
     let fds = map_fds(child);
     let mut names: Vec<String> = fds.iter().map(|(_, _, id)| map_name(*id)).collect();
     names.sort();
-    assert_eq!(names, ["flows", "latency", "requests", "stats"], "exactly the maps it reads: {fds:?}");
+    assert_eq!(names, ["flows", "latency", "native", "requests", "stats"], "exactly the maps it reads: {fds:?}");
     for (fd, flags, id) in &fds {
         assert_eq!(flags & libc::O_ACCMODE as u32, libc::O_RDONLY as u32, "fd {fd} (map {id}) flags {flags:o}");
     }
