@@ -119,6 +119,8 @@ fn each_row_shows_its_request_rate_5xx_share_and_quantiles() {
         assert!(pane.contains(head), "header lacks {head:?}:\n{pane}");
     }
     assert!(pane.contains("exporter reads every"), "{pane}");
+    // The fake answers the text even to top's protobuf-first Accept.
+    assert!(pane.contains("quantiles from classic buckets"), "{pane}");
     if let Ok(path) = std::env::var("HG_SAVE_PANE") {
         std::fs::write(path, &pane).unwrap();
     }
@@ -490,6 +492,10 @@ fn the_real_exporter_with_nginx_traffic_shows_its_rates_errors_and_latency() {
             assert_eq!(r[7], "0.0%", "/slow never fails:\n{pane}");
             let (p50, p99) = (ms(&r[8]), ms(&r[9]));
             assert!(p50 > 250.0 && p99 >= p50, "every /slow response above 0.25 s:\n{pane}");
+            // top asks for protobuf and takes the quantiles from the native
+            // buckets (about 9% wide): the median is near 0.3 s. The classic
+            // bucket (0.25 s, 0.5 s] would put it at 375 ms.
+            assert!(p50 < 360.0, "the median from native buckets, not classic ones:\n{pane}");
         }
     }
     seen.sort();
@@ -498,6 +504,7 @@ fn the_real_exporter_with_nginx_traffic_shows_its_rates_errors_and_latency() {
         ["client client - 80 GET", "client client - 8080 GET", "server server - 80 GET", "server server - 8080 GET"],
         "{pane}"
     );
+    assert!(pane.contains("quantiles from native buckets"), "the status line says where quantiles come from:\n{pane}");
     if let Ok(path) = std::env::var("HG_SAVE_REAL_PANE") {
         std::fs::write(path, &pane).unwrap();
     }

@@ -56,6 +56,7 @@ pub fn draw(f: &mut Frame, s: &mut Screen) {
             if !s.view.filter.is_empty() {
                 text += &format!("; filter: {}", s.view.filter);
             }
+            text += quantiles_from(&shown);
             Line::raw(text)
         }
     };
@@ -150,6 +151,17 @@ fn whole_seconds(d: Duration) -> String {
     format!("{}s", d.as_secs())
 }
 
+/// Which buckets the quantiles on screen come from.
+fn quantiles_from(rows: &[Row]) -> &'static str {
+    let with = |native: bool| rows.iter().any(|r| r.p50.is_some() && r.native == native);
+    match (with(true), with(false)) {
+        (true, false) => "; quantiles from native buckets",
+        (false, true) => "; quantiles from classic buckets",
+        (true, true) => "; quantiles from native buckets, classic where a row has none",
+        (false, false) => "",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,7 +185,15 @@ mod tests {
             method: "GET".into(),
             ..Default::default()
         };
-        let r = Row { key, rate: Some(2.0), errors: None, p50: Some(0.01), p99: None, sums: Default::default() };
+        let r = Row {
+            key,
+            rate: Some(2.0),
+            errors: None,
+            p50: Some(0.01),
+            p99: None,
+            native: false,
+            sums: Default::default(),
+        };
         assert_eq!(texts(&r), ["client", "t", "-", "80", "GET", "-", "2.0", "-", "10.0ms", "-"].map(String::from));
     }
 }

@@ -14,8 +14,31 @@ use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
 use super::reading::Reading;
 use super::Args;
 
+/// Protobuf first, as Prometheus with native histograms asks, then the text.
+const ACCEPT: &str =
+    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,\
+                      text/plain;version=0.0.4;q=0.3";
+
 /// Largest exposition read: the exporter at 100,000 series per map writes tens of MB.
 const MAX_BODY: u64 = 512 << 20;
+
+/// A response body, by the format the exporter chose.
+pub enum Exposition {
+    Protobuf(Vec<u8>),
+    Text(Vec<u8>),
+}
+
+impl Exposition {
+    pub fn reading(&self, at: Instant) -> Result<Reading, String> {
+        match self {
+            Exposition::Protobuf(body) => Reading::from_protobuf(body, at),
+            Exposition::Text(body) => {
+                let text = std::str::from_utf8(body).map_err(|e| format!("the exposition is not UTF-8: {e}"))?;
+                Reading::parse(text, at)
+            }
+        }
+    }
+}
 
 pub struct Client {
     agent: ureq::Agent,
@@ -44,7 +67,8 @@ impl Client {
             .http_status_as_error(false)
             .timeout_global(Some(a.interval.max(Duration::from_secs(10))))
             .user_agent(concat!("http-golden-exporter-top/", env!("CARGO_PKG_VERSION")))
-            .accept("text/plain;version=0.0.4")
+            // Protobuf carries the native buckets; any other exporter answers text.
+            .accept(ACCEPT)
             .build()
             .new_agent();
         let authorization = match (&a.username, &a.password_file) {
@@ -58,8 +82,8 @@ impl Client {
         Ok(Client { agent, url: a.url.clone(), authorization })
     }
 
-    /// The exposition text, or what went wrong in one line.
-    pub fn fetch(&self) -> Result<String, String> {
+    /// The exposition, or what went wrong in one line.
+    pub fn fetch(&self) -> Result<Exposition, String> {
         let mut req = self.agent.get(&self.url);
         if let Some(a) = &self.authorization {
             req = req.header("Authorization", a);
@@ -74,7 +98,13 @@ impl Client {
             };
             return Err(format!("HTTP {status}{hint}"));
         }
-        resp.body_mut().with_config().limit(MAX_BODY).read_to_string().map_err(|e| describe(&e))
+        let protobuf = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("application/vnd.google.protobuf"));
+        let body = resp.body_mut().with_config().limit(MAX_BODY).read_to_vec().map_err(|e| describe(&e))?;
+        Ok(if protobuf { Exposition::Protobuf(body) } else { Exposition::Text(body) })
     }
 
     pub fn url(&self) -> &str {
@@ -119,7 +149,7 @@ fn certificates(file: &std::path::Path) -> anyhow::Result<Vec<Certificate<'stati
 pub fn spawn(client: Client, interval: Duration, tx: Sender<Result<Reading, String>>) {
     std::thread::spawn(move || loop {
         let start = Instant::now();
-        let result = client.fetch().and_then(|text| Reading::parse(&text, Instant::now()));
+        let result = client.fetch().and_then(|body| body.reading(Instant::now()));
         if tx.send(result).is_err() {
             return;
         }

@@ -4,8 +4,10 @@
 //! that the daemon links no terminal UI.
 //!
 //! Everything that decides what is shown is plain code with tests: `expo`
-//! parses the text format, `reading` groups series by row, `rows` turns two
-//! readings into rates, 5xx shares and quantiles (`quantile`), `pace` decides
+//! parses the text format and `proto` the protobuf one, `reading` groups
+//! series by row, `rows` turns two readings into rates, 5xx shares and
+//! quantiles (`quantile` from classic buckets, `native` from native ones, which
+//! only protobuf carries), `pace` decides
 //! which fetches to compare, `table` sorts and filters, `scroll` picks the rows
 //! that fit on screen. `fetch` talks HTTP; `draw` and [`run`] are the thin
 //! terminal layer. Nothing here imports the daemon.
@@ -13,7 +15,9 @@
 mod draw;
 pub mod expo;
 mod fetch;
+mod native;
 mod pace;
+mod proto;
 mod quantile;
 mod reading;
 mod rows;

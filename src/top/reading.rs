@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use super::expo::{samples, Sample};
+use super::expo::samples;
+use super::native::Native;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Side {
@@ -55,6 +56,8 @@ pub struct Values {
     pub error: bool,
     /// `*_request_duration_seconds_bucket`: (le, cumulative count), in exposition order.
     pub buckets: Vec<(f64, f64)>,
+    /// The native buckets, when the exposition was protobuf and had them.
+    pub native: Option<Native>,
 }
 
 /// Where a series belongs: its row, whether it is the requests counter or the
@@ -82,60 +85,87 @@ const ROW_LABELS: [&str; 5] = ["target", "container", "port", "method", "route"]
 
 impl Reading {
     pub fn parse(text: &str, at: Instant) -> Result<Reading, String> {
-        let mut snap = Reading { rows: Vec::new(), series: HashMap::new(), map_reads: None, read_at: None, at };
-        let mut index: HashMap<RowKey, u32> = HashMap::new();
+        let mut b = Builder::new(at);
         for s in samples(text) {
             let s = s?;
-            if s.name == "http_golden_exporter_map_reads_total" {
-                snap.map_reads = Some(s.value);
-                continue;
-            }
-            if s.name == "http_golden_exporter_last_map_read_timestamp_seconds" {
-                snap.read_at = Some(s.value);
+            if b.own(s.name, s.value) {
                 continue;
             }
             let Some((side, family)) = family(s.name) else { continue };
-            let key = RowKey {
-                side,
-                target: s.label("target").unwrap_or("").to_string(),
-                container: s.label("container").unwrap_or("").to_string(),
-                port: s.label("port").unwrap_or("").to_string(),
-                method: s.label("method").unwrap_or("").to_string(),
-                route: s.label("route").unwrap_or("").to_string(),
-            };
-            let next = index.len() as u32;
-            let row = *index.entry(key).or_insert_with_key(|k| {
-                snap.rows.push(k.clone());
-                next
-            });
-            let histogram = family != Family::Requests;
-            let id = SeriesId { row, histogram, rest: rest(&s) };
-            let v = snap.series.entry(id).or_default();
+            let labels: Vec<(&str, &str)> = s.labels.iter().map(|(n, v)| (*n, v.as_ref())).collect();
+            let v = b.series(side, family != Family::Requests, &labels);
             match family {
                 Family::Requests => v.requests = s.value,
                 Family::Count => {
                     v.responses = s.value;
-                    v.error = is_5xx(&s);
+                    v.error = is_5xx(&labels);
                 }
                 Family::Bucket => {
                     let le = s.label("le").and_then(|l| l.parse::<f64>().ok().or(le_inf(l)));
                     let Some(le) = le else { return Err(format!("{}: no valid le label", s.name)) };
                     v.buckets.push((le, s.value));
                 }
+                // The text has no native histograms: this family name is protobuf's.
+                Family::Histogram => {}
             }
         }
-        Ok(snap)
+        Ok(b.snap)
+    }
+}
+
+/// A reading being made, one series at a time, from either format.
+pub(super) struct Builder {
+    pub snap: Reading,
+    index: HashMap<RowKey, u32>,
+}
+
+impl Builder {
+    pub fn new(at: Instant) -> Builder {
+        let snap = Reading { rows: Vec::new(), series: HashMap::new(), map_reads: None, read_at: None, at };
+        Builder { snap, index: HashMap::new() }
+    }
+
+    /// Takes the exporter's read counter and read time: whether `name` was one of them.
+    pub fn own(&mut self, name: &str, value: f64) -> bool {
+        match name {
+            "http_golden_exporter_map_reads_total" => self.snap.map_reads = Some(value),
+            "http_golden_exporter_last_map_read_timestamp_seconds" => self.snap.read_at = Some(value),
+            _ => return false,
+        }
+        true
+    }
+
+    /// The values of the series with these labels (`le` aside), its row added if new.
+    pub fn series(&mut self, side: Side, histogram: bool, labels: &[(&str, &str)]) -> &mut Values {
+        let label = |name: &str| labels.iter().find(|(n, _)| *n == name).map_or("", |(_, v)| *v).to_string();
+        let key = RowKey {
+            side,
+            target: label("target"),
+            container: label("container"),
+            port: label("port"),
+            method: label("method"),
+            route: label("route"),
+        };
+        let next = self.index.len() as u32;
+        let rows = &mut self.snap.rows;
+        let row = *self.index.entry(key).or_insert_with_key(|k| {
+            rows.push(k.clone());
+            next
+        });
+        self.snap.series.entry(SeriesId { row, histogram, rest: rest(labels) }).or_default()
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Family {
+pub(super) enum Family {
     Requests,
     Bucket,
     Count,
+    /// The whole histogram, as protobuf sends it.
+    Histogram,
 }
 
-fn family(name: &str) -> Option<(Side, Family)> {
+pub(super) fn family(name: &str) -> Option<(Side, Family)> {
     let (side, rest) = if let Some(r) = name.strip_prefix("http_server_") {
         (Side::Server, r)
     } else {
@@ -145,6 +175,7 @@ fn family(name: &str) -> Option<(Side, Family)> {
         "requests_total" => Family::Requests,
         "request_duration_seconds_bucket" => Family::Bucket,
         "request_duration_seconds_count" => Family::Count,
+        "request_duration_seconds" => Family::Histogram,
         _ => return None,
     };
     Some((side, f))
@@ -155,18 +186,19 @@ fn le_inf(l: &str) -> Option<f64> {
 }
 
 /// A 5xx response: `status_class="5xx"`, or `status_code="5NN"` under `status_label = "code"`.
-fn is_5xx(s: &Sample) -> bool {
-    if let Some(c) = s.label("status_class") {
+pub(super) fn is_5xx(labels: &[(&str, &str)]) -> bool {
+    let label = |name: &str| labels.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+    if let Some(c) = label("status_class") {
         return c == "5xx";
     }
-    s.label("status_code").is_some_and(|c| c.len() == 3 && c.starts_with('5') && c.bytes().all(|b| b.is_ascii_digit()))
+    label("status_code").is_some_and(|c| c.len() == 3 && c.starts_with('5') && c.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Every label but the row's and `le`, as one string (in exposition order, which
 /// is the same for every sample of a series).
-fn rest(s: &Sample) -> Box<str> {
+fn rest(labels: &[(&str, &str)]) -> Box<str> {
     let mut out = String::new();
-    for (n, v) in &s.labels {
+    for (n, v) in labels {
         if *n == "le" || ROW_LABELS.contains(n) {
             continue;
         }

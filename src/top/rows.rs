@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use super::native::Native;
 use super::quantile::quantile;
 use super::reading::{Reading, RowKey, Values};
 
@@ -17,6 +18,8 @@ pub struct Row {
     /// Seconds.
     pub p50: Option<f64>,
     pub p99: Option<f64>,
+    /// The quantiles come from native buckets (protobuf), not the classic ones.
+    pub native: bool,
     /// What the numbers come from, so that rows can be added up (grouped).
     pub sums: Sums,
 }
@@ -30,22 +33,62 @@ pub struct Sums {
     pub errors: f64,
     /// (le, increase of its cumulative count), by le.
     pub buckets: Vec<(f64, f64)>,
+    /// The native buckets' increases, when every histogram series of the row
+    /// had native buckets of one schema.
+    pub native: Option<Native>,
+}
+
+/// The sum of a row's native buckets: nothing added yet, a sum, or one that
+/// cannot be told (a series without native buckets, or of another schema).
+#[derive(Debug, Default)]
+enum NativeSum {
+    #[default]
+    Empty,
+    Sum(Native),
+    Unknown,
+}
+
+impl NativeSum {
+    /// Adds one series' native buckets (None: it has none).
+    fn add(&mut self, more: Option<&Native>) {
+        *self = match (std::mem::take(self), more) {
+            (NativeSum::Empty, Some(n)) => NativeSum::Sum(n.clone()),
+            (NativeSum::Sum(mut s), Some(n)) if s.schema == n.schema => {
+                if s.add(n) {
+                    NativeSum::Sum(s)
+                } else {
+                    NativeSum::Unknown
+                }
+            }
+            _ => NativeSum::Unknown,
+        };
+    }
+
+    fn native(self) -> Option<Native> {
+        match self {
+            NativeSum::Sum(n) => Some(n),
+            _ => None,
+        }
+    }
 }
 
 impl Row {
     fn empty(key: RowKey) -> Row {
-        Row { key, rate: None, errors: None, p50: None, p99: None, sums: Sums::default() }
+        Row { key, rate: None, errors: None, p50: None, p99: None, native: false, sums: Sums::default() }
     }
 
     /// The row of `key` whose increases are `sums`; `measured`: two readings were compared.
     fn of(key: RowKey, sums: Sums, measured: bool) -> Row {
         let s = &sums;
+        let native = s.native.as_ref().filter(|n| n.count() > 0.0);
+        let q = |q: f64| native.map_or_else(|| quantile(q, &s.buckets), |n| n.quantile(q));
         Row {
             key,
             rate: (measured && s.seconds > 0.0).then(|| s.requests / s.seconds),
             errors: (s.responses > 0.0).then(|| 100.0 * s.errors / s.responses),
-            p50: quantile(0.5, &s.buckets),
-            p99: quantile(0.99, &s.buckets),
+            p50: q(0.5),
+            p99: q(0.99),
+            native: native.is_some(),
             sums,
         }
     }
@@ -55,10 +98,13 @@ impl Row {
 /// responses and bucket increases summed, then rates, 5xx shares and
 /// quantiles taken again from the sums.
 pub fn by_route(rows: &[Row]) -> Vec<Row> {
-    let mut groups: BTreeMap<RowKey, (Sums, bool)> = BTreeMap::new();
+    let mut groups: BTreeMap<RowKey, (Sums, bool, NativeSum)> = BTreeMap::new();
     for r in rows {
-        let (g, measured) = groups.entry(r.key.by_route()).or_default();
+        let (g, measured, native) = groups.entry(r.key.by_route()).or_default();
         *measured |= r.rate.is_some();
+        if r.sums.responses > 0.0 {
+            native.add(r.sums.native.as_ref());
+        }
         g.seconds = g.seconds.max(r.sums.seconds);
         g.requests += r.sums.requests;
         g.responses += r.sums.responses;
@@ -72,8 +118,9 @@ pub fn by_route(rows: &[Row]) -> Vec<Row> {
     }
     groups
         .into_iter()
-        .map(|(key, (mut sums, measured))| {
+        .map(|(key, (mut sums, measured, native))| {
             sums.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+            sums.native = native.native();
             Row::of(key, sums, measured)
         })
         .collect()
@@ -92,6 +139,7 @@ struct Delta {
     errors: f64,
     /// Upper bound → increase of its cumulative count.
     buckets: BTreeMap<OrdF64, f64>,
+    native: NativeSum,
 }
 
 /// A bucket bound as a map key, ordered as `f64::total_cmp` orders.
@@ -140,13 +188,21 @@ pub fn diff(prev: &Reading, cur: &Reading, seconds: f64) -> Vec<Row> {
             let was = old.and_then(|o| o.buckets.iter().find(|b| b.0 == le)).map_or(0.0, |b| b.1);
             *d.buckets.entry(OrdF64(le)).or_default() += c - was;
         }
+        // A series new since `prev`, or reset, counts all its buckets.
+        let native = v.native.as_ref().map(|n| match old.and_then(|o| o.native.as_ref()) {
+            Some(o) => n.since(o).unwrap_or_else(|| n.clone()),
+            None => n.clone(),
+        });
+        d.native.add(native.as_ref());
     }
     cur.rows
         .iter()
         .zip(deltas)
         .map(|(key, d)| {
             let buckets: Vec<(f64, f64)> = d.buckets.iter().map(|(le, c)| (le.0, *c)).collect();
-            let sums = Sums { seconds, requests: d.requests, responses: d.responses, errors: d.errors, buckets };
+            let native = d.native.native();
+            let sums =
+                Sums { seconds, requests: d.requests, responses: d.responses, errors: d.errors, buckets, native };
             Row::of(key.clone(), sums, true)
         })
         .collect()
@@ -237,6 +293,44 @@ mod tests {
         assert!(diff(&b, &c, 1.0).is_empty(), "a row gone from the current read is not shown");
     }
 
+    /// A histogram series with native buckets (schema 3) `counts` by index, and no classic ones.
+    fn with_native(rest: &str, counts: &[(i32, f64)]) -> (crate::reading::SeriesId, Values) {
+        let native = Native { schema: 3, zero_threshold: 1e-6, zero: 0.0, buckets: counts.iter().copied().collect() };
+        let n: f64 = counts.iter().map(|c| c.1).sum();
+        let id = crate::reading::SeriesId { row: 0, histogram: true, rest: rest.into() };
+        (id, Values { responses: n, buckets: vec![(f64::INFINITY, n)], native: Some(native), ..Default::default() })
+    }
+
+    fn native_reading(series: &[(crate::reading::SeriesId, Values)]) -> Reading {
+        let mut r = snap("");
+        r.rows.push(RowKey { target: "web".into(), ..Default::default() });
+        r.series.extend(series.iter().cloned());
+        r
+    }
+
+    #[test]
+    fn quantiles_come_from_the_native_buckets_added_since_the_last_read() {
+        // Before: 100 in bucket -20 (about 0.18 s) on eth0. Since: 10 more
+        // there, and 30 in -13 (0.297 to 0.324 s) on a series new on eth1.
+        let a = native_reading(&[with_native("eth0", &[(-20, 100.0)])]);
+        let b = native_reading(&[with_native("eth0", &[(-20, 110.0)]), with_native("eth1", &[(-13, 30.0)])]);
+        let r = &diff(&a, &b, 1.0)[0];
+        assert!(r.native);
+        let n = r.sums.native.as_ref().unwrap();
+        assert_eq!(n.buckets, [(-20, 10.0), (-13, 30.0)].into_iter().collect());
+        let p50 = r.p50.unwrap();
+        assert!(p50 > n.bound(-14) && p50 <= n.bound(-13), "{p50}: the median is among the 30");
+        // The classic buckets alone (only +Inf here) would tell nothing.
+        assert_eq!(quantile(0.5, &r.sums.buckets), None);
+        // A series without native buckets leaves the row to its classic ones.
+        let (id, mut v) = with_native("eth2", &[]);
+        v.native = None;
+        v.responses = 1.0;
+        let c = native_reading(&[with_native("eth0", &[(-20, 120.0)]), (id, v)]);
+        let r = &diff(&b, &c, 1.0)[0];
+        assert!(!r.native && r.sums.native.is_none());
+    }
+
     #[test]
     fn unmeasured_rows_have_no_numbers() {
         let rows = unmeasured(&snap(&text(1, 1, 1)));
@@ -257,7 +351,7 @@ mod tests {
             ..Default::default()
         };
         let buckets = [0.01, 0.5, 2.0, f64::INFINITY].map(|b| (b, if b >= le { requests } else { 0.0 })).to_vec();
-        Row::of(key, Sums { seconds: 10.0, requests, responses: requests, errors, buckets }, true)
+        Row::of(key, Sums { seconds: 10.0, requests, responses: requests, errors, buckets, native: None }, true)
     }
 
     #[test]

@@ -247,7 +247,7 @@ mod tests {
 
     fn row(side: Side, target: &str, port: &str, rate: Option<f64>, errors: Option<f64>) -> Row {
         let key = RowKey { side, target: target.into(), port: port.into(), method: "GET".into(), ..Default::default() };
-        Row { key, rate, errors, p50: rate.map(|r| 1.0 / r), p99: None, sums: Default::default() }
+        Row { key, rate, errors, p50: rate.map(|r| 1.0 / r), p99: None, native: false, sums: Default::default() }
     }
 
     fn rows() -> Vec<Row> {

@@ -9,7 +9,7 @@
 //!
 //! OpenMetrics is written the same way, with each HTTP series' creation time
 //! (created.rs), its gzip deflated once per read too; protobuf is encoded a
-//! series at a time (http.rs, pb.rs: metrics.proto's messages); the small
+//! series at a time (http.rs, with the hge-proto crate's messages); the small
 //! own and process families of both go through formats.rs.
 
 mod created;
@@ -20,7 +20,8 @@ mod gzip;
 mod http;
 mod labels;
 mod own;
-pub mod pb;
+/// metrics.proto's messages, which top reads too.
+pub use hge_proto as pb;
 mod text;
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};

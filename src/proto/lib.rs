@@ -1,10 +1,9 @@
 //! The messages of io.prometheus.client's metrics.proto (prometheus/client_model),
 //! written as prost structs: same field numbers and types, proto2 optional
-//! fields as `Option`s, repeated scalars unpacked as proto2 has them. The
-//! native-histogram fields of `Histogram` are here though nothing sets them
-//! yet, so that kernel-counted exponential buckets can be added without a new
-//! schema. (The prometheus crate's own copy of the schema lacks them, which is
-//! why the exporter has its own.) prost writes and reads the wire format.
+//! fields as `Option`s, repeated scalars unpacked as proto2 has them, the
+//! native-histogram fields of `Histogram` included. (The prometheus crate's
+//! own copy of the schema lacks those, which is why this crate exists.) prost
+//! writes and reads the wire format.
 
 use prost::Message;
 
