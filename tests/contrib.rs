@@ -149,9 +149,17 @@ fn render(status_label: StatusLabel, status: u16) -> String {
     String::from_utf8(exp.render().concat()).unwrap()
 }
 
-/// `up`, which Prometheus writes for every scrape target.
+/// `up`, which Prometheus writes for every scrape target; and, where it
+/// ingests native histograms (from protobuf, which the text above does not
+/// show), each latency family as one series under the family's own name, with
+/// its `_count`'s labels.
 fn synthetic() -> BTreeMap<String, BTreeSet<String>> {
-    [("up".to_string(), BTreeSet::new())].into()
+    let mut out: BTreeMap<String, BTreeSet<String>> = [("up".to_string(), BTreeSet::new())].into();
+    for side in ["server", "client"] {
+        let family = format!("http_{side}_request_duration_seconds");
+        out.insert(family.clone(), exported()[&format!("{family}_count")].clone());
+    }
+    out
 }
 
 /// One rule of the rules files.

@@ -350,12 +350,19 @@ struct Prometheus {
 
 impl Prometheus {
     fn start(exporter_port: u16, flags: &[&str]) -> Prometheus {
+        Prometheus::with_rules(exporter_port, flags, None)
+    }
+
+    /// With a rules file too, evaluated every second.
+    fn with_rules(exporter_port: u16, flags: &[&str], rules: Option<&std::path::Path>) -> Prometheus {
         let dir = TempDir::new("hgprom");
         let port = free_port();
+        let rule_files = rules.map(|r| format!("rule_files: ['{}']\n", r.display())).unwrap_or_default();
         std::fs::write(
             dir.path().join("prometheus.yml"),
             format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: hge\n\
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n{rule_files}\
+                 scrape_configs:\n  - job_name: hge\n\
                  \x20   static_configs:\n      - targets: ['127.0.0.1:{exporter_port}']\n"
             ),
         )
@@ -519,6 +526,61 @@ fn prometheus_native_histograms_count_exactly_and_their_quantiles_fall_within_a_
         assert_eq!(total as u64 + h.zero_count(), h.sample_count(), "{h:?}");
         let spans: u32 = h.positive_span.iter().map(|s| s.length()).sum();
         assert_eq!(spans as usize, h.positive_delta.len());
+    }
+}
+
+/// contrib's native-histogram quantile rules, in a Prometheus that ingests
+/// native histograms, over a window that holds a known set of nginx's
+/// latencies: each recorded quantile within one bucket of nginx's log.
+#[test]
+fn the_native_quantile_recording_rules_fall_within_a_bucket_of_nginxs_latencies() {
+    if !common::privileged(TOOLS) {
+        return;
+    }
+    let pair = Pair::new();
+    let nginx = Nginx::start(&pair);
+    let exp = Exporter::start(&config(&pair, "1s"));
+    let mut urls = Vec::new();
+    for (ms, n) in SLEEPS_MS.iter().zip([40, 30, 25, 5]) {
+        urls.extend((0..n).map(|_| format!("http://{SERVER_V4}:8080/sleep/{ms}")));
+    }
+    // A first batch, all in Prometheus's first sample of the series: rate()
+    // over the window then holds exactly the second batch.
+    curl(&pair, &urls);
+    let first = nginx.request_times().len();
+    assert_eq!(first, urls.len());
+    let rules =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/prometheus/http-golden-exporter.rules.yml");
+    let prom = Prometheus::with_rules(exp.port, &["--enable-feature=native-histograms"], Some(&rules));
+    let count = "histogram_count(sum(http_server_request_duration_seconds{job=\"hge\"}))";
+    prom.wait_for(count, vec![first as f64]);
+    curl(&pair, &urls);
+    prom.wait_for(count, vec![2.0 * first as f64]);
+    let times = nginx.request_times()[first..].to_vec();
+    assert_eq!(times.len(), urls.len());
+
+    let recorded = "instance_target_container_port_method:http_server_request_duration_seconds:native_quantile_rate5m";
+    for q in [0.5, 0.9, 0.99] {
+        let want = true_quantile(&times, q);
+        // nginx logs milliseconds: its truth is up to 1 ms off the exporter's.
+        let tolerance = bucket_width(3, want) + 0.001;
+        let query = format!("{recorded}{{job=\"hge\",target=\"web\",port=\"8080\",method=\"GET\",quantile=\"{q}\"}}");
+        // The rule is evaluated every second: wait for an evaluation after the last scrape.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let got = loop {
+            let got = prom.query(&query);
+            if got.len() == 1 && (got[0] - want).abs() <= tolerance || Instant::now() > deadline {
+                break got;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        assert_eq!(got.len(), 1, "{query}: {got:?}");
+        assert!(
+            (got[0] - want).abs() <= tolerance,
+            "{query}: {} s, nginx's log {want} s (one bucket: {tolerance} s)",
+            got[0]
+        );
+        eprintln!("recorded p{q}: {} s, nginx {want} s, bucket width {} s", got[0], bucket_width(3, want));
     }
 }
 
