@@ -4,7 +4,8 @@
 
 mod common;
 
-use hge_shared::abi::stat;
+use hge_shared::abi::{bytes_of, stat, NativeKeyRaw, SeriesKeyRaw};
+use libbpf_rs::MapCore;
 use std::time::Duration;
 
 use common::packet::{self, Tcp, ACK, FIN, RST};
@@ -351,6 +352,52 @@ fn a_full_aggregate_map_drops_new_series_and_counts_them() {
     assert_eq!(s.requests.len(), 64);
     assert_eq!(s.stats[stat::SERIES_DROPPED], 6);
     assert_eq!(s.requests.iter().find(|(k, _)| k.port == 1).unwrap().1, 2);
+}
+
+/// The native map holds 32 buckets per series on average (2,048 here). Full,
+/// a response whose bucket is not in it yet counts in neither histogram: a
+/// series' native buckets always add up to its classic count, and the
+/// observation is a drop.
+#[test]
+fn with_the_native_map_full_a_new_bucket_counts_in_neither_histogram_and_is_a_drop() {
+    let Some(p) = Parser::new() else { return }; // max_series = 64: 2,048 native entries
+    let exchange = |port: u16| {
+        let req = Tcp { dport: port, ..client_v4() }.payload(b"GET / HTTP/1.1\r\n\r\n");
+        p.handshake(&req);
+        p.ingress(&req);
+        p.egress(&req.reply().payload(b"HTTP/1.1 200 OK\r\n\r\n"));
+    };
+    exchange(80);
+    let s = p.snap();
+    assert_eq!(s.latency.len(), 1);
+    assert_eq!(s.latency[0].1.count, 1);
+    assert_eq!(s.stats[stat::SERIES_DROPPED], 0);
+
+    // The rest of the map: buckets of a series no packet makes (target 99).
+    let cpus = libbpf_rs::num_possible_cpus().unwrap();
+    let zero = vec![vec![0u8; 8]; cpus];
+    let mut filled = 0;
+    for index in 0..4096 {
+        let key =
+            NativeKeyRaw { series: SeriesKeyRaw { target_id: 99, port: 1, ..Default::default() }, index, zero: 0 };
+        if p.maps.native.update_percpu(bytes_of(&key), &zero, libbpf_rs::MapFlags::NO_EXIST).is_err() {
+            break;
+        }
+        filled += 1;
+    }
+    assert_eq!(filled + 1, 32 * 64, "the native map took {filled} more entries");
+
+    // A new series: its native bucket cannot be made.
+    exchange(8080);
+    let s = p.snap();
+    assert_eq!(s.stats[stat::SERIES_DROPPED], 1, "the observation is a drop");
+    let (_, h) = s.latency.iter().find(|(k, _)| k.port == 8080).expect("the series itself was made");
+    assert_eq!((h.count, h.buckets.iter().sum::<u64>(), h.sum_ns), (0, 0, 0), "counted in neither: {h:?}");
+    assert!(h.native.is_empty() && h.native_zero == 0, "{h:?}");
+    let (_, first) = s.latency.iter().find(|(k, _)| k.port == 80).unwrap();
+    assert_eq!((first.count, first.buckets.iter().sum::<u64>()), (1, 1), "the first series is unchanged");
+    // The requests themselves are counted: only the latency had nowhere to go.
+    assert_eq!(requests(&s, Role::Server, Method::Get), 2);
 }
 
 #[test]
