@@ -119,7 +119,17 @@ http {{
                 .map(|o| o.stdout == b"404")
                 .unwrap_or(false);
             if ok {
-                // The readiness probe is not part of any test's traffic.
+                // The readiness probe is not part of any test's traffic. nginx
+                // logs a request after answering it, so the probe's lines may
+                // come after curl has its 404: under load they came after the
+                // logs were emptied, and a test counted one request too many.
+                // Wait for them, then empty the logs.
+                let logged =
+                    |name: &str| std::fs::read_to_string(self.dir.path().join(name)).is_ok_and(|t| t.contains("/none"));
+                while !(logged("access.log") && logged("timing.log")) {
+                    assert!(Instant::now() < deadline + Duration::from_secs(20), "nginx never logged the probe");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 std::fs::write(self.access_log(), "").unwrap();
                 std::fs::write(self.dir.path().join("timing.log"), "").unwrap();
                 return;
