@@ -456,6 +456,17 @@ fn prometheus_gets_exact_counts_in_protobuf_with_native_histograms_and_in_openme
     assert_eq!(scrapes(OM_TYPE), before, "with native histograms, OpenMetrics was asked for again");
 }
 
+/// 40 requests answered after 5 ms, 30 after 20 ms, 25 after 45 ms, 5 after
+/// 300 ms: the median (the 50th) among the 20 ms ones, the 99th percentile
+/// among the 300 ms ones.
+fn sleep_urls() -> Vec<String> {
+    let mut urls = Vec::new();
+    for (ms, n) in SLEEPS_MS.iter().zip([40, 30, 25, 5]) {
+        urls.extend((0..n).map(|_| format!("http://{SERVER_V4}:8080/sleep/{ms}")));
+    }
+    urls
+}
+
 /// The true `q` quantile of `times` (seconds), as Prometheus ranks: the
 /// smallest value with at least q * n values at or under it.
 fn true_quantile(times: &[f64], q: f64) -> f64 {
@@ -481,12 +492,7 @@ fn prometheus_native_histograms_count_exactly_and_their_quantiles_fall_within_a_
     let nginx = Nginx::start(&pair);
     // The default schema (3) and zero threshold (1 µs).
     let exp = Exporter::start(&config(&pair, "1s"));
-    // 40 at 5 ms, 30 at 20 ms, 25 at 45 ms, 5 at 300 ms: the median (the 50th)
-    // among the 20 ms ones, the 99th percentile among the 300 ms ones.
-    let mut urls = Vec::new();
-    for (ms, n) in SLEEPS_MS.iter().zip([40, 30, 25, 5]) {
-        urls.extend((0..n).map(|_| format!("http://{SERVER_V4}:8080/sleep/{ms}")));
-    }
+    let urls = sleep_urls();
     curl(&pair, &urls);
     let times = nginx.request_times();
     assert_eq!(times.len(), urls.len(), "nginx logged every request");
@@ -540,10 +546,7 @@ fn the_native_quantile_recording_rules_fall_within_a_bucket_of_nginxs_latencies(
     let pair = Pair::new();
     let nginx = Nginx::start(&pair);
     let exp = Exporter::start(&config(&pair, "1s"));
-    let mut urls = Vec::new();
-    for (ms, n) in SLEEPS_MS.iter().zip([40, 30, 25, 5]) {
-        urls.extend((0..n).map(|_| format!("http://{SERVER_V4}:8080/sleep/{ms}")));
-    }
+    let urls = sleep_urls();
     // A first batch, all in Prometheus's first sample of the series: rate()
     // over the window then holds exactly the second batch.
     curl(&pair, &urls);
