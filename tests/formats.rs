@@ -483,6 +483,12 @@ fn bucket_width(schema: u8, v: f64) -> f64 {
     (boundary_ns_exact(schema, k) - boundary_ns_exact(schema, k - 1)) as f64 / 1e9
 }
 
+/// How far a quantile of the default schema (3) may be from nginx's `want`
+/// seconds: the width of its bucket, and 1 ms, since nginx logs milliseconds.
+fn within_a_bucket(want: f64) -> f64 {
+    bucket_width(3, want) + 0.001
+}
+
 #[test]
 fn prometheus_native_histograms_count_exactly_and_their_quantiles_fall_within_a_bucket() {
     if !common::privileged(TOOLS) {
@@ -504,8 +510,7 @@ fn prometheus_native_histograms_count_exactly_and_their_quantiles_fall_within_a_
     for q in [0.5, 0.99] {
         let got = prom.query(&format!("histogram_quantile({q}, {latency})"));
         let want = true_quantile(&times, q);
-        // nginx logs milliseconds: its truth is up to 1 ms off the exporter's.
-        let tolerance = bucket_width(3, want) + 0.001;
+        let tolerance = within_a_bucket(want);
         assert_eq!(got.len(), 1, "histogram_quantile({q}): {got:?}");
         assert!(
             (got[0] - want).abs() <= tolerance,
@@ -565,8 +570,7 @@ fn the_native_quantile_recording_rules_fall_within_a_bucket_of_nginxs_latencies(
     let recorded = "instance_target_container_port_method:http_server_request_duration_seconds:native_quantile_rate5m";
     for q in [0.5, 0.9, 0.99] {
         let want = true_quantile(&times, q);
-        // nginx logs milliseconds: its truth is up to 1 ms off the exporter's.
-        let tolerance = bucket_width(3, want) + 0.001;
+        let tolerance = within_a_bucket(want);
         let query = format!("{recorded}{{job=\"hge\",target=\"web\",port=\"8080\",method=\"GET\",quantile=\"{q}\"}}");
         // The rule is evaluated every second: wait for an evaluation after the last scrape.
         let deadline = Instant::now() + Duration::from_secs(60);
