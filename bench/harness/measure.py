@@ -229,7 +229,7 @@ class Bench(StartupPhase, Testbed):
         cpu_per_scrape_net_ms = (scrape_cpu_s - q["cpu_pct"] / 100 * scrape_wall_s) / self.a.scrapes * 1e3
         mem = proc_mem_kib(p.exporter_pid)
         att = proc_mem_kib(p.pid)
-        formats = self.scrape_formats()
+        formats = self.scrape_formats(p.exporter_pid)
         r = {
             "ports": ports, "ports_answered": answered,
             "series_requests": series.get("requests"), "series_latency": series.get("latency"),
@@ -250,7 +250,7 @@ class Bench(StartupPhase, Testbed):
             "quiet_s": self.a.quiet, "quiet_reads": reads1 - reads0,
             "quiet_cpu_ms_per_s": q["cpu_pct"] * 10, "quiet_rss_mib": q["rss_mib"],
             "scrapes": self.a.scrapes,
-            # Measured after the figures above (VmHWM only grows): protobuf and OpenMetrics are built whole.
+            # Measured after the figures above (VmHWM only grows): the peak after every format.
             "formats": formats, "hwm_after_formats_mib": proc_mem_kib(p.exporter_pid)["VmHWM"] / 1024,
         }
         log(f"{ports} ports: series {series}, dropped {dropped:.0f}, {r['samples']} samples, {size} bytes, "
@@ -263,10 +263,10 @@ class Bench(StartupPhase, Testbed):
         for name, f in formats.items():
             log(f"{ports} ports, {name}: {f['bytes']} bytes, scrape median {f['scrape_ms_median']:.1f} ms "
                 f"(p99 {f['scrape_ms_p99']:.1f}), gzip median {f['gzip_scrape_ms_median']:.1f} ms "
-                f"(p99 {f['gzip_scrape_ms_p99']:.1f}); exporter peak RSS after them {r['hwm_after_formats_mib']:.1f} MiB")
+                f"(p99 {f['gzip_scrape_ms_p99']:.1f}); exporter peak RSS after them {f['hwm_after_mib']:.1f} MiB")
         return r
 
-    def scrape_formats(self):
+    def scrape_formats(self, exporter_pid):
         """/metrics in the two negotiated formats other than the classic text
         (README, "Formats"), each as many times as the text, plain and gzipped."""
         out = {}
@@ -285,6 +285,8 @@ class Bench(StartupPhase, Testbed):
                     f[f"{key}bytes"] = int(o[1])
                 f[f"{key}scrape_ms_median"] = statistics.median(times)
                 f[f"{key}scrape_ms_p99"] = p99(times)
+            # VmHWM only grows: the peak of everything scraped so far, this format last.
+            f["hwm_after_mib"] = proc_mem_kib(exporter_pid)["VmHWM"] / 1024
             out[name] = f
         return out
 
