@@ -54,7 +54,7 @@ fn the_protobuf_families_are_the_text_exposition_family_for_family_and_value_for
 #[test]
 fn the_delimited_body_decodes_to_the_same_families() {
     let exp = exposition();
-    let decoded = pb::decode_delimited(&exp.protobuf()).unwrap();
+    let decoded = pb::decode_delimited(&exp.protobuf().collect::<Vec<_>>().concat()).unwrap();
     let families = exp.families();
     assert_eq!(names(&decoded), names(&families));
     let fixed = |f: &Vec<pb::MetricFamily>| -> Vec<pb::MetricFamily> {

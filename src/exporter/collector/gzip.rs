@@ -11,7 +11,7 @@
 use std::io::Write;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use flate2::write::DeflateEncoder;
+use flate2::write::{DeflateEncoder, GzEncoder};
 use flate2::{Compression, Crc};
 
 use super::http::Cursor;
@@ -64,6 +64,37 @@ impl Prefix {
     }
 }
 
+/// A body deflated as it is sent: each piece of the inner iterator is
+/// deflated when asked for, and what the deflater has put out by then is the
+/// next piece, so only about a piece of either is held at a time.
+pub struct Stream<I> {
+    inner: I,
+    enc: Option<GzEncoder<Vec<u8>>>,
+}
+
+impl<I: Iterator<Item = Bytes>> Stream<I> {
+    pub fn new(inner: I) -> Stream<I> {
+        Stream { inner, enc: Some(GzEncoder::new(Vec::new(), Compression::fast())) }
+    }
+}
+
+impl<I: Iterator<Item = Bytes>> Iterator for Stream<I> {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        let enc = self.enc.as_mut()?;
+        // Writing into memory cannot fail.
+        match self.inner.next() {
+            Some(piece) => {
+                enc.write_all(&piece).expect("gzip into memory");
+                // Empty while the deflater holds back its output; the body skips empty pieces.
+                Some(Bytes::from(std::mem::take(enc.get_mut())))
+            }
+            None => self.enc.take().map(|enc| Bytes::from(enc.finish().expect("gzip into memory"))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Read;
@@ -113,5 +144,14 @@ mod tests {
         let (p, _) = prefix(0, 1);
         assert_eq!(gunzip(&p.with(b"a 1\n")), b"a 1\n");
         assert_eq!(gunzip(&p.with(b"")), b"");
+    }
+
+    #[test]
+    fn a_stream_is_one_gzip_member_of_its_pieces_in_order() {
+        let pieces: Vec<Bytes> = (0..300).map(|i| Bytes::from(format!("piece {i} ").repeat(i % 7 * 900))).collect();
+        let out: Vec<Bytes> = Stream::new(pieces.clone().into_iter()).collect();
+        assert_eq!(gunzip(&out), pieces.concat());
+        assert!(out.iter().filter(|b| !b.is_empty()).count() > 1, "deflated as it goes, not at the end");
+        assert_eq!(gunzip(&Stream::new(std::iter::empty()).collect::<Vec<_>>()), b"");
     }
 }

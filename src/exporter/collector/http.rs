@@ -86,6 +86,10 @@ impl Cursor {
     }
 }
 
+/// The encoded length of each family's series; see [`HttpFamilies::lengths`].
+#[derive(Debug, Default, Clone)]
+pub struct Lengths([usize; FAMILIES.len() * 2]);
+
 impl HttpFamilies {
     pub fn new(buckets_s: &[f64], status_label: StatusLabel) -> HttpFamilies {
         let le = buckets_s.iter().map(|b| format!(",le=\"{b}\"}} ")).collect();
@@ -163,24 +167,65 @@ impl HttpFamilies {
         out
     }
 
-    /// The same, encoded (length-delimited) onto `out` a series at a time:
-    /// each series' message is made, encoded and dropped in turn, so that only
-    /// the bytes of the family being written are held besides `out`.
-    pub fn encode_delimited(&self, snap: &Snapshot, names: &Names, created: &Created, out: &mut Vec<u8>) {
-        let mut metrics = Vec::new();
-        for f in FAMILIES.as_flattened() {
-            metrics.clear();
+    /// The encoded length of each family's series (the `metric` fields of its
+    /// MetricFamily), in [`FAMILIES`] order: what [`HttpFamilies::encode`]
+    /// needs to write a family's length before its series. A pass over every
+    /// series, each made into `scratch` in turn.
+    pub fn lengths(&self, snap: &Snapshot, names: &Names, created: &Created, scratch: &mut pb::Metric) -> Lengths {
+        let mut lengths = Lengths::default();
+        for (f, len) in FAMILIES.as_flattened().iter().zip(&mut lengths.0) {
             for i in self.series(f, snap) {
+                self.make(f, snap, names, created, i, scratch);
                 // Field 4 of MetricFamily, `repeated Metric metric`.
-                prost::encoding::message::encode(4, &self.metric(f, snap, names, created, i), &mut metrics);
+                *len += prost::encoding::message::encoded_len(4, scratch);
             }
-            if !metrics.is_empty() {
+        }
+        lengths
+    }
+
+    /// The families of [`HttpFamilies::families`] encoded (length-delimited)
+    /// after `cur` onto `buf`, whole series at a time, until `buf` holds at
+    /// least `min` bytes or the families end (`cur.done()`). Each series is
+    /// made into `scratch` in turn, so only the piece being written is held.
+    #[allow(clippy::too_many_arguments)]
+    pub fn encode(
+        &self,
+        snap: &Snapshot,
+        names: &Names,
+        created: &Created,
+        lengths: &Lengths,
+        cur: &mut Cursor,
+        buf: &mut BytesMut,
+        scratch: &mut pb::Metric,
+        min: usize,
+    ) {
+        while let Some(f) = family(cur.family) {
+            let len = lengths.0[cur.family];
+            let entries = if f.histogram { snap.latency.len() } else { snap.requests.len() };
+            if len == 0 {
+                // No series: no family, as in the text.
+                cur.entry = entries;
+            } else if !cur.headed {
                 let head = head(f);
-                // Writing into a Vec cannot run out of room.
-                prost::encode_length_delimiter(head.encoded_len() + metrics.len(), out).expect("encoding into a Vec");
-                head.encode(out).expect("encoding into a Vec");
-                out.extend_from_slice(&metrics);
+                // Writing into a BytesMut cannot run out of room.
+                prost::encode_length_delimiter(head.encoded_len() + len, buf).expect("encoding into a BytesMut");
+                head.encode(buf).expect("encoding into a BytesMut");
+                cur.headed = true;
             }
+            while cur.entry < entries {
+                let i = cur.entry;
+                cur.entry += 1;
+                let role = if f.histogram { snap.latency[i].0.role } else { snap.requests[i].0.role };
+                if role != f.role {
+                    continue;
+                }
+                self.make(f, snap, names, created, i, scratch);
+                prost::encoding::message::encode(4, scratch, buf);
+                if buf.len() >= min {
+                    return;
+                }
+            }
+            *cur = Cursor { family: cur.family + 1, ..Cursor::default() };
         }
     }
 
@@ -193,31 +238,40 @@ impl HttpFamilies {
 
     /// Series `i` of family `f` as a protobuf Metric.
     fn metric(&self, f: &Family, snap: &Snapshot, names: &Names, created: &Created, i: usize) -> pb::Metric {
+        let mut m = pb::Metric::default();
+        self.make(f, snap, names, created, i, &mut m);
+        m
+    }
+
+    /// The same, made into `m` again in place: its strings and vectors are
+    /// overwritten, not allocated anew, when `m` held a series of `f` before.
+    fn make(&self, f: &Family, snap: &Snapshot, names: &Names, created: &Created, i: usize, m: &mut pb::Metric) {
         let at = |v: &[f64]| v.get(i).map(|t| pb::Timestamp::from_unix(*t));
         if f.histogram {
             let (key, h) = &snap.latency[i];
+            m.counter = None;
+            let out = m.histogram.get_or_insert_with(Default::default);
             let mut cumulative = 0;
-            let bucket = self.bounds.iter().zip(&h.buckets).map(|(le, n)| {
+            out.bucket.clear();
+            out.bucket.extend(self.bounds.iter().zip(&h.buckets).map(|(le, n)| {
                 cumulative += n;
                 pb::Bucket { cumulative_count: Some(cumulative), upper_bound: Some(*le), ..Default::default() }
-            });
-            let mut histogram = pb::Histogram {
-                sample_count: Some(h.count),
-                sample_sum: Some(h.sum_ns as f64 / 1e9),
-                bucket: bucket.collect(),
-                created_timestamp: at(&created.latency),
-                ..Default::default()
-            };
+            }));
+            out.sample_count = Some(h.count);
+            out.sample_sum = Some(h.sum_ns as f64 / 1e9);
+            out.created_timestamp = at(&created.latency);
+            out.positive_span.clear();
+            out.positive_delta.clear();
             if let Some((schema, zero_threshold)) = self.native {
-                native_buckets(&mut histogram, schema, zero_threshold, h);
+                native_buckets(out, schema, zero_threshold, h);
             }
-            let label = names.pairs(key, Some(self.status_label));
-            pb::Metric { label, histogram: Some(histogram), ..Default::default() }
+            names.pairs_into(&mut m.label, key, Some(self.status_label));
         } else {
             let (key, n) = &snap.requests[i];
-            let counter =
-                pb::Counter { value: Some(*n as f64), created_timestamp: at(&created.requests), exemplar: None };
-            pb::Metric { label: names.pairs(key, None), counter: Some(counter), ..Default::default() }
+            m.histogram = None;
+            m.counter =
+                Some(pb::Counter { value: Some(*n as f64), created_timestamp: at(&created.requests), exemplar: None });
+            names.pairs_into(&mut m.label, key, None);
         }
     }
 

@@ -1,6 +1,7 @@
 //! The one place where numbers in BPF keys become label values.
 
 use std::collections::HashMap;
+use std::fmt::Write;
 
 use bytes::BytesMut;
 
@@ -78,31 +79,56 @@ impl Names {
     /// The same labels as [`Names::write_series`] writes, as label pairs (protobuf, OpenMetrics).
     pub fn pairs(&self, k: &SeriesKey, status: Option<StatusLabel>) -> Vec<LabelPair> {
         let mut out = Vec::with_capacity(7);
+        self.pairs_into(&mut out, k, status);
+        out
+    }
+
+    /// The same into `out`, made again in place: the strings of the pairs
+    /// already there are overwritten, so that labelling series after series
+    /// allocates nothing once they are long enough.
+    pub fn pairs_into(&self, out: &mut Vec<LabelPair>, k: &SeriesKey, status: Option<StatusLabel>) {
+        let mut n = 0;
+        let mut put = |name: &str, value: std::fmt::Arguments| {
+            if n == out.len() {
+                out.push(LabelPair::default());
+            }
+            let pair = &mut out[n];
+            n += 1;
+            let old = pair.name.get_or_insert_with(String::new);
+            if old != name {
+                old.clear();
+                old.push_str(name);
+            }
+            let v = pair.value.get_or_insert_with(String::new);
+            v.clear();
+            // Writing into a String cannot fail.
+            v.write_fmt(value).expect("formatting into a String");
+        };
         match self.targets.get(&k.target_id) {
             Some((name, container)) => {
-                out.push(LabelPair::new("target", name.as_str()));
+                put("target", format_args!("{name}"));
                 if let Some(c) = container {
-                    out.push(LabelPair::new("container", c.as_str()));
+                    put("container", format_args!("{c}"));
                 }
             }
-            None => out.push(LabelPair::new("target", format!("target{}", k.target_id))),
+            None => put("target", format_args!("target{}", k.target_id)),
         }
         match self.interfaces.get(&(k.target_id, k.ifindex)) {
-            Some(name) => out.push(LabelPair::new("interface", name.as_str())),
-            None => out.push(LabelPair::new("interface", format!("if{}", k.ifindex))),
+            Some(name) => put("interface", format_args!("{name}")),
+            None => put("interface", format_args!("if{}", k.ifindex)),
         }
-        out.push(LabelPair::new("port", k.port.to_string()));
-        out.push(LabelPair::new("method", k.method.as_str()));
+        put("port", format_args!("{}", k.port));
+        put("method", format_args!("{}", k.method.as_str()));
         if k.route != 0 {
             let templates = self.routes.get(&k.target_id).map_or(&[][..], Vec::as_slice);
-            out.push(LabelPair::new("route", hge_shared::routes::label(templates, k.route)));
+            put("route", format_args!("{}", hge_shared::routes::label(templates, k.route)));
         }
         match status {
-            Some(StatusLabel::Class) => out.push(LabelPair::new("status_class", format!("{}xx", k.status))),
-            Some(StatusLabel::Code) => out.push(LabelPair::new("status_code", k.status.to_string())),
+            Some(StatusLabel::Class) => put("status_class", format_args!("{}xx", k.status)),
+            Some(StatusLabel::Code) => put("status_code", format_args!("{}", k.status)),
             None => {}
         }
-        out
+        out.truncate(n);
     }
 }
 

@@ -8,9 +8,10 @@
 //! (own.rs, one table of them), all with one text writer (text.rs).
 //!
 //! OpenMetrics is written the same way, with each HTTP series' creation time
-//! (created.rs), its gzip deflated once per read too; protobuf is encoded a
-//! series at a time (http.rs, with the hge-proto crate's messages); the small
-//! own and process families of both go through formats.rs.
+//! (created.rs), its gzip deflated once per read too. Protobuf is encoded a
+//! piece at a time as it is sent too, each series made again into one reused
+//! message (http.rs, with the hge-proto crate's messages), and gzipped as it
+//! goes when asked; the small own and process families go through formats.rs.
 
 mod created;
 mod formats;
@@ -33,7 +34,7 @@ use prometheus::Registry;
 use hge_shared::config::StatusLabel;
 use hge_shared::snapshot::Snapshot;
 use hge_shared::topology::{Attached, Discovered, Program, Topology};
-use http::{Cursor, HttpFamilies};
+use http::{Cursor, HttpFamilies, Lengths};
 pub use labels::Names;
 
 /// Pieces of the plain exposition are about this large.
@@ -215,13 +216,23 @@ impl Exposition {
     }
 
     /// The delimited protobuf body (`encoding=delimited`) of [`Exposition::families`],
-    /// the HTTP families encoded a series at a time.
-    pub fn protobuf(&self) -> Vec<u8> {
+    /// the HTTP families encoded a piece at a time as it is sent. Blocks for a
+    /// while (a pass over every series, for the families' lengths, which come
+    /// before their series): run it off the runtime.
+    pub fn protobuf(&self) -> Protobuf {
         let (read, own) = self.own_families();
-        let mut out = Vec::new();
-        self.http.encode_delimited(&read.snapshot, &read.names, &read.created, &mut out);
-        out.extend_from_slice(&pb::encode_delimited(&own));
-        out
+        let mut scratch = pb::Metric::default();
+        let lengths = self.http.lengths(&read.snapshot, &read.names, &read.created, &mut scratch);
+        Protobuf {
+            http: self.http.clone(),
+            read,
+            own: Bytes::from(pb::encode_delimited(&own)),
+            lengths,
+            cursor: Cursor::default(),
+            buf: BytesMut::new(),
+            scratch,
+            own_sent: false,
+        }
     }
 
     /// The whole text exposition at once (tests, small maps).
@@ -292,6 +303,45 @@ impl Iterator for Plain {
         let Scrape { http, read, om, .. } = &self.scrape;
         let created = om.then_some(&read.created);
         http.fill(&read.snapshot, &read.names, created, &mut self.cursor, &mut self.buf, &mut self.labels, PIECE);
+        Some(self.buf.split().freeze())
+    }
+}
+
+/// The protobuf body, a piece per `next()`, as [`Plain`] is the text's.
+pub struct Protobuf {
+    http: Arc<HttpFamilies>,
+    read: Arc<Read>,
+    own: Bytes,
+    lengths: Lengths,
+    cursor: Cursor,
+    buf: BytesMut,
+    /// The series being encoded, made again in place for each.
+    scratch: pb::Metric,
+    own_sent: bool,
+}
+
+impl Protobuf {
+    /// The same body as one gzip member, deflated a piece at a time as it is sent.
+    pub fn gzip(self) -> impl Iterator<Item = Bytes> + Send {
+        gzip::Stream::new(self)
+    }
+}
+
+impl Iterator for Protobuf {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        if self.cursor.done() {
+            if self.own_sent {
+                return None;
+            }
+            self.own_sent = true;
+            return Some(self.own.clone());
+        }
+        self.buf.reserve(PIECE + PIECE / 4);
+        let Read { snapshot, names, created, .. } = &*self.read;
+        let (cur, buf, scratch) = (&mut self.cursor, &mut self.buf, &mut self.scratch);
+        self.http.encode(snapshot, names, created, &self.lengths, cur, buf, scratch, PIECE);
         Some(self.buf.split().freeze())
     }
 }

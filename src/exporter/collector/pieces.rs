@@ -1,6 +1,6 @@
 //! The HTTP families written a piece at a time, as a scrape sends them: the
-//! same text whatever the piece size, for names that need escaping, counts past
-//! 2^53 and both status labellings. What the text is, is docs/exposition.prom.
+//! same text, and the same protobuf, whatever the piece size, for names that
+//! need escaping, counts past 2^53, routes and both status labellings. What the text is, is docs/exposition.prom.
 
 use bytes::BytesMut;
 
@@ -31,8 +31,9 @@ fn hist(buckets: Vec<u64>, sum_ns: u64) -> Histogram {
     Histogram { buckets, sum_ns, count, ..Default::default() }
 }
 
-#[test]
-fn the_text_is_the_same_whatever_the_piece_size() {
+/// Targets with and without a container and routes, unnamed ids, both roles,
+/// counts past 2^53: series whose labels differ in number and length.
+fn fixture() -> (Names, Snapshot) {
     let topo = Topology {
         targets: vec![
             TargetNames {
@@ -47,7 +48,7 @@ fn the_text_is_the_same_whatever_the_piece_size() {
                 name: "db".into(),
                 container: Some("pod \"a\"\n".into()),
                 interfaces: vec![],
-                routes: vec![],
+                routes: vec!["/users/{id}".into(), "/static/*".into()],
             },
         ],
         attached: vec![],
@@ -64,6 +65,16 @@ fn the_text_is_the_same_whatever_the_piece_size() {
         snap.latency.push((key(9, 1, role, 1, Method::Options, 5), hist(vec![0, 0, 0, 1], 123_456_789_012_345)));
     }
     snap.latency.push((key(3, 9, Role::Server, 443, Method::Delete, 404), hist(vec![u64::MAX / 8, 0, 1, 7], 1)));
+    for route in [1, 2, 3] {
+        snap.requests.push((SeriesKey { route, ..key(3, 9, Role::Server, 8080, Method::Get, 0) }, 3));
+        snap.latency.push((SeriesKey { route, ..key(3, 9, Role::Server, 8080, Method::Get, 2) }, hist(vec![0, 1], 9)));
+    }
+    (names, snap)
+}
+
+#[test]
+fn the_text_is_the_same_whatever_the_piece_size() {
+    let (names, snap) = fixture();
     let only_server = Snapshot {
         requests: snap.requests.iter().filter(|(k, _)| k.role == Role::Server).cloned().collect(),
         ..Default::default()
@@ -82,6 +93,49 @@ fn the_text_is_the_same_whatever_the_piece_size() {
                 for piece in [0, 1, 100, 4096] {
                     assert_eq!(written(&fams, snap, &names, om, piece), whole, "pieces of at least {piece} bytes");
                 }
+            }
+        }
+    }
+}
+
+/// The protobuf body's HTTP part written a piece of at least `piece` bytes at a time.
+fn encoded(fams: &HttpFamilies, snap: &Snapshot, names: &Names, created: &Created, piece: usize) -> Vec<u8> {
+    let mut scratch = pb::Metric::default();
+    let lengths = fams.lengths(snap, names, created, &mut scratch);
+    let (mut cur, mut all) = (Cursor::default(), Vec::new());
+    while !cur.done() {
+        let mut buf = BytesMut::new();
+        fams.encode(snap, names, created, &lengths, &mut cur, &mut buf, &mut scratch, piece);
+        all.extend_from_slice(&buf);
+    }
+    all
+}
+
+#[test]
+fn the_protobuf_is_the_families_whatever_the_piece_size() {
+    let (names, mut snap) = fixture();
+    // Native buckets in some series and not others, so one series' spans must not outlive it.
+    snap.latency[0].1.native = vec![(-3, 1), (-2, 4), (5, 1)];
+    snap.latency[2].1.native = vec![(7, 2)];
+    // Series of every family, many pieces of 64 KiB.
+    for i in 0..3000u16 {
+        let role = if i % 2 == 0 { Role::Server } else { Role::Client };
+        snap.requests.push((key(i % 5, 7, role, i, Method::Get, 0), u64::from(i)));
+        snap.latency.push((key(i % 5, 7, role, i, Method::Put, 2 + i % 4), hist(vec![1, 0, u64::from(i), 3], 7)));
+    }
+    for status_label in [StatusLabel::Class, StatusLabel::Code] {
+        let mut fams = HttpFamilies::new(&[0.0005, 0.01, 2.5], status_label);
+        fams.native = Some((3, 1e-6));
+        for snap in [&snap, &Snapshot::default()] {
+            let created = Created {
+                requests: (0..snap.requests.len()).map(|i| 1e9 + i as f64).collect(),
+                latency: (0..snap.latency.len()).map(|i| 2e9 + i as f64 / 4.0).collect(),
+            };
+            let families = fams.families(snap, &names, &created);
+            let whole = encoded(&fams, snap, &names, &created, usize::MAX);
+            assert_eq!(pb::decode_delimited(&whole).unwrap(), families);
+            for piece in [0, 1, 100, 64 * 1024] {
+                assert!(encoded(&fams, snap, &names, &created, piece) == whole, "pieces of at least {piece} bytes");
             }
         }
     }
