@@ -249,6 +249,11 @@ impl Named {
     /// The interface and the server, some time after the namespace appeared (as podman does).
     fn wire(&mut self, m: u8) {
         self.link(m);
+        self.serve();
+    }
+
+    /// busybox httpd on :8080 inside, serving `_www`.
+    fn serve(&mut self) {
         std::fs::write(self._www.path().join("index.html"), "hello\n").unwrap();
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns, "busybox", "httpd", "-f", "-p", "8080", "-h"]).arg(self._www.path());
@@ -307,6 +312,70 @@ fn a_named_namespace_is_attached_once_it_has_an_interface_and_let_go_when_delete
     n.delete();
     let took = let_go(&exp, &n.ns);
     eprintln!("let go {took:?} after ip netns del");
+    assert!(!exp.log().contains("ERROR"), "{}", exp.log());
+}
+
+/// GET `url` once; the status code curl saw.
+fn status_of(url: &str) -> String {
+    let out =
+        Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", url]).output();
+    String::from_utf8_lossy(&out.unwrap().stdout).into_owned()
+}
+
+#[test]
+fn every_namespace_a_discover_block_finds_is_labelled_by_its_routes() {
+    if !common::privileged(&["ip", "curl", "busybox"]) {
+        return;
+    }
+    let _one = serial();
+    let mut n = Named::add();
+    n.link(107);
+    // The host's end of the namespace's veth, a target without routes: the client view.
+    let cfg = format!(
+        "[[discover]]\nname = \"named\"\nnetns_dirs = [\"/run/netns\"]\nprocesses = false\n\
+         routes = [\"/users/{{id}}\", \"/static/*\"]\n\
+         [[target]]\nname = \"edge\"\ninterfaces = [\"{}\"]\n",
+        n.host_if
+    );
+    let exp = Exporter::start(&format!("{FAST}{cfg}"));
+    std::fs::create_dir(n._www.path().join("static")).unwrap();
+    std::fs::write(n._www.path().join("static/app.js"), "x\n").unwrap();
+    n.serve();
+    within(&exp, WITHIN, "the namespace attached", |m| attached(m, &n.ns));
+    // What busybox httpd answers: a file is 200, anything else 404.
+    let sent = [
+        ("/static/app.js", "200", "/static/*"),
+        ("/static/app.js?v=2", "200", "/static/*"),
+        ("/static/none", "404", "/static/*"),
+        ("/users/7", "404", "/users/{id}"),
+        ("/users/7/orders", "404", "other"),
+        ("/", "200", "other"),
+    ];
+    for (path, status, _) in sent {
+        assert_eq!(status_of(&format!("http://198.18.107.2:8080{path}")), status, "GET {path}");
+    }
+    let mut want = std::collections::BTreeMap::new();
+    for (_, status, route) in sent {
+        *want.entry((route.to_string(), format!("{}xx", &status[..1]))).or_insert(0.0) += 1.0;
+    }
+    let by_route = |m: &Metrics| {
+        let mut got = std::collections::BTreeMap::new();
+        for (name, l, v) in &m.samples {
+            if name == "http_server_request_duration_seconds_count" && l.get("container") == Some(&n.ns) {
+                let route = l.get("route").cloned().unwrap_or_else(|| "(none)".into());
+                *got.entry((route, l["status_class"].clone())).or_insert(0.0) += v;
+            }
+        }
+        got
+    };
+    let m = exp.scrape_until(WITHIN, |m| by_route(m) == want);
+    assert_eq!(by_route(&m), want, "by route and class, in the discovered namespace\n{}", m.text);
+    // The same requests sent, on a target without routes: today's series, with no route label.
+    let m = exp.scrape_until(WITHIN, |m| m.sum("http_client_requests_total", &[("target", "edge")]) == 6.0);
+    assert_eq!(m.sum("http_client_requests_total", &[("target", "edge")]), 6.0, "{}", m.text);
+    let http = |name: &str| name.starts_with("http_server_") || name.starts_with("http_client_");
+    let edge: Vec<_> = m.samples.iter().filter(|(name, l, _)| http(name) && l["target"] == "edge").collect();
+    assert!(edge.iter().all(|(_, l, _)| !l.contains_key("route")), "{edge:?}");
     assert!(!exp.log().contains("ERROR"), "{}", exp.log());
 }
 
