@@ -93,6 +93,9 @@ def main():
                     help="server ports to fill, cumulatively; each port is one series in each aggregate map. "
                          "550 ports give about 10,000 exposed samples; 10,000 fills the maps (max_series)")
     ap.add_argument("--scrapes", type=int, default=20, help="timed /metrics scrapes per series level")
+    ap.add_argument("--fresh-scrapes", type=int, default=10,
+                    help="gzip scrapes per format per series level, each the first after a map read (what a "
+                         "Prometheus scraping less often than the exporter reads gets)")
     ap.add_argument("--quiet", type=int, default=10,
                     help="seconds without scrapes per series level, for the exporter's own CPU per map read")
     ap.add_argument("--phases", default=",".join(PHASES),

@@ -79,6 +79,11 @@ def proc_cpu_seconds(pid):
     return (int(rest[11]) + int(rest[12])) / CLK_TCK  # utime + stime
 
 
+def proc_minor_faults(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[7])  # minflt
+
+
 def proc_mem_kib(pid):
     out = {}
     with open(f"/proc/{pid}/status") as f:
