@@ -226,12 +226,11 @@ impl Exposition {
         Protobuf {
             http: self.http.clone(),
             read,
-            own: Bytes::from(pb::encode_delimited(&own)),
+            own: Some(Bytes::from(pb::encode_delimited(&own))),
             lengths,
             cursor: Cursor::default(),
             buf: BytesMut::new(),
             scratch,
-            own_sent: false,
         }
     }
 
@@ -254,13 +253,8 @@ impl Scrape {
     /// The text exposition in pieces of about 64 KiB, each written when asked
     /// for, into one buffer that is reused once the previous piece has been sent.
     pub fn plain(self) -> Plain {
-        Plain {
-            scrape: self,
-            cursor: Cursor::default(),
-            buf: BytesMut::new(),
-            labels: BytesMut::new(),
-            own_sent: false,
-        }
+        let own = Some(self.own.clone());
+        Plain { scrape: self, cursor: Cursor::default(), buf: BytesMut::new(), labels: BytesMut::new(), own }
     }
 
     /// The gzipped exposition: one gzip member whose HTTP part is deflated at
@@ -284,40 +278,51 @@ pub struct Plain {
     cursor: Cursor,
     buf: BytesMut,
     labels: BytesMut,
-    own_sent: bool,
+    /// The exporter's own metrics, sent after the HTTP families.
+    own: Option<Bytes>,
 }
 
 impl Iterator for Plain {
     type Item = Bytes;
 
     fn next(&mut self) -> Option<Bytes> {
-        if self.cursor.done() {
-            if self.own_sent {
-                return None;
-            }
-            self.own_sent = true;
-            return Some(self.scrape.own.clone()).filter(|b| !b.is_empty());
-        }
-        // Reclaims the buffer when the piece handed out before has been dropped.
-        self.buf.reserve(PIECE + PIECE / 4);
         let Scrape { http, read, om, .. } = &self.scrape;
         let created = om.then_some(&read.created);
-        http.fill(&read.snapshot, &read.names, created, &mut self.cursor, &mut self.buf, &mut self.labels, PIECE);
-        Some(self.buf.split().freeze())
+        let (cur, labels) = (&mut self.cursor, &mut self.labels);
+        next_piece(cur, &mut self.own, &mut self.buf, |cur, buf| {
+            http.fill(&read.snapshot, &read.names, created, cur, buf, labels, PIECE)
+        })
     }
+}
+
+/// The next piece of a body written from `cursor` by `write`, in a buffer
+/// that is reused once the piece handed out before has been dropped; once
+/// the cursor is done, `own`, then the end.
+fn next_piece(
+    cursor: &mut Cursor,
+    own: &mut Option<Bytes>,
+    buf: &mut BytesMut,
+    write: impl FnOnce(&mut Cursor, &mut BytesMut),
+) -> Option<Bytes> {
+    if cursor.done() {
+        return own.take().filter(|b| !b.is_empty());
+    }
+    buf.reserve(PIECE + PIECE / 4);
+    write(cursor, buf);
+    Some(buf.split().freeze())
 }
 
 /// The protobuf body, a piece per `next()`, as [`Plain`] is the text's.
 pub struct Protobuf {
     http: Arc<HttpFamilies>,
     read: Arc<Read>,
-    own: Bytes,
+    /// The exporter's own and the process families, sent after the HTTP ones.
+    own: Option<Bytes>,
     lengths: Lengths,
     cursor: Cursor,
     buf: BytesMut,
     /// The series being encoded, made again in place for each.
     scratch: pb::Metric,
-    own_sent: bool,
 }
 
 impl Protobuf {
@@ -331,18 +336,11 @@ impl Iterator for Protobuf {
     type Item = Bytes;
 
     fn next(&mut self) -> Option<Bytes> {
-        if self.cursor.done() {
-            if self.own_sent {
-                return None;
-            }
-            self.own_sent = true;
-            return Some(self.own.clone());
-        }
-        self.buf.reserve(PIECE + PIECE / 4);
         let Read { snapshot, names, created, .. } = &*self.read;
-        let (cur, buf, scratch) = (&mut self.cursor, &mut self.buf, &mut self.scratch);
-        self.http.encode(snapshot, names, created, &self.lengths, cur, buf, scratch, PIECE);
-        Some(self.buf.split().freeze())
+        let (http, lengths, scratch) = (&self.http, &self.lengths, &mut self.scratch);
+        next_piece(&mut self.cursor, &mut self.own, &mut self.buf, |cur, buf| {
+            http.encode(snapshot, names, created, lengths, cur, buf, scratch, PIECE)
+        })
     }
 }
 
