@@ -76,14 +76,8 @@ impl Names {
 }
 
 impl Names {
-    /// The same labels as [`Names::write_series`] writes, as label pairs (protobuf, OpenMetrics).
-    pub fn pairs(&self, k: &SeriesKey, status: Option<StatusLabel>) -> Vec<LabelPair> {
-        let mut out = Vec::with_capacity(7);
-        self.pairs_into(&mut out, k, status);
-        out
-    }
-
-    /// The same into `out`, made again in place: the strings of the pairs
+    /// The same labels as [`Names::write_series`] writes, as label pairs
+    /// (protobuf), into `out`, made again in place: the strings of the pairs
     /// already there are overwritten, so that labelling series after series
     /// allocates nothing once they are long enough.
     pub fn pairs_into(&self, out: &mut Vec<LabelPair>, k: &SeriesKey, status: Option<StatusLabel>) {
