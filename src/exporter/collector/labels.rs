@@ -1,7 +1,6 @@
 //! The one place where numbers in BPF keys become label values.
 
 use std::collections::HashMap;
-use std::fmt::Write;
 
 use bytes::BytesMut;
 
@@ -82,7 +81,9 @@ impl Names {
     /// allocates nothing once they are long enough.
     pub fn pairs_into(&self, out: &mut Vec<LabelPair>, k: &SeriesKey, status: Option<StatusLabel>) {
         let mut n = 0;
-        let mut put = |name: &str, value: std::fmt::Arguments| {
+        // A value in pieces (a number's digits, then "xx"), copied, not formatted: this runs for every
+        // series twice per protobuf scrape.
+        let mut put = |name: &str, value: &[&str]| {
             if n == out.len() {
                 out.push(LabelPair::default());
             }
@@ -95,31 +96,31 @@ impl Names {
             }
             let v = pair.value.get_or_insert_with(String::new);
             v.clear();
-            // Writing into a String cannot fail.
-            v.write_fmt(value).expect("formatting into a String");
+            value.iter().for_each(|piece| v.push_str(piece));
         };
+        let mut d = [0u8; 5];
         match self.targets.get(&k.target_id) {
             Some((name, container)) => {
-                put("target", format_args!("{name}"));
+                put("target", &[name]);
                 if let Some(c) = container {
-                    put("container", format_args!("{c}"));
+                    put("container", &[c]);
                 }
             }
-            None => put("target", format_args!("target{}", k.target_id)),
+            None => put("target", &[&format!("target{}", k.target_id)]),
         }
         match self.interfaces.get(&(k.target_id, k.ifindex)) {
-            Some(name) => put("interface", format_args!("{name}")),
-            None => put("interface", format_args!("if{}", k.ifindex)),
+            Some(name) => put("interface", &[name]),
+            None => put("interface", &[&format!("if{}", k.ifindex)]),
         }
-        put("port", format_args!("{}", k.port));
-        put("method", format_args!("{}", k.method.as_str()));
+        put("port", &[decimal(k.port, &mut d)]);
+        put("method", &[k.method.as_str()]);
         if k.route != 0 {
             let templates = self.routes.get(&k.target_id).map_or(&[][..], Vec::as_slice);
-            put("route", format_args!("{}", hge_shared::routes::label(templates, k.route)));
+            put("route", &[hge_shared::routes::label(templates, k.route)]);
         }
         match status {
-            Some(StatusLabel::Class) => put("status_class", format_args!("{}xx", k.status)),
-            Some(StatusLabel::Code) => put("status_code", format_args!("{}", k.status)),
+            Some(StatusLabel::Class) => put("status_class", &[decimal(k.status, &mut d), "xx"]),
+            Some(StatusLabel::Code) => put("status_code", &[decimal(k.status, &mut d)]),
             None => {}
         }
         out.truncate(n);
@@ -139,4 +140,64 @@ fn decimal(mut n: u16, d: &mut [u8; 5]) -> &str {
     }
     // ASCII digits only: never the fallback.
     std::str::from_utf8(&d[i..]).unwrap_or("0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hge_shared::snapshot::{Method, Role};
+    use hge_shared::topology::{InterfaceName, TargetNames};
+
+    /// The label pairs, in order, written through the text writer's own `pair`.
+    fn as_text(pairs: &[LabelPair]) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        for (i, p) in pairs.iter().enumerate() {
+            pair(&mut buf, i == 0, p.name(), p.value());
+        }
+        buf.to_vec()
+    }
+
+    #[test]
+    fn label_pairs_are_the_labels_the_text_writes_also_when_made_again_in_place() {
+        let topo = Topology {
+            targets: vec![
+                TargetNames {
+                    id: 1,
+                    name: "web".into(),
+                    container: Some("pod-a".into()),
+                    interfaces: vec![InterfaceName { ifindex: 4, name: "eth0".into() }],
+                    routes: vec!["/users/{id}".into()],
+                },
+                TargetNames { id: 2, name: "db".into(), container: None, interfaces: vec![], routes: vec![] },
+            ],
+            attached: vec![],
+            discovery: vec![],
+            programs: vec![],
+        };
+        let names = Names::from_topology(&topo);
+        let key = |target_id, ifindex, port, status, route| SeriesKey {
+            target_id,
+            ifindex,
+            role: Role::Server,
+            port,
+            method: Method::Post,
+            status,
+            route,
+        };
+        // Longest first, then shorter, then longer again: the reused pairs must not keep a stale one.
+        let keys = [key(1, 4, 65535, 5, 1), key(2, 9, 0, 404, 0), key(7, 3, 80, 2, 0), key(1, 4, 8080, 3, 255)];
+        let mut reused = Vec::new();
+        for status in [Some(StatusLabel::Class), Some(StatusLabel::Code), None] {
+            for k in &keys {
+                let mut text = BytesMut::new();
+                names.write_series(&mut text, k, status);
+                names.pairs_into(&mut reused, k, status);
+                assert_eq!(
+                    String::from_utf8_lossy(&as_text(&reused)),
+                    String::from_utf8_lossy(&text),
+                    "{k:?} {status:?}"
+                );
+            }
+        }
+    }
 }
