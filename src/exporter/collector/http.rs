@@ -51,6 +51,26 @@ const FAMILIES: [[Family; 2]; 2] = [
     view!(Role::Client, "http_client", "sent by a local client (seen on egress)"),
 ];
 
+impl Family {
+    /// How many entries of `snap` are in this family's map (of either role).
+    fn entries(&self, snap: &Snapshot) -> usize {
+        if self.histogram {
+            snap.latency.len()
+        } else {
+            snap.requests.len()
+        }
+    }
+
+    /// The role of entry `i` of this family's map.
+    fn role_of(&self, snap: &Snapshot, i: usize) -> Role {
+        if self.histogram {
+            snap.latency[i].0.role
+        } else {
+            snap.requests[i].0.role
+        }
+    }
+}
+
 fn family(i: usize) -> Option<&'static Family> {
     FAMILIES.as_flattened().get(i)
 }
@@ -113,7 +133,7 @@ impl HttpFamilies {
         min: usize,
     ) {
         while let Some(f) = family(cur.family) {
-            let entries = if f.histogram { snap.latency.len() } else { snap.requests.len() };
+            let entries = f.entries(snap);
             while cur.entry < entries {
                 let i = cur.entry;
                 cur.entry += 1;
@@ -201,7 +221,7 @@ impl HttpFamilies {
     ) {
         while let Some(f) = family(cur.family) {
             let len = lengths.0[cur.family];
-            let entries = if f.histogram { snap.latency.len() } else { snap.requests.len() };
+            let entries = f.entries(snap);
             if len == 0 {
                 // No series: no family, as in the text.
                 cur.entry = entries;
@@ -215,8 +235,7 @@ impl HttpFamilies {
             while cur.entry < entries {
                 let i = cur.entry;
                 cur.entry += 1;
-                let role = if f.histogram { snap.latency[i].0.role } else { snap.requests[i].0.role };
-                if role != f.role {
+                if f.role_of(snap, i) != f.role {
                     continue;
                 }
                 self.make(f, snap, names, created, i, scratch);
@@ -231,9 +250,7 @@ impl HttpFamilies {
 
     /// The indexes of the entries of `snap` in family `f`.
     fn series<'a>(&self, f: &'a Family, snap: &'a Snapshot) -> impl Iterator<Item = usize> + 'a {
-        let n = if f.histogram { snap.latency.len() } else { snap.requests.len() };
-        let role = move |i: usize| if f.histogram { snap.latency[i].0.role } else { snap.requests[i].0.role };
-        (0..n).filter(move |i| role(*i) == f.role)
+        (0..f.entries(snap)).filter(move |i| f.role_of(snap, *i) == f.role)
     }
 
     /// Series `i` of family `f` as a protobuf Metric.

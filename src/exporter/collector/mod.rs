@@ -253,8 +253,9 @@ impl Scrape {
     /// The text exposition in pieces of about 64 KiB, each written when asked
     /// for, into one buffer that is reused once the previous piece has been sent.
     pub fn plain(self) -> Plain {
-        let own = Some(self.own.clone());
-        Plain { scrape: self, cursor: Cursor::default(), buf: BytesMut::new(), labels: BytesMut::new(), own }
+        let Scrape { http, read, own, om } = self;
+        let (cursor, buf, labels) = (Cursor::default(), BytesMut::new(), BytesMut::new());
+        Plain { http, read, om, own: Some(own), cursor, buf, labels }
     }
 
     /// The gzipped exposition: one gzip member whose HTTP part is deflated at
@@ -274,7 +275,9 @@ impl Scrape {
 
 /// The plain exposition, a piece per `next()`.
 pub struct Plain {
-    scrape: Scrape,
+    http: Arc<HttpFamilies>,
+    read: Arc<Read>,
+    om: bool,
     cursor: Cursor,
     buf: BytesMut,
     labels: BytesMut,
@@ -286,8 +289,8 @@ impl Iterator for Plain {
     type Item = Bytes;
 
     fn next(&mut self) -> Option<Bytes> {
-        let Scrape { http, read, om, .. } = &self.scrape;
-        let created = om.then_some(&read.created);
+        let (http, read) = (&self.http, &self.read);
+        let created = self.om.then_some(&read.created);
         let (cur, labels) = (&mut self.cursor, &mut self.labels);
         next_piece(cur, &mut self.own, &mut self.buf, |cur, buf| {
             http.fill(&read.snapshot, &read.names, created, cur, buf, labels, PIECE)

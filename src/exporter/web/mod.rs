@@ -231,29 +231,23 @@ async fn metrics(exposition: &Arc<Exposition>, format: Format, gzip: bool) -> Op
         // off the runtime.
         Format::Protobuf => {
             let exposition = exposition.clone();
-            return match tokio::task::spawn_blocking(move || exposition.protobuf()).await {
-                Ok(body) if gzip => Some(Chunks::streamed(body.gzip())),
-                Ok(body) => Some(Chunks::streamed(body)),
-                Err(e) => {
-                    log::error!("writing the metrics: {e}");
-                    None
-                }
-            };
+            let body = blocking(move || exposition.protobuf()).await?;
+            return Some(if gzip { Chunks::streamed(body.gzip()) } else { Chunks::streamed(body) });
         }
     };
     if gzip {
         // The first gzip scrape after a map read deflates the shared part: off the runtime thread.
-        blocking(move || scrape.gzip()).await
+        blocking(move || scrape.gzip()).await.map(Chunks::new)
     } else {
         // Written piece by piece from the last map read as the client takes it.
         Some(Chunks::streamed(scrape.plain()))
     }
 }
 
-/// A body made off the runtime thread; None (logged) if making it panicked.
-async fn blocking(make: impl FnOnce() -> Vec<Bytes> + Send + 'static) -> Option<Chunks> {
+/// What `make` makes, off the runtime thread; None (logged) if making it panicked.
+async fn blocking<T: Send + 'static>(make: impl FnOnce() -> T + Send + 'static) -> Option<T> {
     match tokio::task::spawn_blocking(make).await {
-        Ok(parts) => Some(Chunks::new(parts)),
+        Ok(made) => Some(made),
         Err(e) => {
             log::error!("writing the metrics: {e}");
             None
