@@ -6,9 +6,10 @@
  * written by userspace).
  *
  * The path is the request-target up to the first ' ', '?' or '#', of which
- * HG_PATH_MAX bytes are read. It is split into segments once, a word at a
- * time; each template is then compared segment by segment, a literal a word
- * at a time, in list order, the first match winning. A path that cannot be
+ * HG_PATH_MAX bytes are read. It is read once, a word at a time, then split
+ * at the '/'s found; the templates that take its number of segments are then
+ * compared segment by segment, a literal a word at a time, in list order, the
+ * first match winning. A path that cannot be
  * one a template names (no leading '/', a "." or ".." segment, a byte outside
  * visible ASCII) matches none: its route is HG_ROUTE_OTHER.
  */
@@ -31,6 +32,9 @@ struct {
 	__type(value, struct hg_routes);
 } routes SEC(".maps");
 
+/* Words of the bytes read: HG_PATH_MAX, and the one after that ends the path. */
+#define HG_PATH_WORDS ((HG_PATH_MAX + 8) / 8)
+
 /* A path split into segments: the first HG_ROUTE_SEGS + 1 of them, offsets from the path's first byte. */
 struct hg_path {
 	__u8 n;   /* segments split; HG_ROUTE_SEGS + 1 means that many or more */
@@ -39,22 +43,20 @@ struct hg_path {
 	__u8 seg; /* while splitting: where the segment being read starts */
 	__u8 start[HG_ROUTE_SEGS + 1];
 	__u8 len[HG_ROUTE_SEGS + 1];
-	/* While splitting: the word being split (its offset, the '/' not yet taken, where the path ends in
-	 * it). */
-	__u8 word;
-	__u8 next;
-	__u64 slash;
-	__u64 end;
+	__u8 end; /* while splitting: where the path ends, or the bytes read do */
+	__u8 pad[5];
+	/* While splitting: each word's '/'s (0x80 in their bytes) before the path's end. */
+	__u64 slashes[HG_PATH_WORDS];
 };
 
 #define HG_SLASHES (HG_ONES * '/')
 #define HG_HIGHS (~HG_LOWS)
-/* 0x80 in each byte of x that is visible ASCII (0x21 to 0x7e), 0 elsewhere. */
-static __always_inline __u64 hg_visible_bytes(__u64 x)
+/* 0x80 in each byte of x that is not visible ASCII (0x21 to 0x7e), 0 elsewhere. */
+static __always_inline __u64 hg_invisible_bytes(__u64 x)
 {
 	__u64 at_least_21 = ((x & HG_LOWS) + HG_ONES * (0x80 - 0x21)) & ~x & HG_HIGHS;
 
-	return at_least_21 & ~hg_zero_bytes(x ^ (HG_ONES * 0x7f));
+	return ~(at_least_21 & ~hg_zero_bytes(x ^ (HG_ONES * 0x7f))) & HG_HIGHS;
 }
 
 /* Whether the segment of `len` bytes at w[off] is "." or "..": not a path a template can name. */
@@ -67,9 +69,7 @@ static __always_inline bool hg_dot_segment(const struct hg_window *w, __u32 off,
 
 /*
  * The segment being read ends at path byte `end`: note it (the first
- * HG_ROUTE_SEGS + 1 only). False if it is "." or "..". What the split has
- * found so far is read from p, in map memory, each time, not carried in
- * registers: the verifier then sees one state here, whatever came before.
+ * HG_ROUTE_SEGS + 1 only). False if it is "." or "..".
  */
 static __always_inline bool hg_end_segment(const struct hg_window *w, __u32 off, struct hg_path *p, __u32 end)
 {
@@ -87,68 +87,104 @@ static __always_inline bool hg_end_segment(const struct hg_window *w, __u32 off,
 }
 
 /*
- * Split the path at w[off] (`avail` bytes of the window from there) into p.
- * Global: verified once. One loop, each turn either loading the next word
- * (where the path ends in it, which bytes are '/', whether one cannot be in a
- * path) or taking its next '/'. Where the split is lives in p, in map memory,
- * so every turn looks the same to the verifier. Turns: a word per eight bytes
- * read, a '/' per segment noted, one to end.
+ * The '/'s of the path's word at path byte `at` (0x80 in their bytes of
+ * `slash`) each end a segment: note them, until HG_ROUTE_SEGS + 1 are.
+ * Global: verified once, and called only for words that hold a '/'. False
+ * if a segment is "." or "..".
  */
-__noinline int hg_split_path(const struct hg_window *w, __u32 off, __u32 avail, struct hg_path *p)
+__noinline int hg_word_slashes(const struct hg_window *w, __u32 off, struct hg_path *p, __u32 at, __u64 slash)
+{
+	if (!w || !p)
+		return 0;
+	for (__u32 i = 0; i < 8; i++) {
+		if (!slash || p->n > HG_ROUTE_SEGS)
+			break;
+		if (!hg_end_segment(w, off, p, at + hg_first_marked(slash)))
+			return 0;
+		slash &= slash - 1;
+	}
+	return 1;
+}
+
+/*
+ * Read the path at w[off] (`avail` bytes of the window from there) into p:
+ * where it ends, whether a byte before that cannot be in one, and each
+ * word's '/'s. Global: verified once. A word at a time, with no call and no
+ * memory but the word and its '/'s: a long path is mostly words without a
+ * '/'. Splitting it (hg_split_path) follows only the words with a '/'.
+ */
+__noinline int hg_scan_path(const struct hg_window *w, __u32 off, __u32 avail, struct hg_path *p)
 {
 	if (!w || !p)
 		return 0;
 	p->n = 0;
 	p->seg = 1; /* the first segment starts after the leading '/' */
 	p->cut = 1;
-	p->next = 0;
-	p->slash = 0;
-	p->end = 0;
 	p->bad = avail == 0 || (hg_load8(w, off) & 0xff) != '/';
 	if (p->bad)
 		return 0;
 	if (avail > HG_PATH_MAX + 1)
 		avail = HG_PATH_MAX + 1; /* the path's bytes and the one that ends it */
-	for (__u32 turn = 0; turn < (HG_PATH_MAX + 8) / 8 + HG_ROUTE_SEGS + 2; turn++) {
-		__u64 slash = p->slash;
-
-		if (slash) {
-			if (!hg_end_segment(w, off, p, p->word + hg_first_marked(slash)))
-				goto bad;
-			/* Past the segments a template can name, the rest is one `*`: no need to split it. */
-			p->slash = p->n > HG_ROUTE_SEGS ? 0 : slash & (slash - 1);
-			continue;
-		}
-		if (p->end) {
-			__u32 e = p->word + hg_first_marked(p->end);
-
-			/* The path "/" has no segment; any other ends with one (perhaps empty: "/a/"). */
-			if (e > 1 && !hg_end_segment(w, off, p, e))
-				goto bad;
-			p->cut = 0;
-			return 0;
-		}
-		__u32 at = p->next;
-
+	p->end = avail;
+	for (__u32 at = 0; at < HG_PATH_WORDS * 8; at += 8) {
 		if (at >= avail)
 			break;
 		__u64 x = hg_load8(w, off + at);
-		__u64 in = avail - at >= 8 ? ~0ULL : HG_BYTES(avail - at);
-		__u64 end = (hg_zero_bytes(x ^ (HG_ONES * ' ')) | hg_zero_bytes(x ^ (HG_ONES * '?')) |
-			     hg_zero_bytes(x ^ (HG_ONES * '#'))) &
-			    in;
-		/* Only what lies before the path's end counts. */
-		__u64 before = end ? (end & -end) - 1 : in;
+		__u64 invisible = hg_invisible_bytes(x);
+		/* ' ' is not visible: the first stop ends the path, and must be ' ', '?' or '#'. */
+		__u64 stop =
+			invisible | hg_zero_bytes(x ^ (HG_ONES * '?')) | hg_zero_bytes(x ^ (HG_ONES * '#'));
+		__u64 slash = hg_zero_bytes(x ^ HG_SLASHES);
 
-		if (~hg_visible_bytes(x) & HG_HIGHS & before)
+		if (avail - at < 8) {
+			stop &= HG_BYTES(avail - at);
+			slash &= HG_BYTES(avail - at);
+		}
+		if (stop) {
+			__u64 first = stop & -stop;
+
+			if (first & invisible & ~hg_zero_bytes(x ^ (HG_ONES * ' '))) {
+				p->bad = 1;
+				return 0;
+			}
+			p->slashes[at / 8] = slash & (first - 1);
+			p->end = at + hg_first_marked(stop);
+			p->cut = 0;
+			break;
+		}
+		p->slashes[at / 8] = slash;
+	}
+	p->slashes[0] &= ~0x80ULL; /* the leading '/' starts the path, not a segment */
+	return 0;
+}
+
+/*
+ * Split the path at w[off] (`avail` bytes of the window from there) into p.
+ * Inline in hg_route_of, so that no call chain is deeper than before: 6.1
+ * counts at least 32 bytes of stack for each frame.
+ */
+static __always_inline void hg_split_path(const struct hg_window *w, __u32 off, __u32 avail,
+					  struct hg_path *p)
+{
+	hg_scan_path(w, off, avail, p);
+	if (p->bad)
+		return;
+	for (__u32 k = 0; k < HG_PATH_WORDS; k++) {
+		/* Past the segments a template can name, the rest is one `*`: no need to split it. */
+		if (k * 8 >= p->end || p->n > HG_ROUTE_SEGS)
+			break;
+		__u64 slash = p->slashes[k];
+
+		if (slash && !hg_word_slashes(w, off, p, k * 8, slash))
 			goto bad;
-		slash = hg_zero_bytes(x ^ HG_SLASHES) & before;
-		if (at == 0)
-			slash &= ~0x80ULL; /* the leading '/' starts the path, not a segment */
-		p->word = at;
-		p->next = at + 8;
-		p->slash = p->n > HG_ROUTE_SEGS ? 0 : slash;
-		p->end = end;
+	}
+	if (!p->cut) {
+		__u32 end = p->end;
+
+		/* The path "/" has no segment; any other ends with one (perhaps empty: "/a/"). */
+		if (end > 1 && !hg_end_segment(w, off, p, end))
+			goto bad;
+		return;
 	}
 	/* The bytes read end inside a segment: note what is known of it (not being whole, it is no dot
 	 * segment). */
@@ -156,13 +192,12 @@ __noinline int hg_split_path(const struct hg_window *w, __u32 off, __u32 avail, 
 
 	if (n <= HG_ROUTE_SEGS) {
 		p->start[n] = seg;
-		p->len[n] = avail > seg ? avail - seg : 0;
+		p->len[n] = p->end > seg ? p->end - seg : 0;
 		p->n = n + 1;
 	}
-	return 0;
+	return;
 bad:
 	p->bad = 1;
-	return 0;
 }
 
 /* Eight bytes of r's literals from lit[idx], the first in the lowest bits. */
@@ -220,10 +255,30 @@ __noinline int hg_route_matches(const struct hg_route *r, const struct hg_window
 				return 0;
 			continue;
 		}
-		if (len != r->len[i] || !hg_same_bytes(w, off + p->start[i], r, r->off[i], len))
+		if (len != r->len[i])
 			return 0;
+		__u32 at = off + p->start[i];
+
+		/* Most literals are a word or less (1 to 8 bytes): compared here, without a call. */
+		if (len - 1 < 8) {
+			if ((hg_load8(w, at) ^ hg_lit8(r, r->off[i])) & (~0ULL >> (64 - 8 * len)))
+				return 0;
+		} else if (!hg_same_bytes(w, at, r, r->off[i], len)) {
+			return 0;
+		}
 	}
 	return 1;
+}
+
+/* The index of the lowest bit set in m (m != 0): the bits below it, counted without a branch. */
+static __always_inline __u32 hg_lowest_set(__u32 m)
+{
+	__u32 v = (m & -m) - 1;
+
+	v = v - ((v >> 1) & 0x55555555);
+	v = (v & 0x33333333) + ((v >> 2) & 0x33333333);
+	v = (v + (v >> 4)) & 0x0f0f0f0f;
+	return (v * 0x01010101) >> 24;
 }
 
 /*
@@ -250,10 +305,17 @@ __noinline int hg_route_of(__u32 target, const struct hg_window *w, __u32 off, _
 	/* Only the templates that take a path of this many segments: most fail here, for nothing. */
 	__u32 may = p->cut ? t->cut[n] : t->whole[n];
 
-	for (__u32 i = 0; i < HG_MAX_ROUTES; i++) {
-		if (!(may >> i))
+	for (__u32 k = 0; k < HG_MAX_ROUTES; k++) {
+		if (!may)
 			break;
-		if (((may >> i) & 1) && hg_route_matches(&t->r[i], w, off, p))
+		__u32 i = hg_lowest_set(may);
+
+		barrier_var(
+			i); /* clang may read it from a table of bytes: keep the mask the verifier needs */
+		i &= HG_MAX_ROUTES - 1;
+
+		may &= may - 1;
+		if (hg_route_matches(&t->r[i], w, off, p))
 			return i + 1;
 	}
 	return HG_ROUTE_OTHER;
