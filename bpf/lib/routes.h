@@ -9,9 +9,9 @@
  * HG_PATH_MAX bytes are read. It is read once, a word at a time, then split
  * at the '/'s found; the templates that take its number of segments are then
  * compared segment by segment, a literal a word at a time, in list order, the
- * first match winning. A path that cannot be
- * one a template names (no leading '/', a "." or ".." segment, a byte outside
- * visible ASCII) matches none: its route is HG_ROUTE_OTHER.
+ * first match winning. A path that cannot be one a template names (no leading
+ * '/', a "." or ".." segment, a byte outside visible ASCII) matches none: its
+ * route is HG_ROUTE_OTHER.
  */
 #ifndef HG_LIB_ROUTES_H
 #define HG_LIB_ROUTES_H
@@ -44,10 +44,11 @@ struct hg_path {
 	__u8 start[HG_ROUTE_SEGS + 1];
 	__u8 len[HG_ROUTE_SEGS + 1];
 	__u8 end; /* while splitting: where the path ends, or the bytes read do */
-	__u8 pad[5];
+	__u8 pad;
 	/* While splitting: each word's '/'s (0x80 in their bytes) before the path's end. */
 	__u64 slashes[HG_PATH_WORDS];
 };
+_Static_assert(__builtin_offsetof(struct hg_path, slashes) % 8 == 0, "no padding the fields do not name");
 
 #define HG_SLASHES (HG_ONES * '/')
 #define HG_HIGHS (~HG_LOWS)
@@ -160,8 +161,9 @@ __noinline int hg_scan_path(const struct hg_window *w, __u32 off, __u32 avail, s
 
 /*
  * Split the path at w[off] (`avail` bytes of the window from there) into p.
- * Inline in hg_route_of, so that no call chain is deeper than before: 6.1
- * counts at least 32 bytes of stack for each frame.
+ * Inline in hg_route_of: called from a function of its own, hg_word_slashes
+ * would deepen the deepest call chain, and 6.1 counts at least 32 bytes of
+ * stack for each frame against the 512 allowed.
  */
 static __always_inline void hg_split_path(const struct hg_window *w, __u32 off, __u32 avail,
 					  struct hg_path *p)
@@ -310,8 +312,8 @@ __noinline int hg_route_of(__u32 target, const struct hg_window *w, __u32 off, _
 			break;
 		__u32 i = hg_lowest_set(may);
 
-		barrier_var(
-			i); /* clang may read it from a table of bytes: keep the mask the verifier needs */
+		/* clang may read it from a table of bytes: keep the mask the verifier needs. */
+		barrier_var(i);
 		i &= HG_MAX_ROUTES - 1;
 
 		may &= may - 1;
